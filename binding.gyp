@@ -1,0 +1,37 @@
+{
+  # The addon always builds. With Debian's libxen-dev headers it carries the Xen bindings
+  # (libraries are dlopen()ed at run time, so no Xen is needed to load it); without them
+  # every Xen call reports that the addon was built without Xen headers.
+  'variables': {
+    'have_xen_headers%': '<!(test -f /usr/include/xenctrl.h -a -f /usr/include/xenforeignmemory.h -a -f /usr/include/xenstore.h && echo 1 || echo 0)',
+  },
+  'targets': [{
+    'target_name': 'snowflock',
+    'sources': ['native/addon.cc', 'native/xen_error.cc'],
+    'include_dirs': ["<!(node -p \"require('node-addon-api').include_dir\")"],
+    'defines': ['NAPI_VERSION=8', 'NAPI_CPP_EXCEPTIONS'],
+    'cflags!': ['-fno-exceptions'],
+    'cflags_cc!': ['-fno-exceptions', '-std=gnu++17', '-std=c++17'],
+    # Xen's headers have no extern "C" guards of their own and use GNU extensions.
+    'cflags_cc': ['-std=gnu++17', '-fexceptions', '-Wall', '-Wextra', '-Wno-unused-parameter', '-Wno-missing-field-initializers'],
+    'libraries': ['-ldl'],
+    'conditions': [
+      ['have_xen_headers==1', {
+        'defines': ['SNOWFLOCK_HAVE_XEN=1'],
+        'sources': [
+          'native/xen_libs.cc',
+          'native/xen_logger.cc',
+          'native/xc_handle.cc',
+          'native/host_info.cc',
+          'native/domains.cc',
+          'native/interfaces.cc',
+          'native/feature_probe.cc',
+          'native/probe_domain.cc',
+          'native/xen_control.cc',
+        ],
+      }, {
+        'sources': ['native/no_xen.cc'],
+      }],
+    ],
+  }],
+}

@@ -1,0 +1,143 @@
+#include "xen_control.h"
+
+#include <string>
+
+#include "async_work.h"
+#include "domains.h"
+#include "feature_probe.h"
+#include "host_info.h"
+#include "xen_error.h"
+
+namespace snowflock {
+
+namespace {
+
+uint32_t DomidArg(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "domid must be a number");
+  double v = info[0].As<Napi::Number>().DoubleValue();
+  if (v < 0 || v > 0x7fef || v != double(uint32_t(v)))
+    throw Napi::RangeError::New(info.Env(), "domid must be an integer in 0..32751, got " + std::to_string(v));
+  return uint32_t(v);
+}
+
+// Runs f, turning a XenError into the JS error that carries call, errno and Xen's log line.
+template <typename F>
+auto Guard(Napi::Env env, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const XenError& e) {
+    throw e.ToJs(env);
+  }
+}
+
+Napi::Object FeatureToJs(Napi::Env env, const FeatureResult& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("available", r.available);
+  if (!r.available) {
+    o.Set("errno", r.err);
+    o.Set("reason", r.reason);
+    if (!r.xen_log.empty()) o.Set("xenLog", r.xen_log);
+  }
+  return o;
+}
+
+}  // namespace
+
+void XenControl::Register(Napi::Env env, Napi::Object exports) {
+  Napi::Function cls = DefineClass(env, "XenControl",
+                                   {
+                                       InstanceMethod("close", &XenControl::Close),
+                                       InstanceMethod("version", &XenControl::Version),
+                                       InstanceMethod("physinfo", &XenControl::PhysInfo),
+                                       InstanceMethod("listDomains", &XenControl::ListDomains),
+                                       InstanceMethod("domainInfo", &XenControl::DomainInfo),
+                                       InstanceMethod("pause", &XenControl::Pause),
+                                       InstanceMethod("unpause", &XenControl::Unpause),
+                                       InstanceMethod("destroy", &XenControl::Destroy),
+                                       InstanceMethod("probeFeatures", &XenControl::ProbeFeatures),
+                                   });
+  exports.Set("XenControl", cls);
+}
+
+XenControl::XenControl(const Napi::CallbackInfo& info) : Napi::ObjectWrap<XenControl>(info) {
+  handle_ = Guard(info.Env(), [] { return std::make_shared<XcHandle>(); });
+}
+
+std::shared_ptr<XcHandle> XenControl::Handle(Napi::Env env) {
+  if (!handle_) throw Napi::Error::New(env, "XenControl is closed");
+  return handle_;
+}
+
+Napi::Value XenControl::Close(const Napi::CallbackInfo& info) {
+  handle_.reset();
+  return info.Env().Undefined();
+}
+
+Napi::Value XenControl::Version(const Napi::CallbackInfo& info) {
+  auto h = Handle(info.Env());
+  return Guard(info.Env(), [&] { return XenVersion(info.Env(), h->get()); });
+}
+
+Napi::Value XenControl::PhysInfo(const Napi::CallbackInfo& info) {
+  auto h = Handle(info.Env());
+  return Guard(info.Env(), [&] { return snowflock::PhysInfo(info.Env(), h->get()); });
+}
+
+Napi::Value XenControl::ListDomains(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = Handle(env);
+  auto domains = Guard(env, [&] { return snowflock::ListDomains(h->get()); });
+  Napi::Array out = Napi::Array::New(env, domains.size());
+  for (size_t i = 0; i < domains.size(); i++) out[uint32_t(i)] = DomainToJs(env, domains[i]);
+  return out;
+}
+
+Napi::Value XenControl::DomainInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t domid = DomidArg(info);
+  auto h = Handle(env);
+  return DomainToJs(env, Guard(env, [&] { return snowflock::DomainInfo(h->get(), domid); }));
+}
+
+Napi::Value XenControl::Pause(const Napi::CallbackInfo& info) {
+  uint32_t domid = DomidArg(info);
+  auto h = Handle(info.Env());
+  Guard(info.Env(), [&] { PauseDomain(h->get(), domid); });
+  return info.Env().Undefined();
+}
+
+Napi::Value XenControl::Unpause(const Napi::CallbackInfo& info) {
+  uint32_t domid = DomidArg(info);
+  auto h = Handle(info.Env());
+  Guard(info.Env(), [&] { UnpauseDomain(h->get(), domid); });
+  return info.Env().Undefined();
+}
+
+Napi::Value XenControl::Destroy(const Napi::CallbackInfo& info) {
+  uint32_t domid = DomidArg(info);
+  auto h = Handle(info.Env());
+  // Destruction waits for Xen to release the domain's memory: off the JS thread.
+  return RunAsync<bool>(
+      info.Env(), "snowflock.destroy",
+      [h, domid] {
+        DestroyDomain(h->get(), domid);
+        return true;
+      },
+      [](Napi::Env env, bool&) { return env.Undefined(); });
+}
+
+Napi::Value XenControl::ProbeFeatures(const Napi::CallbackInfo& info) {
+  auto h = Handle(info.Env());
+  return RunAsync<FeatureReport>(
+      info.Env(), "snowflock.probeFeatures", [h] { return snowflock::ProbeFeatures(h->get()); },
+      [](Napi::Env env, FeatureReport& r) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("hap", r.hap);
+        o.Set("memPaging", FeatureToJs(env, r.mem_paging));
+        o.Set("memSharing", FeatureToJs(env, r.mem_sharing));
+        o.Set("memAccess", FeatureToJs(env, r.mem_access));
+        return o;
+      });
+}
+
+}  // namespace snowflock

@@ -1,0 +1,12 @@
+// Xen's public headers, included once for the whole addon.
+// They declare C functions without extern "C" guards, so wrap them here.
+#pragma once
+
+extern "C" {
+#include <xenctrl.h>
+#include <xenforeignmemory.h>
+#include <xenevtchn.h>
+#include <xengnttab.h>
+#include <xenstore.h>
+#include <xentoollog.h>
+}
