@@ -1,0 +1,29 @@
+#!/bin/sh
+# snowflock test guest agent: PID 1 of the busybox test guest.
+# Prints a counter on the console (hvc0) so that a clone's console shows whether it continues
+# the parent's count, and runs the workload named on the kernel command line:
+#   sf.workload=counter   (default) one line per second, sleeping in between
+#   sf.workload=spin      one line per second, busy-waiting in between
+#   sf.interval=N         seconds between lines (counter)
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+
+arg() { echo " $(cat /proc/cmdline)" | sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p"; }
+WORKLOAD=$(arg sf.workload); WORKLOAD=${WORKLOAD:-counter}
+INTERVAL=$(arg sf.interval); INTERVAL=${INTERVAL:-1}
+
+echo "SF-AGENT up workload=$WORKLOAD uptime=$(cut -d' ' -f1 /proc/uptime)"
+i=0
+case $WORKLOAD in
+  counter)
+    while :; do echo "SF-COUNT $i"; i=$((i + 1)); sleep "$INTERVAL"; done ;;
+  spin)
+    while :; do
+      echo "SF-COUNT $i"; i=$((i + 1))
+      end=$(( $(cut -d. -f1 /proc/uptime) + INTERVAL ))
+      while [ "$(cut -d. -f1 /proc/uptime)" -lt "$end" ]; do :; done
+    done ;;
+  *)
+    echo "SF-AGENT unknown workload $WORKLOAD"; poweroff -f ;;
+esac

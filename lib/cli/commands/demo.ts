@@ -1,0 +1,23 @@
+import type { Argv } from 'yargs';
+import { existsSync } from 'node:fs';
+import { lifecycleDemo } from '../../demo/lifecycle.js';
+import { progress } from '../output.js';
+import { boxJob } from './testbox.js';
+
+export function demoCommand(y: Argv) {
+  return y.command(
+    'demo',
+    'The main demo: on a Xen dom0 it runs here; elsewhere it boots a test box and runs there',
+    (a) => a.option('xen', { choices: ['stock', 'custom'] as const, default: 'stock' as const, describe: 'test box hypervisor when no Xen is here' })
+      .option('timeout', { type: 'number', default: 600 }),
+    async (argv) => {
+      const onXen = existsSync('/dev/xen/privcmd') || existsSync('/proc/xen/privcmd');
+      if (onXen) {
+        await lifecycleDemo((line) => console.log(`snowflock-demo: ${line}`));
+        return;
+      }
+      progress('no Xen on this machine: running the demo in the test box (real Xen 4.17 under QEMU)');
+      await boxJob('demo', { hosts: 1, xen: argv.xen, timeout: argv.timeout, json: argv.json as boolean, _: [] });
+    },
+  );
+}

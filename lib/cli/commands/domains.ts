@@ -1,0 +1,51 @@
+import type { Argv } from 'yargs';
+import { withXen } from '../../xen/control.js';
+import type { DomainInfo } from '../../xen/native.js';
+import { printJson, table } from '../output.js';
+import { UsageError } from '../errors.js';
+
+function domid(value: unknown): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 0x7fef) throw new UsageError(`not a domain id: ${String(value)}`);
+  return n;
+}
+
+function mib(pages: number): string {
+  return String(Math.round((pages * 4) / 1024));
+}
+
+function row(d: DomainInfo): (string | number)[] {
+  return [d.domid, d.type, mib(d.totPages), mib(d.pagedPages), d.onlineVcpus, d.state, (d.cpuTimeNs / 1e9).toFixed(1)];
+}
+
+export function domainCommands(y: Argv) {
+  return y
+    .command('list', 'List the domains on this host, as the hypervisor sees them', {}, async (argv) => {
+      const domains = await withXen((xc) => xc.listDomains());
+      if (argv.json) printJson(domains);
+      else console.log(table(['ID', 'TYPE', 'MEM(MiB)', 'PAGED(MiB)', 'VCPUS', 'STATE', 'TIME(s)'], domains.map(row)));
+    })
+    .command('pause <domid>', 'Pause a domain', (a) => a.positional('domid', { type: 'number', demandOption: true }), async (argv) => {
+      const id = domid(argv.domid);
+      await withXen((xc) => xc.pause(id));
+      if (argv.json) printJson({ paused: id });
+    })
+    .command('unpause <domid>', 'Unpause a domain', (a) => a.positional('domid', { type: 'number', demandOption: true }), async (argv) => {
+      const id = domid(argv.domid);
+      await withXen((xc) => xc.unpause(id));
+      if (argv.json) printJson({ unpaused: id });
+    })
+    .command(
+      'destroy <domid..>',
+      'Destroy domains (clones or any other)',
+      (a) => a.positional('domid', { type: 'number', array: true, demandOption: true }),
+      async (argv) => {
+        const ids = (argv.domid as unknown[]).map(domid);
+        if (ids.includes(0)) throw new UsageError('refusing to destroy domain 0');
+        await withXen(async (xc) => {
+          for (const id of ids) await xc.destroy(id);
+        });
+        if (argv.json) printJson({ destroyed: ids });
+      },
+    );
+}

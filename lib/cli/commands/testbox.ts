@@ -1,0 +1,99 @@
+import type { Argv } from 'yargs';
+import { prepareArtifacts } from '../../testbox/prepare.js';
+import { runTestbox, type TestboxReport } from '../../testbox/run.js';
+import { runSuiteOnHost } from '../../testbox/on-host.js';
+import { bootBox } from '../../testbox/qemu.js';
+import { artifacts, type XenFlavour } from '../../testbox/paths.js';
+import { ExitCode, printJson, progress, table } from '../output.js';
+import { UsageError } from '../errors.js';
+import { readFileSync } from 'node:fs';
+
+export interface BoxArgs {
+  hosts: number;
+  xen: XenFlavour;
+  timeout: number;
+  json?: boolean;
+  verbose?: boolean;
+  _: (string | number)[];
+  '--'?: (string | number)[];
+}
+
+function boxOptions(a: Argv) {
+  return a
+    .option('hosts', { type: 'number', default: 1, describe: 'boxes joined by one virtual network (tap + bridge in a netns)' })
+    .option('xen', { choices: ['stock', 'custom'] as const, default: 'stock' as XenFlavour, describe: "Debian's Xen, or the project build with MEM_PAGING/MEM_SHARING" })
+    .option('timeout', { type: 'number', default: 900, describe: 'seconds before a box is killed (its console log is kept)' })
+    .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'stream every console line' });
+}
+
+function summarize(report: TestboxReport): void {
+  console.log(table(['BOX', 'RESULT', 'PASS', 'FAIL', 'SKIP', 'SECONDS', 'CONSOLE LOG'], report.boxes.map((b) => [
+    b.box,
+    b.timedOut ? 'timeout' : b.jobRc === null ? 'no result' : b.jobRc === 0 ? 'ok' : `rc ${b.jobRc}`,
+    b.tap.passed.length, b.tap.failed.length, b.tap.skipped.length, b.seconds.toFixed(0), b.logFile,
+  ])));
+  for (const b of report.boxes) {
+    for (const f of b.tap.failed) console.log(`box ${b.box}: FAILED ${f}`);
+    if (b.jobRc !== 0) {
+      console.log(`----- box ${b.box}: last console lines -----`);
+      console.log(readFileSync(b.logFile, 'utf8').split('\n').slice(-60).join('\n'));
+    }
+  }
+}
+
+export async function boxJob(job: 'test' | 'demo', argv: BoxArgs): Promise<void> {
+  if (!Number.isInteger(argv.hosts) || argv.hosts < 1 || argv.hosts > 8) throw new UsageError(`--hosts must be 1..8, got ${argv.hosts}`);
+  await prepareArtifacts(argv.xen, progress, { dom0: true });
+  progress(`booting ${argv.hosts} test box(es), Xen ${argv.xen}, job ${job} (timeout ${argv.timeout}s)`);
+  const report = await runTestbox({
+    hosts: argv.hosts,
+    flavour: argv.xen,
+    job,
+    jobArgs: (argv['--'] ?? []).map(String),
+    timeoutSec: argv.timeout,
+    onLine: (box, line) => {
+      if (argv.verbose) process.stderr.write(`[box${box}] ${line}\n`);
+      else if (/^SNOWFLOCK-MARK|^(not )?ok \d+ - |^# (pass|fail)/.test(line)) progress(`box${box}: ${line}`);
+      if (job === 'demo' && !argv.verbose && /^snowflock(-demo)?:|^ID |^\d+ +(pv|pvh|hvm)/.test(line)) process.stdout.write(`[box${box}] ${line}\n`);
+    },
+  });
+  if (argv.json) printJson(report);
+  else summarize(report);
+  process.exitCode = report.ok ? ExitCode.ok : ExitCode.failed;
+}
+
+export function testboxCommand(y: Argv) {
+  return y.command('testbox', 'The Xen test box: real Xen 4.17 under QEMU TCG, to test and demo without Xen hardware', (t) =>
+    t
+      .command('prepare', 'Fetch and build every artifact (cached under $SNOWFLOCK_CACHE)', (a) => boxOptions(a), async (argv) => {
+        await prepareArtifacts(argv.xen, progress, { dom0: true });
+        if (argv.json) printJson({ hypervisor: artifacts.hypervisor(argv.xen), kernel: artifacts.kernel(), dom0: artifacts.dom0Initrd() });
+      })
+      .command(
+        'test',
+        'Run test/testbox inside the test box (or --on-host, in this real Xen dom0)',
+        (a) =>
+          boxOptions(a)
+            .option('on-host', { type: 'boolean', default: false, describe: 'run the suite here: this host must be a Xen dom0' })
+            .example('$0 testbox test', 'one box, Debian Xen')
+            .example('$0 testbox test --xen custom --hosts 2', 'two boxes on one network, project Xen')
+            .example('$0 testbox test -- --test-name-pattern=addon', 'arguments after -- go to node --test'),
+        async (argv) => {
+          if (argv.onHost) {
+            await prepareArtifacts('stock', progress, { dom0: false });
+            const { rc, tap } = await runSuiteOnHost({ flavour: 'host', args: ((argv['--'] ?? []) as unknown[]).map(String), onLine: (l) => process.stdout.write(argv.json ? '' : l + '\n') });
+            if (argv.json) printJson({ onHost: true, rc, tap });
+            process.exitCode = rc === 0 ? ExitCode.ok : ExitCode.failed;
+            return;
+          }
+          await boxJob('test', argv as unknown as BoxArgs);
+        },
+      )
+      .command('demo', 'Run the demo inside a test box', (a) => boxOptions(a), (argv) => boxJob('demo', argv as unknown as BoxArgs))
+      .command('shell', 'Boot one test box with a shell on its console (Ctrl-a x quits)', (a) => boxOptions(a), async (argv) => {
+        await prepareArtifacts(argv.xen, progress, { dom0: true });
+        await bootBox({ box: 1, hosts: 1, flavour: argv.xen, job: 'shell', jobArgs: [], timeoutSec: argv.timeout, logFile: '/dev/null', interactive: true }, () => {});
+      })
+      .demandCommand(1, 'say which: prepare, test, demo or shell'),
+  );
+}

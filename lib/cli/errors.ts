@@ -1,0 +1,18 @@
+// Turns any error into one line for the user and the right exit code.
+import { isNativeXenError } from '../xen/native.js';
+import { XenUnavailableError } from '../xen/control.js';
+import { ExitCode } from './output.js';
+
+export class UsageError extends Error {}
+
+export function reportError(e: unknown, json: boolean): number {
+  const code = e instanceof UsageError ? ExitCode.usage : e instanceof XenUnavailableError ? ExitCode.noXen : ExitCode.failed;
+  const message = e instanceof Error ? e.message : String(e);
+  if (json) {
+    const detail = isNativeXenError(e) ? { call: e.call, errno: e.errno, code: e.code, xenLog: e.xenLog } : {};
+    process.stdout.write(JSON.stringify({ error: message, ...detail }) + '\n');
+  } else {
+    process.stderr.write(`snowflock: error: ${message}\n`);
+  }
+  return code;
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+// snowflock: VM fork for Xen. The dom0 command line.
+import yargs, { type Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { doctorCommand } from './commands/doctor.js';
+import { domainCommands } from './commands/domains.js';
+import { testboxCommand } from './commands/testbox.js';
+import { demoCommand } from './commands/demo.js';
+import { reportError } from './errors.js';
+import { ExitCode } from './output.js';
+
+async function main(): Promise<void> {
+  const argv = hideBin(process.argv);
+  const json = argv.includes('--json');
+  let cli: Argv = yargs(argv)
+    .scriptName('snowflock')
+    .usage('$0 <command> [options]\n\nVM fork for Xen: clone a running VM onto many hosts, with memory on demand.')
+    .option('json', { type: 'boolean', default: false, global: true, describe: 'machine-readable output on stdout' })
+    .parserConfiguration({ 'populate--': true })
+    .strict()
+    .demandCommand(1, 'say which command; --help lists them')
+    .recommendCommands()
+    .epilogue('Exit codes: 0 ok, 1 failed, 2 bad usage, 3 Xen not available here.\nDocs: README.md, docs/ARCHITECTURE.md')
+    .help()
+    .alias('h', 'help')
+    .version()
+    .fail((msg, err) => {
+      if (err) throw err;
+      process.stderr.write(`snowflock: ${msg}\nRun snowflock --help for usage.\n`);
+      process.exit(ExitCode.usage);
+    }) as unknown as Argv;
+  cli = doctorCommand(cli);
+  cli = domainCommands(cli);
+  cli = testboxCommand(cli);
+  cli = demoCommand(cli);
+  try {
+    await cli.parseAsync();
+  } catch (e) {
+    process.exitCode = reportError(e, json);
+  }
+}
+
+await main();

@@ -1,0 +1,202 @@
+/**
+ * mcdist client: joins the session's group, requests blocks by unicast UDP
+ * and keeps every verified block that arrives, asked for or not. A block one
+ * clone faults on is usually the block its siblings fault on next, so another
+ * clone's reply is a free prefetch.
+ *
+ * Requests are retransmitted every `session.retransmitMs` until the block
+ * arrives; each carries the client's receive rate for the server's flow
+ * control.
+ */
+import dgram from 'node:dgram';
+import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { BlockCollector } from './collector.js';
+import { RATE_TICK_MS, RateEstimator } from './rate.js';
+import { type Session, wireKeys } from './session.js';
+import type { BatchHandler, BlockClient, ClientStats, Log } from './types.js';
+import { DropReason, MessageType, type WireKeys, decode, encodeRequest, newDropCounters } from './wire.js';
+
+export interface McdistClientOptions {
+  /** Local address of the interface that reaches the server; the kernel picks one if unset. */
+  interfaceAddress?: string;
+  onBatch?: BatchHandler;
+  /** Hand a batch over once it holds this many blocks (default 1024). */
+  batchLimit?: number;
+  /** Reject a fetch when its block has not arrived after this long. */
+  giveUpMs?: number;
+  /** Socket receive buffer; the kernel caps it at net.core.rmem_max. */
+  recvBufferSize?: number;
+  log?: Log;
+  /**
+   * TESTS ONLY: drop this share of received datagrams before looking at them,
+   * to exercise retransmission and flow control without sch_netem.
+   */
+  testDropRate?: number;
+}
+
+interface Outstanding {
+  attempt: number;
+  firstSent: number;
+  lastSent: number;
+}
+
+export class McdistClient implements BlockClient {
+  readonly transport = 'multicast' as const;
+  private readonly keys: WireKeys;
+  private readonly clientId = randomBytes(4).readUInt32BE(0);
+  private readonly blocks: BlockCollector;
+  private readonly outstanding = new Map<number, Outstanding>();
+  /** Blocks this client asked for, to tell its own replies from prefetch. */
+  private readonly requested: Uint8Array;
+  private readonly rx = new RateEstimator(performance.now());
+  private readonly timers: NodeJS.Timeout[] = [];
+  private closed = false;
+  private readonly counters = {
+    requestsSent: 0, retransmits: 0, blocksReceived: 0, prefetched: 0, duplicates: 0, bytesReceived: 0,
+  };
+  private readonly drops = newDropCounters();
+
+  /**
+   * @param socket a bound socket that has joined the group, or null to drive
+   * the client through handleDatagram() alone (tests).
+   */
+  constructor(
+    readonly session: Session,
+    private readonly socket: dgram.Socket | null,
+    private readonly opts: McdistClientOptions = {},
+  ) {
+    this.keys = wireKeys(session);
+    this.blocks = new BlockCollector(session.blockCount, opts.onBatch, opts.batchLimit, opts.log);
+    this.requested = new Uint8Array(session.blockCount);
+    socket?.on('message', (buf) => this.handleDatagram(buf));
+    socket?.on('error', (err) => opts.log?.(`mcdist client: socket error: ${err.message}`));
+    this.timers.push(setInterval(() => this.rx.tick(performance.now()), RATE_TICK_MS).unref());
+    this.timers.push(
+      setInterval(() => this.retransmit(performance.now()), Math.max(1, session.retransmitMs / 2)).unref(),
+    );
+  }
+
+  /** Bind the group port, join the group and return a ready client. */
+  static async open(session: Session, opts: McdistClientOptions = {}): Promise<McdistClient> {
+    const socket = dgram.createSocket({
+      type: 'udp4',
+      reuseAddr: true, // every clone on a host binds the same group port
+      recvBufferSize: opts.recvBufferSize ?? 4 * 1024 * 1024,
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        socket.once('error', reject);
+        socket.bind(session.groupPort, () => {
+          socket.off('error', reject);
+          resolve();
+        });
+      });
+      socket.addMembership(session.group, opts.interfaceAddress);
+    } catch (err) {
+      socket.close();
+      throw err;
+    }
+    return new McdistClient(session, socket, opts);
+  }
+
+  fetch(index: number): Promise<Buffer> {
+    if (this.closed) return Promise.reject(new Error('mcdist client is closed'));
+    if (!Number.isInteger(index) || index < 0 || index >= this.session.blockCount) {
+      return Promise.reject(new RangeError(`block ${index} is outside 0..${this.session.blockCount - 1}`));
+    }
+    const have = this.blocks.get(index);
+    if (have) return Promise.resolve(have);
+    const p = this.blocks.wait(index);
+    if (!this.outstanding.has(index)) {
+      const now = performance.now();
+      this.outstanding.set(index, { attempt: 0, firstSent: now, lastSent: now });
+      this.requested[index] = 1;
+      this.sendRequest(index, 0);
+    }
+    return p;
+  }
+
+  has(index: number): boolean {
+    return this.blocks.has(index);
+  }
+
+  /** Feed one datagram as if it came from the socket. Never throws. */
+  handleDatagram(buf: Buffer): void {
+    const drop = this.opts.testDropRate;
+    if (drop !== undefined && drop > 0 && Math.random() < drop) {
+      this.drops.testDropped++;
+      return;
+    }
+    const r = decode(buf, this.keys, this.session.blockCount);
+    if (!r.ok) {
+      this.drops[r.reason]++;
+      return;
+    }
+    if (r.msg.type !== MessageType.Block) {
+      this.drops[DropReason.UnexpectedType]++;
+      return;
+    }
+    this.rx.add(buf.length);
+    this.counters.bytesReceived += buf.length;
+    const { index, data } = r.msg;
+    // `data` is a view of the datagram; dgram allocates a fresh buffer per message.
+    if (!this.blocks.add(index, data)) {
+      this.counters.duplicates++;
+      return;
+    }
+    this.counters.blocksReceived++;
+    if (this.requested[index] === 0) this.counters.prefetched++;
+    this.outstanding.delete(index);
+  }
+
+  stats(): ClientStats {
+    return {
+      transport: this.transport,
+      ...this.counters,
+      batches: this.blocks.batches,
+      rxRate: this.rx.bytesPerSecond,
+      drops: { ...this.drops },
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.blocks.flush();
+    this.closed = true;
+    for (const t of this.timers) clearInterval(t);
+    this.outstanding.clear();
+    this.blocks.failAll(new Error('mcdist client is closed'));
+    if (this.socket) await new Promise<void>((resolve) => this.socket!.close(() => resolve()));
+  }
+
+  private sendRequest(index: number, attempt: number): void {
+    if (!this.socket || this.closed) return;
+    const msg = encodeRequest(this.keys, {
+      index,
+      clientId: this.clientId,
+      rxRateKiBps: this.rx.bytesPerSecond / 1024,
+      attempt,
+    });
+    this.counters.requestsSent++;
+    if (attempt > 0) this.counters.retransmits++;
+    this.socket.send(msg, this.session.requestPort, this.session.serverAddress, (err) => {
+      // A failed send is a lost request: the retransmit timer covers it.
+      if (err) this.opts.log?.(`mcdist client: request send failed: ${err.message}`);
+    });
+  }
+
+  private retransmit(now: number): void {
+    const giveUpMs = this.opts.giveUpMs ?? 30_000;
+    for (const [index, o] of this.outstanding) {
+      if (now - o.firstSent > giveUpMs) {
+        this.outstanding.delete(index);
+        this.blocks.fail(index, new Error(`mcdist: block ${index} not received after ${giveUpMs} ms`));
+      } else if (now - o.lastSent >= this.session.retransmitMs) {
+        o.attempt++;
+        o.lastSent = now;
+        this.sendRequest(index, o.attempt);
+      }
+    }
+  }
+}

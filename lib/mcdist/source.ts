@@ -1,0 +1,52 @@
+/**
+ * Where the server's blocks come from: guest pages, descriptor chunks or disk
+ * blocks. Blocks are numbered 0..count-1; read() returns at most the
+ * session's block size and is called once per send, so sources that copy
+ * (e.g. mapping foreign pages) should return a fresh buffer each time.
+ */
+export interface BlockSource {
+  readonly count: number;
+  read(index: number): Buffer;
+}
+
+/** A source backed by one buffer, cut into fixed-size blocks (the last may be short). */
+export class BufferSource implements BlockSource {
+  readonly count: number;
+
+  constructor(private readonly bytes: Buffer, private readonly blockSize: number) {
+    this.count = Math.ceil(bytes.length / blockSize);
+  }
+
+  read(index: number): Buffer {
+    const start = index * this.blockSize;
+    return this.bytes.subarray(start, Math.min(this.bytes.length, start + this.blockSize));
+  }
+}
+
+/**
+ * Synthetic blocks whose bytes are a pure function of (seed, index), so a
+ * process elsewhere can check what it received without a copy of the source.
+ * Used by the host tests, the benchmark and self-tests.
+ */
+export class PatternSource implements BlockSource {
+  constructor(readonly count: number, private readonly blockSize: number, private readonly seed: number) {}
+
+  read(index: number): Buffer {
+    return patternBlock(this.seed, index, this.blockSize);
+  }
+}
+
+export function patternBlock(seed: number, index: number, size: number): Buffer {
+  const out = Buffer.allocUnsafe(size);
+  // xorshift32 seeded from (seed, index); cheap and different for every block.
+  let x = (Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(index + 1, 0xc2b2ae35)) >>> 0 || 1;
+  let i = 0;
+  for (; i + 4 <= size; i += 4) {
+    x ^= x << 13; x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5; x >>>= 0;
+    out.writeUInt32LE(x, i);
+  }
+  for (; i < size; i++) out[i] = (x >>> (8 * (i & 3))) & 0xff;
+  return out;
+}

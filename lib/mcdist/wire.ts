@@ -1,0 +1,196 @@
+/**
+ * mcdist wire format, version 1.
+ *
+ * Every message, on UDP (one message per datagram) and on the TCP fallback
+ * (messages back to back on the stream), has the same layout. Integers are
+ * big-endian.
+ *
+ *   offset  size  field
+ *   ------  ----  -----------------------------------------------------------
+ *        0     2  magic 0x5346 ("SF")
+ *        2     1  version (1)
+ *        3     1  type: 1 = REQUEST (client -> server), 2 = BLOCK (server -> group)
+ *        4     8  session id: one per fork family, chosen at random by the parent
+ *       12     4  block index
+ *       16     4  body length in bytes (L)
+ *       20     L  body
+ *     20+L    16  MAC: HMAC-SHA256(session key, bytes 0 .. 20+L) truncated to 16 bytes
+ *
+ * REQUEST body (12 bytes):
+ *        0     4  client id (random per client; keys the server's per-client rate table)
+ *        4     4  client receive rate, KiB/s (the weighted average the client measures)
+ *        8     2  attempt: 0 for the first request of this block, +1 per retransmission
+ *       10     2  reserved, zero
+ *
+ * BLOCK body: the block's bytes, at most the session's block size (a short last
+ * block is allowed: descriptors and disks need not end on a block boundary).
+ *
+ * The MAC is both the checksum and the session fence: a block is used only if
+ * it verifies under this session's key, so a corrupted datagram, or one from
+ * another fork family that happens to share the group or port, is dropped.
+ * Decoding never throws: it returns a drop reason, which callers count.
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto';
+
+export const MAGIC = 0x5346;
+export const VERSION = 1;
+export const HEADER_BYTES = 20;
+export const MAC_BYTES = 16;
+export const REQUEST_BODY_BYTES = 12;
+export const SESSION_ID_BYTES = 8;
+/** Largest block a UDP datagram can carry with our framing (IPv4, 65507-byte payload limit). */
+export const MAX_UDP_BLOCK_BYTES = 65507 - HEADER_BYTES - MAC_BYTES;
+
+export const MessageType = { Request: 1, Block: 2 } as const;
+export type MessageType = (typeof MessageType)[keyof typeof MessageType];
+
+export interface RequestMessage {
+  type: typeof MessageType.Request;
+  index: number;
+  clientId: number;
+  rxRateKiBps: number;
+  attempt: number;
+}
+
+export interface BlockMessage {
+  type: typeof MessageType.Block;
+  index: number;
+  /** A view into the datagram: copy it if the datagram buffer is reused. */
+  data: Buffer;
+}
+
+export type Message = RequestMessage | BlockMessage;
+
+/** Why a datagram was dropped. Each reason has its own counter. */
+export const DropReason = {
+  Truncated: 'truncated',
+  BadMagic: 'badMagic',
+  BadVersion: 'badVersion',
+  BadType: 'badType',
+  WrongSession: 'wrongSession',
+  BadLength: 'badLength',
+  BadMac: 'badMac',
+  OutOfRange: 'outOfRange',
+  UnexpectedType: 'unexpectedType',
+  TestDropped: 'testDropped',
+} as const;
+export type DropReason = (typeof DropReason)[keyof typeof DropReason];
+
+export type DropCounters = Record<DropReason, number>;
+
+export function newDropCounters(): DropCounters {
+  return {
+    truncated: 0, badMagic: 0, badVersion: 0, badType: 0, wrongSession: 0,
+    badLength: 0, badMac: 0, outOfRange: 0, unexpectedType: 0, testDropped: 0,
+  };
+}
+
+export function totalDrops(c: DropCounters): number {
+  let n = 0;
+  for (const v of Object.values(c)) n += v;
+  return n;
+}
+
+/** What a decoder needs to know about the session it belongs to. */
+export interface WireKeys {
+  sessionId: Buffer; // SESSION_ID_BYTES
+  key: Buffer;
+  /** Largest BLOCK body accepted. */
+  blockSize: number;
+}
+
+export type DecodeResult = { ok: true; msg: Message } | { ok: false; reason: DropReason };
+
+function mac(key: Buffer, parts: readonly Buffer[]): Buffer {
+  const h = createHmac('sha256', key);
+  for (const p of parts) h.update(p);
+  return h.digest().subarray(0, MAC_BYTES);
+}
+
+function header(keys: WireKeys, type: MessageType, index: number, bodyLength: number): Buffer {
+  const h = Buffer.allocUnsafe(HEADER_BYTES);
+  h.writeUInt16BE(MAGIC, 0);
+  h.writeUInt8(VERSION, 2);
+  h.writeUInt8(type, 3);
+  keys.sessionId.copy(h, 4, 0, SESSION_ID_BYTES);
+  h.writeUInt32BE(index >>> 0, 12);
+  h.writeUInt32BE(bodyLength >>> 0, 16);
+  return h;
+}
+
+/**
+ * A message as the list of buffers to send: [header, body, mac]. dgram and
+ * net sockets both take buffer lists, so a block's bytes are never copied.
+ */
+export function encodeBlock(keys: WireKeys, index: number, data: Buffer): Buffer[] {
+  const h = header(keys, MessageType.Block, index, data.length);
+  return [h, data, mac(keys.key, [h, data])];
+}
+
+export function encodeRequest(
+  keys: WireKeys,
+  req: Omit<RequestMessage, 'type'>,
+): Buffer[] {
+  const h = header(keys, MessageType.Request, req.index, REQUEST_BODY_BYTES);
+  const b = Buffer.alloc(REQUEST_BODY_BYTES);
+  b.writeUInt32BE(req.clientId >>> 0, 0);
+  b.writeUInt32BE(Math.min(0xffffffff, Math.max(0, Math.round(req.rxRateKiBps))), 4);
+  b.writeUInt16BE(Math.min(0xffff, Math.max(0, req.attempt)), 8);
+  return [h, b, mac(keys.key, [h, b])];
+}
+
+/** Total message length announced by a header, or undefined if the header is not ours. */
+export function frameLength(buf: Buffer, offset = 0): number | undefined {
+  if (buf.length - offset < HEADER_BYTES) return undefined;
+  if (buf.readUInt16BE(offset) !== MAGIC) return undefined;
+  return HEADER_BYTES + buf.readUInt32BE(offset + 16) + MAC_BYTES;
+}
+
+/**
+ * Decode and authenticate one message. `blockCount` bounds the block index;
+ * it is checked after the MAC so only authenticated fields are interpreted.
+ */
+export function decode(buf: Buffer, keys: WireKeys, blockCount: number): DecodeResult {
+  if (buf.length < HEADER_BYTES + MAC_BYTES) return { ok: false, reason: DropReason.Truncated };
+  if (buf.readUInt16BE(0) !== MAGIC) return { ok: false, reason: DropReason.BadMagic };
+  if (buf.readUInt8(2) !== VERSION) return { ok: false, reason: DropReason.BadVersion };
+  const type = buf.readUInt8(3);
+  if (type !== MessageType.Request && type !== MessageType.Block) {
+    return { ok: false, reason: DropReason.BadType };
+  }
+  if (buf.compare(keys.sessionId, 0, SESSION_ID_BYTES, 4, 4 + SESSION_ID_BYTES) !== 0) {
+    return { ok: false, reason: DropReason.WrongSession };
+  }
+  const bodyLength = buf.readUInt32BE(16);
+  if (HEADER_BYTES + bodyLength + MAC_BYTES !== buf.length) {
+    // Shorter than announced means the datagram was cut; longer means trailing garbage.
+    return {
+      ok: false,
+      reason: buf.length < HEADER_BYTES + bodyLength + MAC_BYTES ? DropReason.Truncated : DropReason.BadLength,
+    };
+  }
+  const lengthOk = type === MessageType.Request
+    ? bodyLength === REQUEST_BODY_BYTES
+    : bodyLength <= keys.blockSize;
+  if (!lengthOk) return { ok: false, reason: DropReason.BadLength };
+  const macAt = HEADER_BYTES + bodyLength;
+  const expected = mac(keys.key, [buf.subarray(0, macAt)]);
+  if (!timingSafeEqual(expected, buf.subarray(macAt, macAt + MAC_BYTES))) {
+    return { ok: false, reason: DropReason.BadMac };
+  }
+  const index = buf.readUInt32BE(12);
+  if (index >= blockCount) return { ok: false, reason: DropReason.OutOfRange };
+  if (type === MessageType.Block) {
+    return { ok: true, msg: { type, index, data: buf.subarray(HEADER_BYTES, macAt) } };
+  }
+  return {
+    ok: true,
+    msg: {
+      type,
+      index,
+      clientId: buf.readUInt32BE(HEADER_BYTES),
+      rxRateKiBps: buf.readUInt32BE(HEADER_BYTES + 4),
+      attempt: buf.readUInt16BE(HEADER_BYTES + 8),
+    },
+  };
+}

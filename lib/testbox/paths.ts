@@ -1,0 +1,34 @@
+// Where the test box keeps what it downloads, builds and logs. One directory, named in the
+// README, so CI can cache it and a user can delete it.
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export function cacheDir(): string {
+  return process.env.SNOWFLOCK_CACHE ?? join(homedir(), '.cache', 'snowflock');
+}
+
+export function testboxDir(): string {
+  return join(cacheDir(), 'testbox');
+}
+
+export function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error('snowflock: cannot find the package root');
+    dir = up;
+  }
+  return dir;
+}
+
+export type XenFlavour = 'stock' | 'custom';
+
+export const artifacts = {
+  hypervisor: (flavour: XenFlavour) => join(testboxDir(), `xen-${flavour}.elf`),
+  kernel: () => join(testboxDir(), 'vmlinux'),
+  guestInitrd: () => join(cacheDir(), 'images', 'testguest', 'initrd.cpio'),
+  dom0Initrd: () => join(testboxDir(), 'dom0.cpio'),
+  runsDir: () => join(testboxDir(), 'runs'),
+};

@@ -1,0 +1,40 @@
+// Gets every artifact a test box run needs, through the scripts in scripts/testbox and
+// images/, which cache their work: the second run only rebuilds the dom0 initramfs.
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { artifacts, repoRoot, type XenFlavour } from './paths.js';
+
+export type Progress = (message: string) => void;
+
+function runScript(script: string, args: string[], progress: Progress): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(join(repoRoot(), script), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let tail = '';
+    const keep = (chunk: Buffer) => {
+      tail = (tail + chunk.toString()).slice(-4000);
+      for (const line of chunk.toString().split('\n')) if (line.startsWith('[testbox]')) progress(line.slice(10));
+    };
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code === 0) resolve();
+      else reject(new Error(`${script} failed (exit ${code}):\n${tail.trim()}`));
+    });
+  });
+}
+
+export async function prepareArtifacts(flavour: XenFlavour, progress: Progress, opts: { dom0: boolean }): Promise<void> {
+  progress('fetching Debian Xen 4.17 and kernel packages (cached)');
+  await runScript('scripts/testbox/fetch.sh', [], progress);
+  if (flavour === 'custom') {
+    progress('building the project Xen with MEM_PAGING and MEM_SHARING (cached)');
+    await runScript('scripts/testbox/build-xen.sh', [], progress);
+  }
+  progress('building the test guest image');
+  await runScript('images/testguest/build.sh', [], progress);
+  if (opts.dom0) {
+    progress('building the dom0 initramfs (project, addon, test suite, guest)');
+    await runScript('scripts/testbox/build-dom0.sh', [artifacts.dom0Initrd()], progress);
+  }
+}

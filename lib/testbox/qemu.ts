@@ -1,0 +1,106 @@
+// Boots one test box: the real Xen 4.17 hypervisor under QEMU TCG with the project's dom0.
+// Every run is bounded twice: `timeout` around QEMU, and the dom0 watchdog inside.
+import { spawn } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { artifacts, type XenFlavour } from './paths.js';
+
+// -smap: TCG's SMAP crashes a PV dom0 at once. -rdtscp: a PVH guest dies in SVM insn-length emulation.
+const CPU_MODEL = 'max,-smap,-rdtscp';
+
+export interface BoxSpec {
+  box: number;
+  hosts: number;
+  flavour: XenFlavour;
+  job: 'test' | 'demo' | 'shell';
+  jobArgs: string[];
+  timeoutSec: number;
+  logFile: string;
+  network?: { namespace: string; tap: string };
+  interactive?: boolean;
+}
+
+export interface BoxResult {
+  box: number;
+  /** the job's exit status as dom0 reported it; null when dom0 never reported one */
+  jobRc: number | null;
+  qemuExit: number | null;
+  timedOut: boolean;
+  watchdogFired: boolean;
+  logFile: string;
+  seconds: number;
+}
+
+function dom0CommandLine(spec: BoxSpec): string {
+  const args = spec.jobArgs.join(',');
+  return [
+    'console=hvc0 earlyprintk=xen',
+    `snowflock.job=${spec.job}`,
+    `snowflock.box=${spec.box}`,
+    `snowflock.hosts=${spec.hosts}`,
+    `snowflock.xen=${spec.flavour}`,
+    `snowflock.watchdog=${Math.max(30, spec.timeoutSec - 15)}`,
+    args ? `snowflock.args=${args}` : '',
+  ].filter(Boolean).join(' ');
+}
+
+export function qemuArgv(spec: BoxSpec): string[] {
+  // QEMU's multiboot -initrd separates modules with ',' so a literal comma is written ',,'.
+  const modules = `${artifacts.kernel()} ${dom0CommandLine(spec).replaceAll(',', ',,')},${artifacts.dom0Initrd()}`;
+  const xenArgs = 'dom0_mem=1024M,max:1024M dom0_max_vcpus=1 console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all';
+  const net = spec.network
+    ? ['-netdev', `tap,id=n0,ifname=${spec.network.tap},script=no,downscript=no`,
+       '-device', `virtio-net-pci,netdev=n0,mac=52:54:00:5f:00:${spec.box.toString(16).padStart(2, '0')}`]
+    : [];
+  return [
+    '-machine', 'q35', '-accel', 'tcg', '-cpu', CPU_MODEL, '-smp', '2', '-m', '3072',
+    '-nodefaults', '-display', 'none', '-no-reboot',
+    ...(spec.interactive ? ['-serial', 'mon:stdio'] : ['-serial', 'stdio', '-monitor', 'none']),
+    ...net,
+    '-kernel', artifacts.hypervisor(spec.flavour), '-append', xenArgs, '-initrd', modules,
+  ];
+}
+
+export function bootBox(spec: BoxSpec, onLine: (line: string) => void): Promise<BoxResult> {
+  const started = Date.now();
+  const qemu = ['timeout', '--foreground', '-k', '5', String(spec.timeoutSec), 'qemu-system-x86_64', ...qemuArgv(spec)];
+  const argv = spec.network ? ['ip', 'netns', 'exec', spec.network.namespace, ...qemu] : qemu;
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: spec.interactive ? 'inherit' : ['ignore', 'pipe', 'pipe'] });
+  const log = createWriteStream(spec.logFile);
+  let jobRc: number | null = null;
+  let watchdogFired = false;
+  let pending = '';
+
+  const consume = (chunk: Buffer) => {
+    pending += chunk.toString('utf8');
+    const lines = pending.replaceAll('\r', '').split('\n');
+    pending = lines.pop() ?? '';
+    for (const line of lines) {
+      log.write(`[${((Date.now() - started) / 1000).toFixed(2).padStart(7)}] ${line}\n`);
+      const result = /SNOWFLOCK-RESULT job=\S+ rc=(\d+)(.*)/.exec(line);
+      if (result) {
+        jobRc = Number(result[1]);
+        watchdogFired = /watchdog/.test(result[2] ?? '');
+      }
+      onLine(line);
+    }
+  };
+  child.stdout?.on('data', consume);
+  child.stderr?.on('data', consume);
+
+  return new Promise((resolve, reject) => {
+    child.on('error', (e) => reject(new Error(`cannot start QEMU: ${e.message} (apt-get install qemu-system-x86)`)));
+    child.on('close', (code) => {
+      if (pending) consume(Buffer.from('\n'));
+      log.end();
+      resolve({
+        box: spec.box,
+        jobRc,
+        qemuExit: code,
+        timedOut: code === 124 || code === 137,
+        watchdogFired,
+        logFile: spec.logFile,
+        seconds: (Date.now() - started) / 1000,
+      });
+    });
+  });
+}

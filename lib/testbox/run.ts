@@ -1,0 +1,69 @@
+// Runs a job in N test boxes at once and gathers what each dom0 reported.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { bootBox, type BoxResult, type BoxSpec } from './qemu.js';
+import { createBoxNetwork, type BoxNetwork } from './network.js';
+import { artifacts, type XenFlavour } from './paths.js';
+import { newTapSummary, readTapLine, type TapSummary } from './tap.js';
+
+export interface TestboxRunOptions {
+  hosts: number;
+  flavour: XenFlavour;
+  job: BoxSpec['job'];
+  jobArgs: string[];
+  timeoutSec: number;
+  /** called with each console line of each box */
+  onLine?: (box: number, line: string) => void;
+}
+
+export interface TestboxBoxReport extends BoxResult {
+  tap: TapSummary;
+  marks: string[];
+}
+
+export interface TestboxReport {
+  ok: boolean;
+  hosts: number;
+  flavour: XenFlavour;
+  job: string;
+  runDir: string;
+  boxes: TestboxBoxReport[];
+}
+
+export async function runTestbox(opts: TestboxRunOptions): Promise<TestboxReport> {
+  if (!Number.isInteger(opts.hosts) || opts.hosts < 1 || opts.hosts > 8) throw new Error(`--hosts must be 1..8, got ${opts.hosts}`);
+  const runDir = join(artifacts.runsDir(), new Date().toISOString().replace(/[:.]/g, '-'));
+  mkdirSync(runDir, { recursive: true });
+  let network: BoxNetwork | undefined;
+  if (opts.hosts > 1) network = createBoxNetwork(opts.hosts);
+  try {
+    const boxes = Array.from({ length: opts.hosts }, (_, i) => i + 1).map(async (box): Promise<TestboxBoxReport> => {
+      const tap = newTapSummary();
+      const marks: string[] = [];
+      const result = await bootBox(
+        {
+          box,
+          hosts: opts.hosts,
+          flavour: opts.flavour,
+          job: opts.job,
+          jobArgs: opts.jobArgs,
+          timeoutSec: opts.timeoutSec,
+          logFile: join(runDir, `box${box}.log`),
+          network: network ? { namespace: network.namespace, tap: network.tapFor(box) } : undefined,
+        },
+        (line) => {
+          readTapLine(tap, line);
+          const mark = /SNOWFLOCK-MARK (.*)/.exec(line);
+          if (mark) marks.push(mark[1]!);
+          opts.onLine?.(box, line);
+        },
+      );
+      return { ...result, tap, marks };
+    });
+    const reports = await Promise.all(boxes);
+    const ok = reports.every((b) => b.jobRc === 0 && !b.timedOut && b.tap.failed.length === 0);
+    return { ok, hosts: opts.hosts, flavour: opts.flavour, job: opts.job, runDir, boxes: reports };
+  } finally {
+    network?.destroy();
+  }
+}

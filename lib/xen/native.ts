@@ -1,0 +1,137 @@
+// The whole native boundary, typed in one place. Everything the C++ addon exports is
+// declared here; the rest of lib/ imports the addon only through this module.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type DomainType = 'pv' | 'pvh' | 'hvm';
+
+export interface DomainInfo {
+  domid: number;
+  type: DomainType;
+  /** xl's state column: r b p s c d */
+  state: string;
+  flags: number;
+  dying: boolean;
+  paused: boolean;
+  running: boolean;
+  blocked: boolean;
+  hap: boolean;
+  shutdownReason?: 'poweroff' | 'reboot' | 'suspend' | 'crash' | 'watchdog' | 'soft_reset' | 'unknown';
+  totPages: number;
+  maxPages: number;
+  sharedPages: number;
+  pagedPages: number;
+  cpuTimeNs: number;
+  onlineVcpus: number;
+  maxVcpuId: number;
+  uuid: string;
+  emulationFlags: number;
+}
+
+export interface XenVersionInfo {
+  major: number;
+  minor: number;
+  extra: string;
+  capabilities: string;
+  commandLine: string;
+}
+
+export interface PhysInfo {
+  capabilities: { hvm: boolean; pv: boolean; hap: boolean; shadow: boolean; directio: boolean; gnttabV1: boolean; gnttabV2: boolean };
+  nrCpus: number;
+  threadsPerCore: number;
+  coresPerSocket: number;
+  nrNodes: number;
+  cpuKhz: number;
+  totalPages: number;
+  freePages: number;
+  scrubPages: number;
+}
+
+export interface FeatureResult {
+  available: boolean;
+  errno?: number;
+  reason?: string;
+  xenLog?: string;
+}
+
+export interface FeatureReport {
+  hap: boolean;
+  memPaging: FeatureResult;
+  memSharing: FeatureResult;
+  memAccess: FeatureResult;
+}
+
+export interface LibraryInfo {
+  name: string;
+  loaded: boolean;
+  path?: string;
+  error?: string;
+}
+
+export interface InterfaceProbe {
+  name: 'xenctrl' | 'xenforeignmemory' | 'xenevtchn' | 'xengnttab' | 'xenstore';
+  ok: boolean;
+  error?: string;
+}
+
+export interface XenControl {
+  close(): void;
+  version(): XenVersionInfo;
+  physinfo(): PhysInfo;
+  listDomains(): DomainInfo[];
+  domainInfo(domid: number): DomainInfo;
+  pause(domid: number): void;
+  unpause(domid: number): void;
+  destroy(domid: number): Promise<void>;
+  /** Creates and destroys a probe domain: trying is the only way to know. */
+  probeFeatures(): Promise<FeatureReport>;
+}
+
+export interface Addon {
+  builtWithXen: boolean;
+  libraries(): LibraryInfo[];
+  probeInterfaces(): InterfaceProbe[];
+  XenControl: new () => XenControl;
+}
+
+/** Error thrown by the addon for a failed Xen call. */
+export interface NativeXenError extends Error {
+  call: string;
+  subject: string;
+  errno: number;
+  /** e.g. ESRCH; ENOXEN when Xen is not there at all */
+  code: string;
+  /** the last warning or error line Xen's own logger printed during the call */
+  xenLog: string;
+}
+
+export function isNativeXenError(e: unknown): e is NativeXenError {
+  return e instanceof Error && typeof (e as NativeXenError).call === 'string' && typeof (e as NativeXenError).errno === 'number';
+}
+
+function packageRoot(): string {
+  // dist/lib/xen/native.js and lib/xen/native.ts both sit below the package root.
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error('snowflock: package.json not found above ' + fileURLToPath(import.meta.url));
+    dir = up;
+  }
+  return dir;
+}
+
+let cached: Addon | undefined;
+
+export function loadAddon(): Addon {
+  if (cached) return cached;
+  const root = packageRoot();
+  const file = process.env.SNOWFLOCK_ADDON ?? join(root, 'build', 'Release', 'snowflock.node');
+  if (!existsSync(file)) {
+    throw new Error(`snowflock addon not built: ${file} is missing; run \`npm run build:native\` (needs g++ and python3)`);
+  }
+  cached = createRequire(import.meta.url)(file) as Addon;
+  return cached;
+}

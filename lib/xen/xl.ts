@@ -1,0 +1,60 @@
+// Starting guests with Xen's own toolstack (xl). Clones are built by the addon; xl starts
+// the parents that get cloned, and the test guests.
+import { execFile } from 'node:child_process';
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export interface GuestConfig {
+  name: string;
+  type: 'pvh' | 'pv';
+  kernel: string;
+  ramdisk: string;
+  memoryMiB: number;
+  vcpus: number;
+  /** extra kernel command line; noxsave is always added (AVX #UD under TCG) */
+  cmdline?: string;
+}
+
+export function xlConfig(g: GuestConfig): string {
+  const extra = ['console=hvc0', 'noxsave', g.cmdline ?? ''].filter(Boolean).join(' ');
+  return [
+    `name = "${g.name}"`,
+    `type = "${g.type}"`,
+    `kernel = "${g.kernel}"`,
+    `ramdisk = "${g.ramdisk}"`,
+    `extra = "${extra}"`,
+    `memory = ${g.memoryMiB}`,
+    `vcpus = ${g.vcpus}`,
+    'on_poweroff = "destroy"',
+    'on_crash = "destroy"',
+    '',
+  ].join('\n');
+}
+
+/** xl create; resolves to the new domain's id. */
+export async function xlCreate(g: GuestConfig): Promise<number> {
+  if (!/^[A-Za-z0-9_.-]+$/.test(g.name)) throw new Error(`bad guest name "${g.name}": use letters, digits, _ . -`);
+  const dir = mkdtempSync(join(tmpdir(), 'sf-xl-'));
+  const cfg = join(dir, `${g.name}.cfg`);
+  writeFileSync(cfg, xlConfig(g));
+  try {
+    await run('xl', ['create', cfg], { timeout: 120_000 });
+  } catch (e) {
+    const err = e as { stderr?: string; message: string };
+    throw new Error(`xl create ${g.name} failed: ${(err.stderr ?? err.message).trim()}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return xlDomid(g.name);
+}
+
+export async function xlDomid(name: string): Promise<number> {
+  const { stdout } = await run('xl', ['domid', name], { timeout: 30_000 });
+  const domid = Number(stdout.trim());
+  if (!Number.isInteger(domid)) throw new Error(`xl domid ${name}: unexpected output "${stdout.trim()}"`);
+  return domid;
+}

@@ -1,0 +1,81 @@
+#!/bin/bash
+# Builds the test box's dom0 initramfs: busybox, Debian's Xen 4.17 tools, Node.js, this
+# project (compiled dist/, its built addon, production node_modules) with its test/testbox
+# suite, and the test guest (kernel + initramfs). Uncompressed: no gunzip under TCG.
+#   build-dom0.sh OUT.cpio
+# Needs: fetch.sh done, `npm run build` done, images/testguest/build.sh done.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+OUT=${1:?usage: build-dom0.sh OUT.cpio}
+R=$TESTBOX_DIR/root
+KVER=$(cat "$TESTBOX_DIR/kver")
+KMOD=$R/lib/modules/$KVER/kernel
+GUEST_INITRD=$SNOWFLOCK_CACHE/images/testguest/initrd.cpio
+[ -f "$REPO_ROOT/build/Release/snowflock.node" ] || die "addon not built (npm ci or npm run build:native)"
+[ -d "$REPO_ROOT/dist/test/testbox" ] || die "TypeScript not compiled (npm run build)"
+[ -f "$GUEST_INITRD" ] || die "test guest not built (images/testguest/build.sh)"
+
+D=$(mktemp -d "$TESTBOX_DIR/dom0.XXXXXX")
+trap 'rm -rf "$D"' EXIT
+mkdir -p "$D"/{bin,sbin,proc,sys,dev,tmp,run,root,var/run,var/lib,var/log,etc/xen,guest,lib/modules/snowflock,usr/bin,usr/sbin,usr/lib,opt}
+cp /bin/busybox "$D/bin/busybox"
+(cd "$D/bin" && for a in $(./busybox --list); do [ -e "$a" ] || ln -s busybox "$a"; done)
+install -m755 "$REPO_ROOT/scripts/testbox/dom0-init" "$D/init"
+
+# Xen tools and libraries, as Debian packages them.
+cp -a "$R/usr/lib/xen-4.17" "$D/usr/lib/"
+cp -a "$R/usr/lib/xen-common" "$D/usr/lib/" 2>/dev/null || true
+cp -a "$R"/usr/bin/xenstore* "$D/usr/bin/"
+cp -a "$R/etc/xen/." "$D/etc/xen/"
+mkdir -p "$D/lib/x86_64-linux-gnu"
+cp -a "$R"/usr/lib/x86_64-linux-gnu/lib{xen,yajl}*.so* "$D/lib/x86_64-linux-gnu/"
+
+# Kernel modules: Xen's dom0 drivers, and virtio-net for the multi-host network.
+for m in drivers/xen/xenfs/xenfs drivers/xen/xen-privcmd drivers/xen/xen-evtchn drivers/xen/xen-gntdev \
+         drivers/xen/xen-gntalloc drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_modern_dev \
+         drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci net/core/failover drivers/net/net_failover \
+         drivers/net/virtio_net; do
+  cp "$KMOD/$m.ko" "$D/lib/modules/snowflock/"
+done
+
+# The test guest.
+cp "$TESTBOX_DIR/vmlinux" "$D/guest/vmlinux"
+cp "$GUEST_INITRD" "$D/guest/initrd.cpio"
+
+# Node.js and the project.
+install -m755 "$(command -v node)" "$D/usr/bin/node"
+P=$D/opt/snowflock
+mkdir -p "$P/build/Release"
+cp "$REPO_ROOT/package.json" "$P/"
+cp -a "$REPO_ROOT/dist" "$P/"
+cp "$REPO_ROOT/build/Release/snowflock.node" "$P/build/Release/"
+cp -a "$REPO_ROOT/images" "$P/"
+# Production dependencies only: the closure npm itself reports.
+(cd "$REPO_ROOT" && npm ls --omit=dev --all --parseable 2>/dev/null | tail -n +2) | while read -r dep; do
+  rel=${dep#"$REPO_ROOT"/}
+  mkdir -p "$P/$(dirname "$rel")"
+  [ -e "$P/$rel" ] || cp -a "$dep" "$P/$rel"
+done
+
+# Shared libraries of every ELF file, resolved against the unpacked Xen libraries first.
+export LD_LIBRARY_PATH=$R/usr/lib/x86_64-linux-gnu:$R/lib/x86_64-linux-gnu
+find "$D" -type f \( -perm -u+x -o -name '*.so*' -o -name '*.node' \) | while read -r f; do
+  file -b "$f" | grep -q 'ELF.*dynamically' || continue
+  ldd "$f" 2>/dev/null | awk '/=> \//{print $3} /^\s*\/lib64/{print $1}'
+done | sort -u | while read -r lib; do
+  case "$lib" in "$R"/*) dst=${lib#"$R"} ;; *) dst=$lib ;; esac
+  dst=/lib/x86_64-linux-gnu/$(basename "$dst")
+  [ -e "$D$dst" ] || cp -L "$lib" "$D$dst"
+done
+mkdir -p "$D/lib64"
+cp -L /lib64/ld-linux-x86-64.so.2 "$D/lib64/"
+# glibc dlopen()s libgcc_s for pthread_cancel (xl aborts without it); ldd cannot see that.
+cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$D/lib/x86_64-linux-gnu/"
+ln -s ../../lib/x86_64-linux-gnu "$D/usr/lib/x86_64-linux-gnu"
+
+missing=$(for f in /usr/lib/xen-4.17/bin/xl /usr/lib/xen-4.17/bin/xenstored /usr/bin/node /opt/snowflock/build/Release/snowflock.node; do
+  LD_LIBRARY_PATH= chroot "$D" /lib64/ld-linux-x86-64.so.2 --list "$f" 2>&1 | grep 'not found' || true; done)
+[ -z "$missing" ] || die "dom0 image misses libraries: $missing"
+(cd "$D" && find . | cpio -o -H newc --quiet) > "$OUT.new"
+mv "$OUT.new" "$OUT"
+log "dom0 initramfs: $OUT ($(du -m "$OUT" | cut -f1) MiB)"

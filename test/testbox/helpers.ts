@@ -1,0 +1,44 @@
+// Shared by the test box suite: where it runs, and guests that are always cleaned up.
+import { openXen } from '../../lib/xen/control.js';
+import { xlCreate } from '../../lib/xen/xl.js';
+import { testGuestImage } from '../../lib/testbox/guest-image.js';
+import type { XenControl } from '../../lib/xen/native.js';
+
+export const env = {
+  inTestbox: process.env.SNOWFLOCK_TESTBOX === '1',
+  flavour: process.env.SNOWFLOCK_XEN_FLAVOUR ?? 'host',
+  hosts: Number(process.env.SNOWFLOCK_HOSTS ?? '1'),
+  box: Number(process.env.SNOWFLOCK_BOX ?? '1'),
+};
+
+export async function startTestGuest(name: string, type: 'pvh' | 'pv', cmdline = ''): Promise<number> {
+  const image = testGuestImage();
+  return xlCreate({ name, type, kernel: image.kernel, ramdisk: image.initrd, memoryMiB: 128, vcpus: 1, cmdline });
+}
+
+/** Destroys the domain if it still exists; for after() hooks. */
+export async function destroyQuietly(xc: XenControl, domid: number | undefined): Promise<void> {
+  if (domid === undefined) return;
+  try {
+    await xc.destroy(domid);
+  } catch {
+    /* already gone */
+  }
+}
+
+export function domainIds(xc: XenControl): number[] {
+  return xc.listDomains().map((d) => d.domid);
+}
+
+export { openXen };
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls until cond() is true; fails with what was last seen. */
+export async function waitUntil(what: string, cond: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(100);
+  }
+}
