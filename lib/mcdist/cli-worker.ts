@@ -121,8 +121,8 @@ function waitForGo(): Promise<void> {
     const rl = createInterface({ input: process.stdin });
     rl.on('line', (line) => {
       if (line.trim() === 'go') {
+        resolve(); // before close(): close() emits 'close' synchronously
         rl.close();
-        resolve();
       }
     });
     rl.on('close', () => reject(new Error('stdin closed before "go"')));

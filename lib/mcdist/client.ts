@@ -15,7 +15,9 @@ import { BlockCollector } from './collector.js';
 import { RATE_TICK_MS, RateEstimator } from './rate.js';
 import { type Session, wireKeys } from './session.js';
 import type { BatchHandler, BlockClient, ClientStats, Log } from './types.js';
-import { DropReason, MessageType, type WireKeys, decode, encodeRequest, newDropCounters } from './wire.js';
+import {
+  DropReason, MessageType, type WireKeys, decode, encodeRequest, newDropCounters, seqAtOrAfter,
+} from './wire.js';
 
 export interface McdistClientOptions {
   /** Local address of the interface that reaches the server; the kernel picks one if unset. */
@@ -50,6 +52,8 @@ export class McdistClient implements BlockClient {
   /** Blocks this client asked for, to tell its own replies from prefetch. */
   private readonly requested: Uint8Array;
   private readonly rx = new RateEstimator(performance.now());
+  /** Highest BLOCK sequence received, reported in requests (see lockstep.ts). */
+  private seenSeq = 0;
   private readonly timers: NodeJS.Timeout[] = [];
   private closed = false;
   private readonly counters = {
@@ -139,7 +143,8 @@ export class McdistClient implements BlockClient {
     }
     this.rx.add(buf.length);
     this.counters.bytesReceived += buf.length;
-    const { index, data } = r.msg;
+    const { index, seq, data } = r.msg;
+    if (this.seenSeq === 0 || seqAtOrAfter(seq, this.seenSeq)) this.seenSeq = seq;
     // `data` is a view of the datagram; dgram allocates a fresh buffer per message.
     if (!this.blocks.add(index, data)) {
       this.counters.duplicates++;
@@ -174,6 +179,7 @@ export class McdistClient implements BlockClient {
     if (!this.socket || this.closed) return;
     const msg = encodeRequest(this.keys, {
       index,
+      seenSeq: this.seenSeq,
       clientId: this.clientId,
       rxRateKiBps: this.rx.bytesPerSecond / 1024,
       attempt,

@@ -3,24 +3,33 @@
  *
  * Clones of one parent run the same code and fault on the same pages at
  * nearly the same time. One multicast reply satisfies all of them, so the
- * server answers the first request and ignores the rest:
+ * server answers the first request and drops the rest. For a request of a
+ * block that is queued or was sent before, the question is whether the
+ * requester lost the reply or simply asked before the reply reached it:
  *
- *   - a request for a block already queued is merged into the queued send;
- *   - a request for a block sent less than `windowMs` ago is ignored: the
- *     reply is on the wire and the requester will see it;
- *   - a request for a block sent `windowMs` or more ago is served again. Its
- *     sender missed the reply: it is a loss, and the server's flow control
- *     hears about it.
+ *   - queued: the queued send answers this request too (Merge);
+ *   - sent, and the requester has since received a later send (its request
+ *     carries the highest sequence it has seen): the reply was lost, since a
+ *     LAN does not reorder one sender's datagrams. Send again and tell flow
+ *     control (Lost);
+ *   - sent less than `windowMs` ago, no sign of loss: the request crossed the
+ *     reply, which is still on its way (Suppress);
+ *   - sent `windowMs` or more ago: send again (Stale). That is a client that
+ *     joined late, or one that lost the reply and everything after it. It is
+ *     not taken as a congestion signal: a late joiner is not congestion.
  *
- * The window must be shorter than the clients' retransmit timeout, so a
- * retransmission after a real loss always falls outside it and is served.
+ * The window is the clients' retransmit timeout, so a request repeated
+ * because of a loss is served again at the latest on its next retransmission.
  */
+import { seqAtOrAfter } from './wire.js';
 
 export const Verdict = {
   /** First request for this block: send it. */
   Serve: 'serve',
-  /** Sent before, outside the window: send again, and count a loss. */
-  Resend: 'resend',
+  /** The requester missed the last send: send again, and count a loss. */
+  Lost: 'lost',
+  /** Last sent long ago: send again. */
+  Stale: 'stale',
   /** Already queued: the queued send answers this request too. */
   Merge: 'merge',
   /** Sent within the window: the reply is on its way. */
@@ -31,29 +40,36 @@ export type Verdict = (typeof Verdict)[keyof typeof Verdict];
 export class LockstepFilter {
   /** Time each block was last sent; NaN = never. */
   private readonly lastSent: Float64Array;
+  /** Sequence number of each block's last send. */
+  private readonly lastSeq: Uint32Array;
   private readonly queued: Uint8Array;
 
   constructor(blockCount: number, readonly windowMs: number) {
     this.lastSent = new Float64Array(blockCount).fill(Number.NaN);
+    this.lastSeq = new Uint32Array(blockCount);
     this.queued = new Uint8Array(blockCount);
   }
 
-  /** Decide what to do with a request; Serve and Resend mark the block queued. */
-  onRequest(index: number, now: number): Verdict {
+  /**
+   * Decide what to do with a request from a client that has seen sends up to
+   * `seenSeq`. Serve, Lost and Stale mark the block queued.
+   */
+  onRequest(index: number, now: number, seenSeq: number): Verdict {
     if (this.queued[index] === 1) return Verdict.Merge;
     const last = this.lastSent[index]!;
-    if (!Number.isNaN(last) && now - last < this.windowMs) return Verdict.Suppress;
+    let verdict: Verdict;
+    if (Number.isNaN(last)) verdict = Verdict.Serve;
+    else if (seenSeq !== 0 && seqAtOrAfter(seenSeq, this.lastSeq[index]!)) verdict = Verdict.Lost;
+    else if (now - last < this.windowMs) return Verdict.Suppress;
+    else verdict = Verdict.Stale;
     this.queued[index] = 1;
-    return Number.isNaN(last) ? Verdict.Serve : Verdict.Resend;
+    return verdict;
   }
 
-  /** The queued block went out at `now`. */
-  onSent(index: number, now: number): void {
+  /** The queued block went out at `now` as send number `seq`. */
+  onSent(index: number, now: number, seq: number): void {
     this.queued[index] = 0;
     this.lastSent[index] = now;
-  }
-
-  everSent(index: number): boolean {
-    return !Number.isNaN(this.lastSent[index]!);
+    this.lastSeq[index] = seq;
   }
 }

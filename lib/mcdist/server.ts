@@ -17,7 +17,7 @@ import {
 } from './wire.js';
 
 export interface McdistServerOptions {
-  /** Lockstep window; must stay below the clients' retransmit timeout. Default: half of it. */
+  /** Lockstep window; default the clients' retransmit timeout. */
   lockstepWindowMs?: number;
   rateLimit?: Partial<RateLimitOptions>;
   sendBufferSize?: number;
@@ -44,8 +44,10 @@ export class McdistServer {
   private lastRateTick = performance.now();
   private closed = false;
   private readonly counters = {
-    requestsReceived: 0, blocksSent: 0, resends: 0, merged: 0, suppressed: 0, bytesSent: 0,
+    requestsReceived: 0, blocksSent: 0, resends: 0, losses: 0, merged: 0, suppressed: 0, bytesSent: 0,
   };
+  /** Send counter; the first send is 1 so that 0 can mean "nothing seen". */
+  private seq = 0;
   private readonly drops = newDropCounters();
 
   /**
@@ -62,7 +64,7 @@ export class McdistServer {
       throw new RangeError(`source has ${source.count} blocks, session says ${session.blockCount}`);
     }
     this.keys = wireKeys(session);
-    this.lockstep = new LockstepFilter(session.blockCount, opts.lockstepWindowMs ?? session.retransmitMs / 2);
+    this.lockstep = new LockstepFilter(session.blockCount, opts.lockstepWindowMs ?? session.retransmitMs);
     this.limit = new RateLimit(performance.now(), { ...DEFAULT_RATE_LIMIT, ...opts.rateLimit });
     socket?.on('message', (buf) => this.handleDatagram(buf));
     socket?.on('error', (err) => opts.log?.(`mcdist server: socket error: ${err.message}`));
@@ -118,18 +120,22 @@ export class McdistServer {
     }
     this.counters.requestsReceived++;
     this.clientRates.report(msg.clientId, msg.rxRateKiBps * 1024, now);
-    switch (this.lockstep.onRequest(msg.index, now)) {
+    switch (this.lockstep.onRequest(msg.index, now, msg.seenSeq)) {
       case Verdict.Merge:
         this.counters.merged++;
         return;
       case Verdict.Suppress:
         this.counters.suppressed++;
         return;
-      case Verdict.Resend:
-        // Someone asked again for a block we sent: a client lost it.
+      case Verdict.Lost:
+        // A client got later sends but not this one: we are sending too fast for someone.
+        this.counters.losses++;
         if (this.limit.onLoss(now, this.clientRates.mean(now))) {
           this.opts.log?.(`mcdist server: loss on block ${msg.index}, rate limit now ${Math.round(this.limit.bytesPerSecond / 1024)} KiB/s`);
         }
+        this.counters.resends++;
+        break;
+      case Verdict.Stale:
         this.counters.resends++;
         break;
       case Verdict.Serve:
@@ -209,11 +215,12 @@ export class McdistServer {
         return;
       }
       this.head++;
-      this.lockstep.onSent(index, now);
+      this.seq = (this.seq + 1) >>> 0 || 1;
+      this.lockstep.onSent(index, now, this.seq);
       this.counters.blocksSent++;
       this.counters.bytesSent += bytes;
       this.tx.add(bytes);
-      socket.send(encodeBlock(this.keys, index, data), this.session.groupPort, this.session.group, (err) => {
+      socket.send(encodeBlock(this.keys, index, this.seq, data), this.session.groupPort, this.session.group, (err) => {
         // A failed send is a loss like any other: the client will ask again.
         if (err) this.opts.log?.(`mcdist server: send of block ${index} failed: ${err.message}`);
       });

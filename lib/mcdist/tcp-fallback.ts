@@ -57,7 +57,7 @@ export class TcpBlockServer {
     return {
       transport: 'tcp',
       ...this.counters,
-      resends: 0, merged: 0, suppressed: 0, rateCuts: 0, rateLimit: 0, txRate: 0,
+      resends: 0, losses: 0, merged: 0, suppressed: 0, rateCuts: 0, rateLimit: 0, txRate: 0,
       drops: { ...this.drops },
     };
   }
@@ -102,7 +102,7 @@ export class TcpBlockServer {
     }
     this.counters.requestsReceived++;
     const data = this.source.read(d.msg.index);
-    const msg = encodeBlock(this.keys, d.msg.index, data);
+    const msg = encodeBlock(this.keys, d.msg.index, 0, data);
     for (const part of msg) sock.write(part);
     this.counters.blocksSent++;
     this.counters.bytesSent += HEADER_BYTES + data.length + MAC_BYTES;
@@ -167,7 +167,7 @@ export class TcpBlockClient implements BlockClient {
 
   private sendRequest(index: number): void {
     this.counters.requestsSent++;
-    for (const part of encodeRequest(this.keys, { index, clientId: 0, rxRateKiBps: 0, attempt: 0 })) {
+    for (const part of encodeRequest(this.keys, { index, seenSeq: 0, clientId: 0, rxRateKiBps: 0, attempt: 0 })) {
       this.sock.write(part);
     }
   }
@@ -213,7 +213,7 @@ export class TcpBlockClient implements BlockClient {
         this.drops[d.reason]++;
         // TCP will not resend it for us. The index is unauthenticated, but
         // asking again for a block we asked for and lack is harmless.
-        const claimed = frame.readUInt32BE(12);
+        const claimed = frame.readUInt32BE(12); // header: block index
         if (claimed < this.session.blockCount && this.requested[claimed] === 1 && !this.blocks.received(claimed)) {
           this.sendRequest(claimed);
         }

@@ -50,8 +50,10 @@ export interface ServerStats {
   requestsReceived: number;
   /** Blocks sent: first sends plus resends. */
   blocksSent: number;
-  /** Of those, sends of a block that had been sent before (a client missed it). */
+  /** Of those, sends of a block that had been sent before (a client missed it, or joined late). */
   resends: number;
+  /** Resends where the requester had received later sends: real losses, fed to flow control. */
+  losses: number;
   /** Requests answered by a send already queued, or one sent within the lockstep window. */
   merged: number;
   suppressed: number;

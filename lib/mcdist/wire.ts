@@ -12,9 +12,14 @@
  *        3     1  type: 1 = REQUEST (client -> server), 2 = BLOCK (server -> group)
  *        4     8  session id: one per fork family, chosen at random by the parent
  *       12     4  block index
- *       16     4  body length in bytes (L)
- *       20     L  body
- *     20+L    16  MAC: HMAC-SHA256(session key, bytes 0 .. 20+L) truncated to 16 bytes
+ *       16     4  sequence: in a BLOCK, the server's send counter (1, 2, ...);
+ *                 in a REQUEST, the highest BLOCK sequence the client has
+ *                 received (0: none yet). Lets the server tell a lost reply
+ *                 from one still on its way (see lockstep.ts). Serial-number
+ *                 arithmetic (RFC 1982), so it may wrap.
+ *       20     4  body length in bytes (L)
+ *       24     L  body
+ *     24+L    16  MAC: HMAC-SHA256(session key, bytes 0 .. 24+L) truncated to 16 bytes
  *
  * REQUEST body (12 bytes):
  *        0     4  client id (random per client; keys the server's per-client rate table)
@@ -34,7 +39,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 
 export const MAGIC = 0x5346;
 export const VERSION = 1;
-export const HEADER_BYTES = 20;
+export const HEADER_BYTES = 24;
 export const MAC_BYTES = 16;
 export const REQUEST_BODY_BYTES = 12;
 export const SESSION_ID_BYTES = 8;
@@ -47,6 +52,8 @@ export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 export interface RequestMessage {
   type: typeof MessageType.Request;
   index: number;
+  /** Highest BLOCK sequence the client has received. */
+  seenSeq: number;
   clientId: number;
   rxRateKiBps: number;
   attempt: number;
@@ -55,6 +62,7 @@ export interface RequestMessage {
 export interface BlockMessage {
   type: typeof MessageType.Block;
   index: number;
+  seq: number;
   /** A view into the datagram: copy it if the datagram buffer is reused. */
   data: Buffer;
 }
@@ -107,23 +115,29 @@ function mac(key: Buffer, parts: readonly Buffer[]): Buffer {
   return h.digest().subarray(0, MAC_BYTES);
 }
 
-function header(keys: WireKeys, type: MessageType, index: number, bodyLength: number): Buffer {
+function header(keys: WireKeys, type: MessageType, index: number, seq: number, bodyLength: number): Buffer {
   const h = Buffer.allocUnsafe(HEADER_BYTES);
   h.writeUInt16BE(MAGIC, 0);
   h.writeUInt8(VERSION, 2);
   h.writeUInt8(type, 3);
   keys.sessionId.copy(h, 4, 0, SESSION_ID_BYTES);
   h.writeUInt32BE(index >>> 0, 12);
-  h.writeUInt32BE(bodyLength >>> 0, 16);
+  h.writeUInt32BE(seq >>> 0, 16);
+  h.writeUInt32BE(bodyLength >>> 0, 20);
   return h;
+}
+
+/** a is at or after b in sequence space (RFC 1982 serial arithmetic on 32 bits). */
+export function seqAtOrAfter(a: number, b: number): boolean {
+  return ((a - b) | 0) >= 0;
 }
 
 /**
  * A message as the list of buffers to send: [header, body, mac]. dgram and
  * net sockets both take buffer lists, so a block's bytes are never copied.
  */
-export function encodeBlock(keys: WireKeys, index: number, data: Buffer): Buffer[] {
-  const h = header(keys, MessageType.Block, index, data.length);
+export function encodeBlock(keys: WireKeys, index: number, seq: number, data: Buffer): Buffer[] {
+  const h = header(keys, MessageType.Block, index, seq, data.length);
   return [h, data, mac(keys.key, [h, data])];
 }
 
@@ -131,7 +145,7 @@ export function encodeRequest(
   keys: WireKeys,
   req: Omit<RequestMessage, 'type'>,
 ): Buffer[] {
-  const h = header(keys, MessageType.Request, req.index, REQUEST_BODY_BYTES);
+  const h = header(keys, MessageType.Request, req.index, req.seenSeq, REQUEST_BODY_BYTES);
   const b = Buffer.alloc(REQUEST_BODY_BYTES);
   b.writeUInt32BE(req.clientId >>> 0, 0);
   b.writeUInt32BE(Math.min(0xffffffff, Math.max(0, Math.round(req.rxRateKiBps))), 4);
@@ -143,7 +157,7 @@ export function encodeRequest(
 export function frameLength(buf: Buffer, offset = 0): number | undefined {
   if (buf.length - offset < HEADER_BYTES) return undefined;
   if (buf.readUInt16BE(offset) !== MAGIC) return undefined;
-  return HEADER_BYTES + buf.readUInt32BE(offset + 16) + MAC_BYTES;
+  return HEADER_BYTES + buf.readUInt32BE(offset + 20) + MAC_BYTES;
 }
 
 /**
@@ -161,7 +175,7 @@ export function decode(buf: Buffer, keys: WireKeys, blockCount: number): DecodeR
   if (buf.compare(keys.sessionId, 0, SESSION_ID_BYTES, 4, 4 + SESSION_ID_BYTES) !== 0) {
     return { ok: false, reason: DropReason.WrongSession };
   }
-  const bodyLength = buf.readUInt32BE(16);
+  const bodyLength = buf.readUInt32BE(20);
   if (HEADER_BYTES + bodyLength + MAC_BYTES !== buf.length) {
     // Shorter than announced means the datagram was cut; longer means trailing garbage.
     return {
@@ -180,14 +194,16 @@ export function decode(buf: Buffer, keys: WireKeys, blockCount: number): DecodeR
   }
   const index = buf.readUInt32BE(12);
   if (index >= blockCount) return { ok: false, reason: DropReason.OutOfRange };
+  const seq = buf.readUInt32BE(16);
   if (type === MessageType.Block) {
-    return { ok: true, msg: { type, index, data: buf.subarray(HEADER_BYTES, macAt) } };
+    return { ok: true, msg: { type, index, seq, data: buf.subarray(HEADER_BYTES, macAt) } };
   }
   return {
     ok: true,
     msg: {
       type,
       index,
+      seenSeq: seq,
       clientId: buf.readUInt32BE(HEADER_BYTES),
       rxRateKiBps: buf.readUInt32BE(HEADER_BYTES + 4),
       attempt: buf.readUInt16BE(HEADER_BYTES + 8),

@@ -43,7 +43,8 @@ export class WorkerProcess {
       this.stderr = (this.stderr + d.toString()).slice(-20_000);
     });
     this.child.stdin!.on('error', () => undefined); // the worker may exit before we write
-    this.child.on('exit', (code) => {
+    // 'close', not 'exit': the last stdout lines may still be in flight at exit.
+    this.child.on('close', (code) => {
       this.exitCode = code;
       this.exited = true;
       this.notify();
@@ -84,7 +85,7 @@ export class WorkerProcess {
         this.kill();
         resolve();
       }, timeoutMs);
-      this.child.once('exit', () => {
+      this.child.once('close', () => {
         clearTimeout(timer);
         resolve();
       });

@@ -30,8 +30,15 @@ export interface BoxResult {
   seconds: number;
 }
 
+/** Job arguments travel base64-encoded, one per line: the kernel command line splits on spaces. */
+export function encodeJobArgs(args: string[]): string {
+  const bad = args.find((a) => a.includes('\n'));
+  if (bad !== undefined) throw new Error(`a test box job argument cannot contain a newline: ${JSON.stringify(bad)}`);
+  return args.length ? Buffer.from(args.join('\n') + '\n').toString('base64') : '';
+}
+
 function dom0CommandLine(spec: BoxSpec): string {
-  const args = spec.jobArgs.join(',');
+  const args = encodeJobArgs(spec.jobArgs);
   return [
     'console=hvc0 earlyprintk=xen',
     `snowflock.job=${spec.job}`,

@@ -1,0 +1,78 @@
+// The host side of the test box: the QEMU command line and the parsing of dom0's console.
+import { describe, expect, it } from 'vitest';
+import { qemuArgv } from '../../lib/testbox/qemu.js';
+import { newTapSummary, readTapLine } from '../../lib/testbox/tap.js';
+import { xlConfig } from '../../lib/xen/xl.js';
+
+const spec = {
+  box: 2, hosts: 3, flavour: 'custom' as const, job: 'test' as const, jobArgs: ['--test-name-pattern=a,b'],
+  timeoutSec: 300, logFile: '/dev/null', network: { namespace: 'ns', tap: 'sftap2' },
+};
+
+describe('qemu command line', () => {
+  const argv = qemuArgv(spec);
+  const after = (flag: string) => argv[argv.indexOf(flag) + 1];
+
+  it('uses TCG with the CPU model Xen survives', () => {
+    expect(after('-accel')).toBe('tcg');
+    expect(after('-cpu')).toBe('max,-smap,-rdtscp');
+  });
+
+  it('boots the chosen hypervisor build', () => {
+    expect(after('-kernel')).toMatch(/xen-custom\.elf$/);
+  });
+
+  it('doubles commas inside the dom0 module line and passes the job', () => {
+    const modules = after('-initrd')!;
+    const [kernelLine, initrd] = modules.split(/(?<!,),(?!,)/);
+    expect(initrd).toMatch(/dom0\.cpio$/);
+    expect(kernelLine).toContain('snowflock.job=test');
+    expect(kernelLine).toContain('snowflock.box=2');
+    expect(kernelLine).toContain('snowflock.hosts=3');
+    const b64 = /snowflock\.args=(\S+)/.exec(kernelLine!)![1]!;
+    expect(b64).not.toMatch(/[ ,]/);
+    expect(Buffer.from(b64, 'base64').toString()).toBe('--test-name-pattern=a,b\n');
+  });
+
+  it('attaches the box to its tap with a per-box MAC', () => {
+    expect(after('-netdev')).toBe('tap,id=n0,ifname=sftap2,script=no,downscript=no');
+    expect(after('-device')).toBe('virtio-net-pci,netdev=n0,mac=52:54:00:5f:00:02');
+  });
+
+  it('keeps the dom0 watchdog inside the QEMU timeout', () => {
+    const w = /snowflock\.watchdog=(\d+)/.exec(after('-initrd')!);
+    expect(Number(w![1])).toBeLessThan(spec.timeoutSec);
+  });
+});
+
+describe('TAP from the dom0 console', () => {
+  it('collects top-level results and the summary', () => {
+    const tap = newTapSummary();
+    for (const line of [
+      'TAP version 13',
+      '# Subtest: a',
+      '    ok 1 - nested does not count',
+      'ok 1 - a',
+      'not ok 2 - b',
+      'ok 3 - c # SKIP single host',
+      '(XEN) something unrelated',
+      '# tests 3',
+      '# pass 1',
+      '# fail 1',
+      '# skipped 1',
+    ]) readTapLine(tap, line);
+    expect(tap.passed).toEqual(['a']);
+    expect(tap.failed).toEqual(['b']);
+    expect(tap.skipped).toEqual(['c']);
+    expect(tap.counts).toEqual({ tests: 3, pass: 1, fail: 1, skipped: 1 });
+  });
+});
+
+describe('xl guest config', () => {
+  it('always carries noxsave and the console', () => {
+    const cfg = xlConfig({ name: 'g', type: 'pvh', kernel: '/k', ramdisk: '/r', memoryMiB: 128, vcpus: 1, cmdline: 'sf.workload=spin' });
+    expect(cfg).toContain('type = "pvh"');
+    expect(cfg).toContain('extra = "console=hvc0 noxsave sf.workload=spin"');
+    expect(cfg).toContain('memory = 128');
+  });
+});
