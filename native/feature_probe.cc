@@ -11,12 +11,14 @@ namespace snowflock {
 
 namespace {
 
-FeatureResult Refused(int err, const char* meaning_of_enosys, const char* meaning_of_eopnotsupp) {
+// meaning_of_refusal explains the errno the feature uses for "not on this CPU/domain"
+// (EOPNOTSUPP for paging and sharing; mem_access answers EINVAL without Intel EPT).
+FeatureResult Refused(int err, const char* meaning_of_enosys, int refusal_errno, const char* meaning_of_refusal) {
   FeatureResult r;
   r.err = err;
   r.xen_log = TakeXenLog();
   if (err == ENOSYS) r.reason = meaning_of_enosys;
-  else if (err == EOPNOTSUPP) r.reason = meaning_of_eopnotsupp;
+  else if (err == refusal_errno) r.reason = meaning_of_refusal;
   else if (err == ENODEV) r.reason = "needs hardware-assisted paging (HAP)";
   else r.reason = std::string("refused: ") + strerror(err);
   return r;
@@ -48,7 +50,7 @@ FeatureReport ProbeFeatures(xc_interface* xch) {
     xen.xc_mem_paging_disable(xch, d);
   } else {
     report.mem_paging = Refused(errno, "Xen built without CONFIG_MEM_PAGING (build it with scripts/testbox/build-xen.sh)",
-                                "the hypervisor refuses paging for this domain type");
+                                EOPNOTSUPP, "the hypervisor refuses paging for this domain type");
   }
 
   ClearXenLog();
@@ -56,7 +58,7 @@ FeatureReport ProbeFeatures(xc_interface* xch) {
     report.mem_sharing = Available();
     xen.xc_memshr_control(xch, d, 0);
   } else {
-    report.mem_sharing = Refused(errno, "Xen built without CONFIG_MEM_SHARING",
+    report.mem_sharing = Refused(errno, "Xen built without CONFIG_MEM_SHARING", EOPNOTSUPP,
                                  "Xen 4.17 allows memory sharing (and VM fork) only on Intel VMX hosts");
   }
 
@@ -64,8 +66,8 @@ FeatureReport ProbeFeatures(xc_interface* xch) {
   if (xen.xc_set_mem_access(xch, d, XENMEM_access_rw, ProbeDomain::kRingGfn, 1) == 0) {
     report.mem_access = Available();
   } else {
-    report.mem_access = Refused(errno, "Xen built without CONFIG_MEM_ACCESS",
-                                "mem_access needs Intel EPT; this host has none");
+    report.mem_access = Refused(errno, "Xen built without CONFIG_MEM_ACCESS", EINVAL,
+                                "Xen allows mem_access only on Intel VMX with EPT; this CPU has none");
   }
   return report;
 }

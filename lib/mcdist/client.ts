@@ -4,15 +4,16 @@
  * clone faults on is usually the block its siblings fault on next, so another
  * clone's reply is a free prefetch.
  *
- * Requests are retransmitted every `session.retransmitMs` until the block
- * arrives; each carries the client's receive rate for the server's flow
- * control.
+ * Requests are retransmitted until the block arrives, after a timeout that
+ * starts at `session.retransmitMs` and follows the measured reply time; each
+ * request carries the client's receive rate for the server's flow control.
  */
 import dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { BlockCollector } from './collector.js';
 import { RATE_TICK_MS, RateEstimator } from './rate.js';
+import { RetransmitTimer } from './retransmit.js';
 import { type Session, wireKeys } from './session.js';
 import type { BatchHandler, BlockClient, ClientStats, Log } from './types.js';
 import {
@@ -52,7 +53,9 @@ export class McdistClient implements BlockClient {
   /** Blocks this client asked for, to tell its own replies from prefetch. */
   private readonly requested: Uint8Array;
   private readonly rx = new RateEstimator(performance.now());
-  /** Highest BLOCK sequence received, reported in requests (see lockstep.ts). */
+  private readonly rto: RetransmitTimer;
+  /** First and highest BLOCK sequence received, reported in requests (see lockstep.ts). */
+  private firstSeq = 0;
   private seenSeq = 0;
   private readonly timers: NodeJS.Timeout[] = [];
   private closed = false;
@@ -71,13 +74,18 @@ export class McdistClient implements BlockClient {
     private readonly opts: McdistClientOptions = {},
   ) {
     this.keys = wireKeys(session);
+    this.rto = new RetransmitTimer(session.retransmitMs);
     this.blocks = new BlockCollector(session.blockCount, opts.onBatch, opts.batchLimit, opts.log);
     this.requested = new Uint8Array(session.blockCount);
     socket?.on('message', (buf) => this.handleDatagram(buf));
     socket?.on('error', (err) => opts.log?.(`mcdist client: socket error: ${err.message}`));
     this.timers.push(setInterval(() => this.rx.tick(performance.now()), RATE_TICK_MS).unref());
+    // The scan runs from setImmediate, after the event loop's I/O phase: when
+    // the process was descheduled, the timer fires first, and replies already
+    // in the socket buffer must not look lost.
     this.timers.push(
-      setInterval(() => this.retransmit(performance.now()), Math.max(1, session.retransmitMs / 2)).unref(),
+      setInterval(() => setImmediate(() => this.retransmit(performance.now())), Math.max(1, session.retransmitMs / 4))
+        .unref(),
     );
   }
 
@@ -144,6 +152,7 @@ export class McdistClient implements BlockClient {
     this.rx.add(buf.length);
     this.counters.bytesReceived += buf.length;
     const { index, seq, data } = r.msg;
+    if (this.firstSeq === 0) this.firstSeq = seq;
     if (this.seenSeq === 0 || seqAtOrAfter(seq, this.seenSeq)) this.seenSeq = seq;
     // `data` is a view of the datagram; dgram allocates a fresh buffer per message.
     if (!this.blocks.add(index, data)) {
@@ -152,7 +161,12 @@ export class McdistClient implements BlockClient {
     }
     this.counters.blocksReceived++;
     if (this.requested[index] === 0) this.counters.prefetched++;
-    this.outstanding.delete(index);
+    const o = this.outstanding.get(index);
+    if (o) {
+      // Karn: only a reply to a request sent once is an unambiguous sample.
+      if (o.attempt === 0) this.rto.sample(performance.now() - o.firstSent);
+      this.outstanding.delete(index);
+    }
   }
 
   stats(): ClientStats {
@@ -161,6 +175,7 @@ export class McdistClient implements BlockClient {
       ...this.counters,
       batches: this.blocks.batches,
       rxRate: this.rx.bytesPerSecond,
+      retransmitMs: this.rto.ms,
       drops: { ...this.drops },
     };
   }
@@ -180,6 +195,7 @@ export class McdistClient implements BlockClient {
     const msg = encodeRequest(this.keys, {
       index,
       seenSeq: this.seenSeq,
+      firstSeq: this.firstSeq,
       clientId: this.clientId,
       rxRateKiBps: this.rx.bytesPerSecond / 1024,
       attempt,
@@ -198,7 +214,7 @@ export class McdistClient implements BlockClient {
       if (now - o.firstSent > giveUpMs) {
         this.outstanding.delete(index);
         this.blocks.fail(index, new Error(`mcdist: block ${index} not received after ${giveUpMs} ms`));
-      } else if (now - o.lastSent >= this.session.retransmitMs) {
+      } else if (now - o.lastSent >= this.rto.ms) {
         o.attempt++;
         o.lastSent = now;
         this.sendRequest(index, o.attempt);

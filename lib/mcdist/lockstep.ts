@@ -4,22 +4,30 @@
  * Clones of one parent run the same code and fault on the same pages at
  * nearly the same time. One multicast reply satisfies all of them, so the
  * server answers the first request and drops the rest. For a request of a
- * block that is queued or was sent before, the question is whether the
- * requester lost the reply or simply asked before the reply reached it:
+ * block that was sent before, the question is whether the requester lost the
+ * reply, asked before the reply reached it, or was not listening when it went
+ * out. Every BLOCK carries a send sequence number, and every request says
+ * which sequence numbers its client has received: the first (when it started
+ * listening) and the highest. A LAN does not reorder one sender's datagrams,
+ * so, with L the sequence of the block's last send:
  *
- *   - queued: the queued send answers this request too (Merge);
- *   - sent, and the requester has since received a later send (its request
- *     carries the highest sequence it has seen): the reply was lost, since a
- *     LAN does not reorder one sender's datagrams. Send again and tell flow
- *     control (Lost);
- *   - sent less than `windowMs` ago, no sign of loss: the request crossed the
- *     reply, which is still on its way (Suppress);
- *   - sent `windowMs` or more ago: send again (Stale). That is a client that
- *     joined late, or one that lost the reply and everything after it. It is
- *     not taken as a congestion signal: a late joiner is not congestion.
+ *   - queued                      -> Merge: the queued send answers it too;
+ *   - first <= L <= highest       -> Lost: the client heard what came before
+ *                                    and after, not this. Send again and tell
+ *                                    flow control;
+ *   - L < first                   -> Stale: the client joined later. Send
+ *                                    again; not congestion;
+ *   - highest < L                 -> the reply may still be on its way, or
+ *                                    in the client's socket buffer behind a
+ *                                    busy event loop: Suppress. Unless this is
+ *                                    a retransmission and the last send is at
+ *                                    least `windowMs` old: then the reply and
+ *                                    everything after it were lost (Stale);
+ *   - nothing received yet        -> by time alone: Suppress within
+ *                                    `windowMs` of the last send, else Stale.
  *
- * The window is the clients' retransmit timeout, so a request repeated
- * because of a loss is served again at the latest on its next retransmission.
+ * The window is the clients' minimum retransmit timeout, so a request
+ * repeated because of a loss is served again at its next retransmission.
  */
 import { seqAtOrAfter } from './wire.js';
 
@@ -28,14 +36,23 @@ export const Verdict = {
   Serve: 'serve',
   /** The requester missed the last send: send again, and count a loss. */
   Lost: 'lost',
-  /** Last sent long ago: send again. */
+  /** The requester was not listening, or lost everything since: send again. */
   Stale: 'stale',
   /** Already queued: the queued send answers this request too. */
   Merge: 'merge',
-  /** Sent within the window: the reply is on its way. */
+  /** The reply is on its way. */
   Suppress: 'suppress',
 } as const;
 export type Verdict = (typeof Verdict)[keyof typeof Verdict];
+
+/** What a request says about its client's view of the group. */
+export interface RequesterView {
+  /** First and highest BLOCK sequence received; 0 = none yet. */
+  firstSeq: number;
+  seenSeq: number;
+  /** 0 for a first request, n for the nth retransmission. */
+  attempt: number;
+}
 
 export class LockstepFilter {
   /** Time each block was last sent; NaN = never. */
@@ -50,19 +67,11 @@ export class LockstepFilter {
     this.queued = new Uint8Array(blockCount);
   }
 
-  /**
-   * Decide what to do with a request from a client that has seen sends up to
-   * `seenSeq`. Serve, Lost and Stale mark the block queued.
-   */
-  onRequest(index: number, now: number, seenSeq: number): Verdict {
+  /** Decide what to do with a request. Serve, Lost and Stale mark the block queued. */
+  onRequest(index: number, now: number, view: RequesterView): Verdict {
     if (this.queued[index] === 1) return Verdict.Merge;
-    const last = this.lastSent[index]!;
-    let verdict: Verdict;
-    if (Number.isNaN(last)) verdict = Verdict.Serve;
-    else if (seenSeq !== 0 && seqAtOrAfter(seenSeq, this.lastSeq[index]!)) verdict = Verdict.Lost;
-    else if (now - last < this.windowMs) return Verdict.Suppress;
-    else verdict = Verdict.Stale;
-    this.queued[index] = 1;
+    const verdict = this.judge(index, now, view);
+    if (verdict !== Verdict.Suppress) this.queued[index] = 1;
     return verdict;
   }
 
@@ -71,5 +80,16 @@ export class LockstepFilter {
     this.queued[index] = 0;
     this.lastSent[index] = now;
     this.lastSeq[index] = seq;
+  }
+
+  private judge(index: number, now: number, view: RequesterView): Verdict {
+    const sentAt = this.lastSent[index]!;
+    if (Number.isNaN(sentAt)) return Verdict.Serve;
+    const old = now - sentAt >= this.windowMs;
+    if (view.seenSeq === 0) return old ? Verdict.Stale : Verdict.Suppress;
+    const seq = this.lastSeq[index]!;
+    if (!seqAtOrAfter(seq, view.firstSeq)) return Verdict.Stale;
+    if (seqAtOrAfter(view.seenSeq, seq)) return Verdict.Lost;
+    return view.attempt > 0 && old ? Verdict.Stale : Verdict.Suppress;
   }
 }

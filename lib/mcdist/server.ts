@@ -120,7 +120,7 @@ export class McdistServer {
     }
     this.counters.requestsReceived++;
     this.clientRates.report(msg.clientId, msg.rxRateKiBps * 1024, now);
-    switch (this.lockstep.onRequest(msg.index, now, msg.seenSeq)) {
+    switch (this.lockstep.onRequest(msg.index, now, msg)) {
       case Verdict.Merge:
         this.counters.merged++;
         return;

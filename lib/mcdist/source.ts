@@ -37,16 +37,15 @@ export class PatternSource implements BlockSource {
 }
 
 export function patternBlock(seed: number, index: number, size: number): Buffer {
-  const out = Buffer.allocUnsafe(size);
+  const words = new Uint32Array(Math.ceil(size / 4));
   // xorshift32 seeded from (seed, index); cheap and different for every block.
   let x = (Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(index + 1, 0xc2b2ae35)) >>> 0 || 1;
-  let i = 0;
-  for (; i + 4 <= size; i += 4) {
-    x ^= x << 13; x >>>= 0;
+  for (let i = 0; i < words.length; i++) {
+    x ^= x << 13;
     x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    out.writeUInt32LE(x, i);
+    x ^= x << 5;
+    words[i] = x;
   }
-  for (; i < size; i++) out[i] = (x >>> (8 * (i & 3))) & 0xff;
-  return out;
+  // Host byte order: the pattern is only ever compared on one machine's processes.
+  return Buffer.from(words.buffer, 0, size);
 }

@@ -167,7 +167,7 @@ export class TcpBlockClient implements BlockClient {
 
   private sendRequest(index: number): void {
     this.counters.requestsSent++;
-    for (const part of encodeRequest(this.keys, { index, seenSeq: 0, clientId: 0, rxRateKiBps: 0, attempt: 0 })) {
+    for (const part of encodeRequest(this.keys, { index, seenSeq: 0, firstSeq: 0, clientId: 0, rxRateKiBps: 0, attempt: 0 })) {
       this.sock.write(part);
     }
   }
@@ -184,6 +184,7 @@ export class TcpBlockClient implements BlockClient {
       prefetched: 0,
       batches: this.blocks.batches,
       rxRate: 0,
+      retransmitMs: 0,
       drops: { ...this.drops },
     };
   }

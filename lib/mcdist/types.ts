@@ -31,6 +31,8 @@ export interface ClientStats {
   bytesReceived: number;
   /** Current receive rate estimate, bytes/s. */
   rxRate: number;
+  /** Current retransmit timeout (0 on TCP). */
+  retransmitMs: number;
   drops: DropCounters;
 }
 

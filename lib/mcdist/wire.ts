@@ -21,11 +21,13 @@
  *       24     L  body
  *     24+L    16  MAC: HMAC-SHA256(session key, bytes 0 .. 24+L) truncated to 16 bytes
  *
- * REQUEST body (12 bytes):
+ * REQUEST body (16 bytes):
  *        0     4  client id (random per client; keys the server's per-client rate table)
  *        4     4  client receive rate, KiB/s (the weighted average the client measures)
- *        8     2  attempt: 0 for the first request of this block, +1 per retransmission
- *       10     2  reserved, zero
+ *        8     4  first BLOCK sequence the client received (0: none yet), i.e. when
+ *                 it started listening
+ *       12     2  attempt: 0 for the first request of this block, +1 per retransmission
+ *       14     2  reserved, zero
  *
  * BLOCK body: the block's bytes, at most the session's block size (a short last
  * block is allowed: descriptors and disks need not end on a block boundary).
@@ -41,7 +43,7 @@ export const MAGIC = 0x5346;
 export const VERSION = 1;
 export const HEADER_BYTES = 24;
 export const MAC_BYTES = 16;
-export const REQUEST_BODY_BYTES = 12;
+export const REQUEST_BODY_BYTES = 16;
 export const SESSION_ID_BYTES = 8;
 /** Largest block a UDP datagram can carry with our framing (IPv4, 65507-byte payload limit). */
 export const MAX_UDP_BLOCK_BYTES = 65507 - HEADER_BYTES - MAC_BYTES;
@@ -52,8 +54,9 @@ export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 export interface RequestMessage {
   type: typeof MessageType.Request;
   index: number;
-  /** Highest BLOCK sequence the client has received. */
+  /** Highest and first BLOCK sequence the client has received (0: none). */
   seenSeq: number;
+  firstSeq: number;
   clientId: number;
   rxRateKiBps: number;
   attempt: number;
@@ -149,7 +152,8 @@ export function encodeRequest(
   const b = Buffer.alloc(REQUEST_BODY_BYTES);
   b.writeUInt32BE(req.clientId >>> 0, 0);
   b.writeUInt32BE(Math.min(0xffffffff, Math.max(0, Math.round(req.rxRateKiBps))), 4);
-  b.writeUInt16BE(Math.min(0xffff, Math.max(0, req.attempt)), 8);
+  b.writeUInt32BE(req.firstSeq >>> 0, 8);
+  b.writeUInt16BE(Math.min(0xffff, Math.max(0, req.attempt)), 12);
   return [h, b, mac(keys.key, [h, b])];
 }
 
@@ -206,7 +210,8 @@ export function decode(buf: Buffer, keys: WireKeys, blockCount: number): DecodeR
       seenSeq: seq,
       clientId: buf.readUInt32BE(HEADER_BYTES),
       rxRateKiBps: buf.readUInt32BE(HEADER_BYTES + 4),
-      attempt: buf.readUInt16BE(HEADER_BYTES + 8),
+      firstSeq: buf.readUInt32BE(HEADER_BYTES + 8),
+      attempt: buf.readUInt16BE(HEADER_BYTES + 12),
     },
   };
 }

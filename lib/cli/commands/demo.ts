@@ -13,7 +13,9 @@ export function demoCommand(y: Argv) {
     async (argv) => {
       const onXen = existsSync('/dev/xen/privcmd') || existsSync('/proc/xen/privcmd');
       if (onXen) {
-        await lifecycleDemo((line) => console.log(`snowflock-demo: ${line}`));
+        await lifecycleDemo((text) => {
+          for (const line of text.split("\n")) console.log(`snowflock-demo: ${line}`);
+        });
         return;
       }
       progress('no Xen on this machine: running the demo in the test box (real Xen 4.17 under QEMU)');

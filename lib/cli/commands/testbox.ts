@@ -27,10 +27,13 @@ function boxOptions(a: Argv) {
 }
 
 function summarize(report: TestboxReport): void {
-  console.log(table(['BOX', 'RESULT', 'PASS', 'FAIL', 'SKIP', 'SECONDS', 'CONSOLE LOG'], report.boxes.map((b) => [
+  const tests = report.job === 'test';
+  const headers = ['BOX', 'RESULT', ...(tests ? ['PASS', 'FAIL', 'SKIP'] : []), 'SECONDS', 'CONSOLE LOG'];
+  console.log(table(headers, report.boxes.map((b) => [
     b.box,
     b.timedOut ? 'timeout' : b.jobRc === null ? 'no result' : b.jobRc === 0 ? 'ok' : `rc ${b.jobRc}`,
-    b.tap.passed.length, b.tap.failed.length, b.tap.skipped.length, b.seconds.toFixed(0), b.logFile,
+    ...(tests ? [b.tap.passed.length, b.tap.failed.length, b.tap.skipped.length] : []),
+    b.seconds.toFixed(0), b.logFile,
   ])));
   for (const b of report.boxes) {
     for (const f of b.tap.failed) console.log(`box ${b.box}: FAILED ${f}`);
@@ -54,7 +57,7 @@ export async function boxJob(job: 'test' | 'demo', argv: BoxArgs): Promise<void>
     onLine: (box, line) => {
       if (argv.verbose) process.stderr.write(`[box${box}] ${line}\n`);
       else if (/^SNOWFLOCK-MARK|^(not )?ok \d+ - |^# (pass|fail)/.test(line)) progress(`box${box}: ${line}`);
-      if (job === 'demo' && !argv.verbose && /^snowflock(-demo)?:|^ID |^\d+ +(pv|pvh|hvm)/.test(line)) process.stdout.write(`[box${box}] ${line}\n`);
+      if (job === 'demo' && !argv.verbose && /^snowflock-demo:/.test(line)) process.stdout.write(`[box${box}] ${line}\n`);
     },
   });
   if (argv.json) printJson(report);
