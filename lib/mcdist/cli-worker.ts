@@ -7,6 +7,7 @@
  *   node cli-worker.js serve --session JSON --seed N [--transport auto|multicast|tcp] [--test-drop-rate P]
  *   node cli-worker.js fetch --session JSON --seed N [--order-seed N] [--fraction F] [--concurrency N]
  *                            [--interface ADDR] [--transport ...] [--test-drop-rate P]
+ *   node cli-worker.js probe [--interface ADDR]
  *
  * Protocol on stdio, one JSON object per line on stdout:
  *   serve: prints {"event":"ready","session":...}; on stdin EOF or SIGTERM prints
@@ -14,10 +15,13 @@
  *   fetch: opens the client, prints {"event":"ready"}, waits for a line "go" on
  *          stdin (so a harness can start all clients together), fetches, prints
  *          {"event":"done",...} and exits 0, or {"event":"error",...} and exits 1.
+ *   probe: prints {"event":"probe","result":{available,reason?}} (what `snowflock
+ *          doctor` reports) for --interface, and exits.
  */
 import { createHash } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import { probeMulticast } from './probe.js';
 import { decodeSession, encodeSession } from './session.js';
 import { PatternSource, patternBlock } from './source.js';
 import { type TransportChoice, openClient, startServer } from './transport.js';
@@ -143,11 +147,15 @@ async function main(): Promise<void> {
       interface: { type: 'string' },
     },
   });
-  if (!values.session) throw new Error('--session is required');
   const args = values as Record<string, string | undefined>;
+  if (positionals[0] === 'probe') {
+    emit({ event: 'probe', result: await probeMulticast({ interfaceAddress: args.interface }) });
+    return;
+  }
+  if (!values.session) throw new Error('--session is required');
   if (positionals[0] === 'serve') await serve(args);
   else if (positionals[0] === 'fetch') await fetchAll(args);
-  else throw new Error(`usage: cli-worker serve|fetch --session JSON ...`);
+  else throw new Error(`usage: cli-worker serve|fetch --session JSON ... | probe`);
 }
 
 main().catch((err: Error) => {

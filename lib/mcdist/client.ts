@@ -38,6 +38,12 @@ export interface McdistClientOptions {
   testDropRate?: number;
 }
 
+/**
+ * Deliberately modest: a deep buffer turns overload into seconds of delay
+ * before it turns into the loss that flow control reacts to.
+ */
+export const DEFAULT_RECV_BUFFER = 1024 * 1024;
+
 interface Outstanding {
   attempt: number;
   firstSent: number;
@@ -57,6 +63,12 @@ export class McdistClient implements BlockClient {
   /** First and highest BLOCK sequence received, reported in requests (see lockstep.ts). */
   private firstSeq = 0;
   private seenSeq = 0;
+  /**
+   * Start of the current silence: when a BLOCK last arrived, or when the
+   * client started waiting with nothing outstanding (an idle client is not
+   * starved, only one that waits and hears nothing).
+   */
+  private quietSince = performance.now();
   private readonly timers: NodeJS.Timeout[] = [];
   private closed = false;
   private readonly counters = {
@@ -94,7 +106,7 @@ export class McdistClient implements BlockClient {
     const socket = dgram.createSocket({
       type: 'udp4',
       reuseAddr: true, // every clone on a host binds the same group port
-      recvBufferSize: opts.recvBufferSize ?? 4 * 1024 * 1024,
+      recvBufferSize: opts.recvBufferSize ?? DEFAULT_RECV_BUFFER,
     });
     try {
       await new Promise<void>((resolve, reject) => {
@@ -106,7 +118,11 @@ export class McdistClient implements BlockClient {
       });
       socket.addMembership(session.group, opts.interfaceAddress);
     } catch (err) {
-      socket.close();
+      try {
+        socket.close();
+      } catch {
+        // the failed bind already closed it
+      }
       throw err;
     }
     return new McdistClient(session, socket, opts);
@@ -122,6 +138,7 @@ export class McdistClient implements BlockClient {
     const p = this.blocks.wait(index);
     if (!this.outstanding.has(index)) {
       const now = performance.now();
+      if (this.outstanding.size === 0) this.quietSince = now;
       this.outstanding.set(index, { attempt: 0, firstSent: now, lastSent: now });
       this.requested[index] = 1;
       this.sendRequest(index, 0);
@@ -150,6 +167,7 @@ export class McdistClient implements BlockClient {
       return;
     }
     this.rx.add(buf.length);
+    this.quietSince = performance.now();
     this.counters.bytesReceived += buf.length;
     const { index, seq, data } = r.msg;
     if (this.firstSeq === 0) this.firstSeq = seq;
@@ -196,6 +214,7 @@ export class McdistClient implements BlockClient {
       index,
       seenSeq: this.seenSeq,
       firstSeq: this.firstSeq,
+      quietMs: performance.now() - this.quietSince,
       clientId: this.clientId,
       rxRateKiBps: this.rx.bytesPerSecond / 1024,
       attempt,
@@ -210,15 +229,19 @@ export class McdistClient implements BlockClient {
 
   private retransmit(now: number): void {
     const giveUpMs = this.opts.giveUpMs ?? 30_000;
+    const rto = this.rto.ms;
+    let timedOut = false;
     for (const [index, o] of this.outstanding) {
       if (now - o.firstSent > giveUpMs) {
         this.outstanding.delete(index);
         this.blocks.fail(index, new Error(`mcdist: block ${index} not received after ${giveUpMs} ms`));
-      } else if (now - o.lastSent >= this.rto.ms) {
+      } else if (now - o.lastSent >= rto) {
         o.attempt++;
         o.lastSent = now;
         this.sendRequest(index, o.attempt);
+        timedOut = true;
       }
     }
+    if (timedOut) this.rto.onTimeout();
   }
 }

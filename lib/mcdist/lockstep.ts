@@ -7,26 +7,28 @@
  * block that was sent before, the question is whether the requester lost the
  * reply, asked before the reply reached it, or was not listening when it went
  * out. Every BLOCK carries a send sequence number, and every request says
- * which sequence numbers its client has received: the first (when it started
- * listening) and the highest. A LAN does not reorder one sender's datagrams,
- * so, with L the sequence of the block's last send:
+ * which sequence numbers its client has received (the first, from when it
+ * started listening, and the highest) and how long it has heard nothing. A
+ * LAN does not reorder one sender's datagrams, so, with L the sequence of the
+ * block's last send:
  *
- *   - queued                      -> Merge: the queued send answers it too;
- *   - first <= L <= highest       -> Lost: the client heard what came before
- *                                    and after, not this. Send again and tell
- *                                    flow control;
- *   - L < first                   -> Stale: the client joined later. Send
- *                                    again; not congestion;
- *   - highest < L                 -> the reply may still be on its way, or
- *                                    in the client's socket buffer behind a
- *                                    busy event loop: Suppress. Unless this is
- *                                    a retransmission and the last send is at
- *                                    least `windowMs` old: then the reply and
- *                                    everything after it were lost (Stale);
- *   - nothing received yet        -> by time alone: Suppress within
- *                                    `windowMs` of the last send, else Stale.
+ *   - queued                 -> Merge: the queued send answers it too;
+ *   - first <= L <= highest  -> Lost: the client heard what came before and
+ *                               after, not this. Send again, tell flow control;
+ *   - L < first              -> Stale: the client joined later. Send again;
+ *                               a late joiner is not congestion;
+ *   - highest < L            -> the reply is on its way or waiting in the
+ *                               client's socket buffer behind a busy event
+ *                               loop: Suppress. Unless the client has heard
+ *                               nothing for `windowMs` and L is at least that
+ *                               old: then it lost the reply and everything
+ *                               after it (Stale). Nothing received at all is
+ *                               judged the same way.
  *
- * The window is the clients' minimum retransmit timeout, so a request
+ * Only that last case needs a clock, and it uses the client's quiet time
+ * rather than the request's arrival time: a server that falls behind reads
+ * requests late, which must not make replies still in flight look lost.
+ * `windowMs` is the clients' minimum retransmit timeout, so a request
  * repeated because of a loss is served again at its next retransmission.
  */
 import { seqAtOrAfter } from './wire.js';
@@ -36,7 +38,7 @@ export const Verdict = {
   Serve: 'serve',
   /** The requester missed the last send: send again, and count a loss. */
   Lost: 'lost',
-  /** The requester was not listening, or lost everything since: send again. */
+  /** The requester was not listening, or has lost everything since: send again. */
   Stale: 'stale',
   /** Already queued: the queued send answers this request too. */
   Merge: 'merge',
@@ -50,8 +52,8 @@ export interface RequesterView {
   /** First and highest BLOCK sequence received; 0 = none yet. */
   firstSeq: number;
   seenSeq: number;
-  /** 0 for a first request, n for the nth retransmission. */
-  attempt: number;
+  /** Milliseconds since the client last received a BLOCK. */
+  quietMs: number;
 }
 
 export class LockstepFilter {
@@ -85,11 +87,12 @@ export class LockstepFilter {
   private judge(index: number, now: number, view: RequesterView): Verdict {
     const sentAt = this.lastSent[index]!;
     if (Number.isNaN(sentAt)) return Verdict.Serve;
-    const old = now - sentAt >= this.windowMs;
-    if (view.seenSeq === 0) return old ? Verdict.Stale : Verdict.Suppress;
     const seq = this.lastSeq[index]!;
-    if (!seqAtOrAfter(seq, view.firstSeq)) return Verdict.Stale;
-    if (seqAtOrAfter(view.seenSeq, seq)) return Verdict.Lost;
-    return view.attempt > 0 && old ? Verdict.Stale : Verdict.Suppress;
+    if (view.seenSeq !== 0) {
+      if (!seqAtOrAfter(seq, view.firstSeq)) return Verdict.Stale;
+      if (seqAtOrAfter(view.seenSeq, seq)) return Verdict.Lost;
+    }
+    const starved = view.quietMs >= this.windowMs && now - sentAt >= this.windowMs;
+    return starved ? Verdict.Stale : Verdict.Suppress;
   }
 }

@@ -31,6 +31,8 @@ export interface LabOptions {
   prefix?: string;
   /** Add the 224.0.0.0/4 route in each host (default true; false to test the probe). */
   multicastRoute?: boolean;
+  /** Link MTU (default 1500, so 4 KiB blocks travel as IP fragments, as on most LANs). */
+  mtu?: number;
 }
 
 /** Hosts get 10.213.<i/250>.<i%250+1>/16; the addresses exist only inside the lab. */
@@ -45,6 +47,7 @@ async function ip(...args: string[]): Promise<void> {
 export async function createLab(opts: LabOptions): Promise<Lab> {
   const prefix = opts.prefix ?? `sfmc${process.pid.toString(36)}${randomBytes(2).toString('hex')}`;
   const hub = `${prefix}-hub`;
+  const mtu = String(opts.mtu ?? 1500);
   const names = [hub];
   const remove = (): void => {
     for (const ns of names) {
@@ -77,7 +80,8 @@ export async function createLab(opts: LabOptions): Promise<Lab> {
       names.push(ns);
       await ip('netns', 'add', ns);
       await ip('-n', hub, 'link', 'add', `v${i}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
-      await ip('-n', hub, 'link', 'set', `v${i}`, 'master', 'br0', 'up');
+      await ip('-n', hub, 'link', 'set', `v${i}`, 'master', 'br0', 'mtu', mtu, 'up');
+      await ip('-n', ns, 'link', 'set', 'eth0', 'mtu', mtu);
       await ip('-n', ns, 'addr', 'add', `${address}/16`, 'dev', 'eth0');
       await ip('-n', ns, 'link', 'set', 'eth0', 'up');
       await ip('-n', ns, 'link', 'set', 'lo', 'up');

@@ -76,7 +76,15 @@ export async function probeMulticast(opts: ProbeOptions = {}): Promise<ProbeResu
     return { available: false, reason: `cannot open a UDP socket: ${describe(err)}` };
   } finally {
     if (timer) clearTimeout(timer);
+    closeQuietly(socket);
+  }
+}
+
+function closeQuietly(socket: dgram.Socket): void {
+  try {
     socket.close();
+  } catch {
+    // never bound, or already closed
   }
 }
 

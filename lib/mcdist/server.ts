@@ -28,6 +28,13 @@ export interface McdistServerOptions {
 
 /** Datagrams handed to the kernel but not yet sent before the pump waits. */
 const MAX_SEND_QUEUE = 64;
+/**
+ * Sends per event loop turn. Each multicast send can cost the kernel a lot
+ * (it fans out to every local receiver in our context), and requests must be
+ * read while they are fresh: lockstep decisions assume little delay between a
+ * request's arrival and its processing.
+ */
+const MAX_SENDS_PER_TURN = 16;
 
 export class McdistServer {
   private readonly keys: WireKeys;
@@ -44,7 +51,7 @@ export class McdistServer {
   private lastRateTick = performance.now();
   private closed = false;
   private readonly counters = {
-    requestsReceived: 0, blocksSent: 0, resends: 0, losses: 0, merged: 0, suppressed: 0, bytesSent: 0,
+    requestsReceived: 0, blocksSent: 0, resends: 0, losses: 0, stale: 0, merged: 0, suppressed: 0, bytesSent: 0,
   };
   /** Send counter; the first send is 1 so that 0 can mean "nothing seen". */
   private seq = 0;
@@ -94,7 +101,11 @@ export class McdistServer {
       // Clones on the parent's own host receive the group through loopback.
       socket.setMulticastLoopback(true);
     } catch (err) {
-      socket.close();
+      try {
+        socket.close();
+      } catch {
+        // the failed bind already closed it
+      }
       throw err;
     }
     const bound = { ...session, requestPort: socket.address().port };
@@ -136,6 +147,7 @@ export class McdistServer {
         this.counters.resends++;
         break;
       case Verdict.Stale:
+        this.counters.stale++;
         this.counters.resends++;
         break;
       case Verdict.Serve:
@@ -201,7 +213,16 @@ export class McdistServer {
   private pump(): void {
     const socket = this.socket;
     if (this.closed || !socket) return;
-    while (this.head < this.queue.length) {
+    if (this.head > 4096 && this.head * 2 > this.queue.length) {
+      // Under sustained load the queue never drains; drop the consumed prefix now and then.
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+    for (let sent = 0; this.head < this.queue.length; sent++) {
+      if (sent === MAX_SENDS_PER_TURN) {
+        this.schedulePump(0); // after the poll phase has read new requests
+        return;
+      }
       if (socket.getSendQueueCount() >= MAX_SEND_QUEUE) {
         this.schedulePump(1);
         return;

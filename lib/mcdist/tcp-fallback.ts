@@ -57,7 +57,7 @@ export class TcpBlockServer {
     return {
       transport: 'tcp',
       ...this.counters,
-      resends: 0, losses: 0, merged: 0, suppressed: 0, rateCuts: 0, rateLimit: 0, txRate: 0,
+      resends: 0, losses: 0, stale: 0, merged: 0, suppressed: 0, rateCuts: 0, rateLimit: 0, txRate: 0,
       drops: { ...this.drops },
     };
   }
@@ -125,7 +125,7 @@ export class TcpBlockClient implements BlockClient {
   private readonly counters = { requestsSent: 0, blocksReceived: 0, duplicates: 0, bytesReceived: 0 };
   private readonly drops = newDropCounters();
 
-  private constructor(readonly session: Session, private readonly sock: net.Socket, private readonly opts: TcpClientOptions) {
+  private constructor(readonly session: Session, private readonly sock: net.Socket, opts: TcpClientOptions) {
     this.keys = wireKeys(session);
     this.blocks = new BlockCollector(session.blockCount, opts.onBatch, opts.batchLimit, opts.log);
     this.requested = new Uint8Array(session.blockCount);
@@ -167,7 +167,9 @@ export class TcpBlockClient implements BlockClient {
 
   private sendRequest(index: number): void {
     this.counters.requestsSent++;
-    for (const part of encodeRequest(this.keys, { index, seenSeq: 0, firstSeq: 0, clientId: 0, rxRateKiBps: 0, attempt: 0 })) {
+    for (const part of encodeRequest(this.keys, {
+      index, seenSeq: 0, firstSeq: 0, clientId: 0, rxRateKiBps: 0, attempt: 0, quietMs: 0,
+    })) {
       this.sock.write(part);
     }
   }

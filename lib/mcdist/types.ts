@@ -56,6 +56,8 @@ export interface ServerStats {
   resends: number;
   /** Resends where the requester had received later sends: real losses, fed to flow control. */
   losses: number;
+  /** Resends to clients that joined late or lost a reply and everything after it. */
+  stale: number;
   /** Requests answered by a send already queued, or one sent within the lockstep window. */
   merged: number;
   suppressed: number;

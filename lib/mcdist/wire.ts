@@ -27,7 +27,8 @@
  *        8     4  first BLOCK sequence the client received (0: none yet), i.e. when
  *                 it started listening
  *       12     2  attempt: 0 for the first request of this block, +1 per retransmission
- *       14     2  reserved, zero
+ *       14     2  quiet time: ms since the client last received a BLOCK (or since it
+ *                 started, if none), capped at 65535
  *
  * BLOCK body: the block's bytes, at most the session's block size (a short last
  * block is allowed: descriptors and disks need not end on a block boundary).
@@ -60,6 +61,8 @@ export interface RequestMessage {
   clientId: number;
   rxRateKiBps: number;
   attempt: number;
+  /** Milliseconds since the client last received a BLOCK. */
+  quietMs: number;
 }
 
 export interface BlockMessage {
@@ -149,11 +152,12 @@ export function encodeRequest(
   req: Omit<RequestMessage, 'type'>,
 ): Buffer[] {
   const h = header(keys, MessageType.Request, req.index, req.seenSeq, REQUEST_BODY_BYTES);
-  const b = Buffer.alloc(REQUEST_BODY_BYTES);
+  const b = Buffer.allocUnsafe(REQUEST_BODY_BYTES);
   b.writeUInt32BE(req.clientId >>> 0, 0);
   b.writeUInt32BE(Math.min(0xffffffff, Math.max(0, Math.round(req.rxRateKiBps))), 4);
   b.writeUInt32BE(req.firstSeq >>> 0, 8);
   b.writeUInt16BE(Math.min(0xffff, Math.max(0, req.attempt)), 12);
+  b.writeUInt16BE(Math.min(0xffff, Math.max(0, Math.round(req.quietMs))), 14);
   return [h, b, mac(keys.key, [h, b])];
 }
 
@@ -212,6 +216,7 @@ export function decode(buf: Buffer, keys: WireKeys, blockCount: number): DecodeR
       rxRateKiBps: buf.readUInt32BE(HEADER_BYTES + 4),
       firstSeq: buf.readUInt32BE(HEADER_BYTES + 8),
       attempt: buf.readUInt16BE(HEADER_BYTES + 12),
+      quietMs: buf.readUInt16BE(HEADER_BYTES + 14),
     },
   };
 }
