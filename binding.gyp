@@ -7,14 +7,15 @@
   },
   'targets': [{
     'target_name': 'snowflock',
-    'sources': ['native/addon.cc', 'native/xen_error.cc'],
+    'sources': ['native/addon.cc', 'native/xen_error.cc', 'native/crash_trace.cc'],
     'include_dirs': ["<!(node -p \"require('node-addon-api').include_dir\")"],
     'defines': ['NAPI_VERSION=8', 'NAPI_CPP_EXCEPTIONS'],
     'cflags!': ['-fno-exceptions'],
     'cflags_cc!': ['-fno-exceptions', '-std=gnu++17', '-std=c++17'],
     # Xen's headers have no extern "C" guards of their own and use GNU extensions.
-    'cflags_cc': ['-std=gnu++17', '-fexceptions', '-Wall', '-Wextra', '-Wno-unused-parameter', '-Wno-missing-field-initializers'],
+    'cflags_cc': ['-std=gnu++17', '-g', '-rdynamic', '-fexceptions', '-Wall', '-Wextra', '-Wno-unused-parameter', '-Wno-missing-field-initializers'],
     'libraries': ['-ldl'],
+    'ldflags': ['-rdynamic'],
     'conditions': [
       ['have_xen_headers==1', {
         'defines': ['SNOWFLOCK_HAVE_XEN=1'],
@@ -28,6 +29,11 @@
           'native/feature_probe.cc',
           'native/probe_domain.cc',
           'native/xen_control.cc',
+          'native/xenstore.cc',
+          'native/foreign_memory.cc',
+          'native/domain_state.cc',
+          'native/domain_builder.cc',
+          'native/build_spec.cc',
         ],
       }, {
         'sources': ['native/no_xen.cc'],

@@ -2,11 +2,15 @@
 // owns Xen resources (RAII) and reports failures precisely. TypeScript decides the rest.
 #include <napi.h>
 
+#include <cstdlib>
+
+#include "crash_trace.h"
 #include "xen_error.h"
 
 #ifdef SNOWFLOCK_HAVE_XEN
 #include "interfaces.h"
 #include "xen_control.h"
+#include "xenstore.h"
 #include "xen_libs.h"
 #else
 #include "no_xen.h"
@@ -40,11 +44,13 @@ static Napi::Value InterfacesGuarded(const Napi::CallbackInfo& info) {
 #endif
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  if (getenv("SNOWFLOCK_CRASH_TRACE")) InstallCrashTrace();
 #ifdef SNOWFLOCK_HAVE_XEN
   exports.Set("builtWithXen", true);
   exports.Set("libraries", Napi::Function::New(env, Libraries, "libraries"));
   exports.Set("probeInterfaces", Napi::Function::New(env, InterfacesGuarded, "probeInterfaces"));
   XenControl::Register(env, exports);
+  XenStore::Register(env, exports);
 #else
   exports.Set("builtWithXen", false);
   RegisterWithoutXen(env, exports);

@@ -22,6 +22,7 @@ void RegisterWithoutXen(Napi::Env env, Napi::Object exports) {
   exports.Set("probeInterfaces", Napi::Function::New(env, Unavailable, "probeInterfaces"));
   // `new XenControl()` throws the same explanation.
   exports.Set("XenControl", Napi::Function::New(env, Unavailable, "XenControl"));
+  exports.Set("XenStore", Napi::Function::New(env, Unavailable, "XenStore"));
 }
 
 }  // namespace snowflock

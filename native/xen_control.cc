@@ -3,10 +3,14 @@
 #include <string>
 
 #include "async_work.h"
+#include "build_spec.h"
+#include "domain_builder.h"
+#include "domain_state.h"
 #include "domains.h"
 #include "feature_probe.h"
 #include "host_info.h"
 #include "xen_error.h"
+#include "xen_libs.h"
 
 namespace snowflock {
 
@@ -55,6 +59,10 @@ void XenControl::Register(Napi::Env env, Napi::Object exports) {
                                        InstanceMethod("unpause", &XenControl::Unpause),
                                        InstanceMethod("destroy", &XenControl::Destroy),
                                        InstanceMethod("probeFeatures", &XenControl::ProbeFeatures),
+                                       InstanceMethod("resume", &XenControl::Resume),
+                                       InstanceMethod("captureState", &XenControl::CaptureState),
+                                       InstanceMethod("writeMemoryImage", &XenControl::WriteMemoryImage),
+                                       InstanceMethod("buildDomain", &XenControl::BuildDomain),
                                    });
   exports.Set("XenControl", cls);
 }
@@ -136,6 +144,63 @@ Napi::Value XenControl::ProbeFeatures(const Napi::CallbackInfo& info) {
         o.Set("memPaging", FeatureToJs(env, r.mem_paging));
         o.Set("memSharing", FeatureToJs(env, r.mem_sharing));
         o.Set("memAccess", FeatureToJs(env, r.mem_access));
+        return o;
+      });
+}
+
+// resume(domid, fast): fast=true cancels a cooperative suspend (the guest carries on
+// where it was); fast=false lets the guest run its full resume path.
+Napi::Value XenControl::Resume(const Napi::CallbackInfo& info) {
+  uint32_t domid = DomidArg(info);
+  bool fast = info.Length() > 1 && info[1].ToBoolean();
+  auto h = Handle(info.Env());
+  Guard(info.Env(), [&] {
+    ClearXenLog();
+    if (Xen().xc_domain_resume(h->get(), domid, fast ? 1 : 0)) ThrowXenError("xc_domain_resume", "domain " + std::to_string(domid));
+  });
+  return info.Env().Undefined();
+}
+
+Napi::Value XenControl::CaptureState(const Napi::CallbackInfo& info) {
+  uint32_t domid = DomidArg(info);
+  auto h = Handle(info.Env());
+  return RunAsync<DomainState>(
+      info.Env(), "snowflock.captureState", [h, domid] { return CaptureDomainState(h->get(), domid); },
+      [](Napi::Env env, DomainState& s) -> Napi::Value { return DomainStateToJs(env, s); });
+}
+
+Napi::Value XenControl::WriteMemoryImage(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t domid = DomidArg(info);
+  if (info.Length() < 4 || !info[2].IsString() || !info[3].IsBuffer())
+    throw Napi::TypeError::New(env, "writeMemoryImage(domid, ranges, path, header)");
+  auto ranges = ParseRanges(env, info[1]);
+  std::string path = info[2].As<Napi::String>();
+  auto hb = info[3].As<Napi::Buffer<uint8_t>>();
+  std::vector<uint8_t> header(hb.Data(), hb.Data() + hb.Length());
+  Handle(env);
+  return RunAsync<uint64_t>(
+      env, "snowflock.writeMemoryImage",
+      [domid, ranges, path, header] { return snowflock::WriteMemoryImage(domid, ranges, path, header); },
+      [](Napi::Env env, uint64_t& pages) -> Napi::Value { return Napi::Number::New(env, double(pages)); });
+}
+
+Napi::Value XenControl::BuildDomain(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "buildDomain(spec)");
+  auto spec = std::make_shared<BuildSpec>(ParseBuildSpec(env, info[0].As<Napi::Object>()));
+  auto h = Handle(env);
+  return RunAsync<BuildResult>(
+      env, "snowflock.buildDomain", [h, spec] { return snowflock::BuildDomain(h->get(), *spec); },
+      [](Napi::Env env, BuildResult& r) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("domid", r.domid);
+        o.Set("storePort", r.store_port);
+        o.Set("consolePort", r.console_port);
+        o.Set("storeGfn", double(r.store_gfn));
+        o.Set("consoleGfn", double(r.console_gfn));
+        o.Set("pages", double(r.pages));
+        o.Set("partialPopulates", r.partial_populates);
         return o;
       });
 }

@@ -27,6 +27,10 @@ class XenControl : public Napi::ObjectWrap<XenControl> {
   Napi::Value Unpause(const Napi::CallbackInfo& info);
   Napi::Value Destroy(const Napi::CallbackInfo& info);
   Napi::Value ProbeFeatures(const Napi::CallbackInfo& info);
+  Napi::Value Resume(const Napi::CallbackInfo& info);
+  Napi::Value CaptureState(const Napi::CallbackInfo& info);
+  Napi::Value WriteMemoryImage(const Napi::CallbackInfo& info);
+  Napi::Value BuildDomain(const Napi::CallbackInfo& info);
 
   std::shared_ptr<XcHandle> handle_;
 };

@@ -4,9 +4,12 @@
 
 extern "C" {
 #include <xenctrl.h>
+#include <xenguest.h>
 #include <xenforeignmemory.h>
 #include <xenevtchn.h>
 #include <xengnttab.h>
 #include <xenstore.h>
 #include <xentoollog.h>
+#include <xen/hvm/params.h>
+#include <xen/hvm/save.h>
 }

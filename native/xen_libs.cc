@@ -18,6 +18,7 @@ struct LibraryName {
 };
 constexpr LibraryName kLibraries[] = {
     {"libxenctrl.so.4.17", "libxenctrl.so"},
+    {"libxenguest.so.4.17", "libxenguest.so"},
     {"libxenforeignmemory.so.1", "libxenforeignmemory.so"},
     {"libxenevtchn.so.1", "libxenevtchn.so"},
     {"libxengnttab.so.1", "libxengnttab.so"},
@@ -86,19 +87,49 @@ Loader& Load() {
     SF_RESOLVE(xc_domain_max_vcpus);
     SF_RESOLVE(xc_domain_setmaxmem);
     SF_RESOLVE(xc_domain_populate_physmap_exact);
+    SF_RESOLVE(xc_domain_populate_physmap);
     SF_RESOLVE(xc_hvm_param_set);
     SF_RESOLVE(xc_mem_paging_enable);
     SF_RESOLVE(xc_mem_paging_disable);
     SF_RESOLVE(xc_memshr_control);
     SF_RESOLVE(xc_set_mem_access);
+    SF_RESOLVE(xc_domain_hvm_getcontext);
+    SF_RESOLVE(xc_domain_hvm_setcontext);
+    SF_RESOLVE(xc_hvm_param_get);
+    SF_RESOLVE(xc_get_paging_mempool_size);
+    SF_RESOLVE(xc_set_paging_mempool_size);
+    SF_RESOLVE(xc_domain_get_tsc_info);
+    SF_RESOLVE(xc_domain_set_tsc_info);
+    SF_RESOLVE(xc_domain_maximum_gpfn);
+    SF_RESOLVE(xc_evtchn_alloc_unbound);
+    SF_RESOLVE(xc_domain_sethandle);
+    SF_RESOLVE(xc_domain_resume);
+    SF_RESOLVE(xc_dom_gnttab_seed);
+    SF_RESOLVE(xc_cpu_policy_init);
+    SF_RESOLVE(xc_cpu_policy_destroy);
+    SF_RESOLVE(xc_cpu_policy_get_domain);
+    SF_RESOLVE(xc_cpu_policy_set_domain);
+    SF_RESOLVE(xc_cpu_policy_serialise);
+    SF_RESOLVE(xc_cpu_policy_update_cpuid);
+    SF_RESOLVE(xc_cpu_policy_update_msrs);
     SF_RESOLVE(xenforeignmemory_open);
     SF_RESOLVE(xenforeignmemory_close);
+    SF_RESOLVE(xenforeignmemory_map);
+    SF_RESOLVE(xenforeignmemory_unmap);
     SF_RESOLVE(xenevtchn_open);
     SF_RESOLVE(xenevtchn_close);
     SF_RESOLVE(xengnttab_open);
     SF_RESOLVE(xengnttab_close);
     SF_RESOLVE(xs_open);
     SF_RESOLVE(xs_close);
+    SF_RESOLVE(xs_read);
+    SF_RESOLVE(xs_write);
+    SF_RESOLVE(xs_mkdir);
+    SF_RESOLVE(xs_rm);
+    SF_RESOLVE(xs_directory);
+    SF_RESOLVE(xs_set_permissions);
+    SF_RESOLVE(xs_introduce_domain);
+    SF_RESOLVE(xs_release_domain);
 #undef SF_RESOLVE
   });
   return loader;

@@ -24,20 +24,51 @@ struct XenLibs {
   SF_XEN_FN(xc_domain_max_vcpus);
   SF_XEN_FN(xc_domain_setmaxmem);
   SF_XEN_FN(xc_domain_populate_physmap_exact);
+  SF_XEN_FN(xc_domain_populate_physmap);
   SF_XEN_FN(xc_hvm_param_set);
   SF_XEN_FN(xc_mem_paging_enable);
   SF_XEN_FN(xc_mem_paging_disable);
   SF_XEN_FN(xc_memshr_control);
   SF_XEN_FN(xc_set_mem_access);
+  SF_XEN_FN(xc_domain_hvm_getcontext);
+  SF_XEN_FN(xc_domain_hvm_setcontext);
+  SF_XEN_FN(xc_hvm_param_get);
+  SF_XEN_FN(xc_get_paging_mempool_size);
+  SF_XEN_FN(xc_set_paging_mempool_size);
+  SF_XEN_FN(xc_domain_get_tsc_info);
+  SF_XEN_FN(xc_domain_set_tsc_info);
+  SF_XEN_FN(xc_domain_maximum_gpfn);
+  SF_XEN_FN(xc_evtchn_alloc_unbound);
+  SF_XEN_FN(xc_domain_sethandle);
+  // libxenguest
+  SF_XEN_FN(xc_domain_resume);
+  SF_XEN_FN(xc_dom_gnttab_seed);
+  SF_XEN_FN(xc_cpu_policy_init);
+  SF_XEN_FN(xc_cpu_policy_destroy);
+  SF_XEN_FN(xc_cpu_policy_get_domain);
+  SF_XEN_FN(xc_cpu_policy_set_domain);
+  SF_XEN_FN(xc_cpu_policy_serialise);
+  SF_XEN_FN(xc_cpu_policy_update_cpuid);
+  SF_XEN_FN(xc_cpu_policy_update_msrs);
   // libxenforeignmemory, libxenevtchn, libxengnttab, libxenstore
   SF_XEN_FN(xenforeignmemory_open);
   SF_XEN_FN(xenforeignmemory_close);
+  SF_XEN_FN(xenforeignmemory_map);
+  SF_XEN_FN(xenforeignmemory_unmap);
   SF_XEN_FN(xenevtchn_open);
   SF_XEN_FN(xenevtchn_close);
   SF_XEN_FN(xengnttab_open);
   SF_XEN_FN(xengnttab_close);
   SF_XEN_FN(xs_open);
   SF_XEN_FN(xs_close);
+  SF_XEN_FN(xs_read);
+  SF_XEN_FN(xs_write);
+  SF_XEN_FN(xs_mkdir);
+  SF_XEN_FN(xs_rm);
+  SF_XEN_FN(xs_directory);
+  SF_XEN_FN(xs_set_permissions);
+  SF_XEN_FN(xs_introduce_domain);
+  SF_XEN_FN(xs_release_domain);
 #undef SF_XEN_FN
 };
 

@@ -1,7 +1,8 @@
 #!/bin/sh
 # snowflock test guest agent: PID 1 of the busybox test guest.
 # Prints a counter on the console (hvc0) so that a clone's console shows whether it continues
-# the parent's count, and runs the workload named on the kernel command line:
+# the parent's count, with the clone id it reads from xenstore (snowflock/vmid; 0 in a VM that
+# was never cloned), and runs the workload named on the kernel command line:
 #   sf.workload=counter   (default) one line per second, sleeping in between
 #   sf.workload=spin      one line per second, busy-waiting in between
 #   sf.interval=N         seconds between lines (counter)
@@ -13,14 +14,17 @@ arg() { echo " $(cat /proc/cmdline)" | sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p"; }
 WORKLOAD=$(arg sf.workload); WORKLOAD=${WORKLOAD:-counter}
 INTERVAL=$(arg sf.interval); INTERVAL=${INTERVAL:-1}
 
+export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu
+vmid() { xenstore-read snowflock/vmid 2>/dev/null || echo 0; }
+
 echo "SF-AGENT up workload=$WORKLOAD uptime=$(cut -d' ' -f1 /proc/uptime)"
 i=0
 case $WORKLOAD in
   counter)
-    while :; do echo "SF-COUNT $i"; i=$((i + 1)); sleep "$INTERVAL"; done ;;
+    while :; do echo "SF-COUNT $i vmid=$(vmid)"; i=$((i + 1)); sleep "$INTERVAL"; done ;;
   spin)
     while :; do
-      echo "SF-COUNT $i"; i=$((i + 1))
+      echo "SF-COUNT $i vmid=$(vmid)"; i=$((i + 1))
       end=$(( $(cut -d. -f1 /proc/uptime) + INTERVAL ))
       while [ "$(cut -d. -f1 /proc/uptime)" -lt "$end" ]; do :; done
     done ;;

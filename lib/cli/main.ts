@@ -6,6 +6,8 @@ import { doctorCommand } from './commands/doctor.js';
 import { domainCommands } from './commands/domains.js';
 import { testboxCommand } from './commands/testbox.js';
 import { demoCommand } from './commands/demo.js';
+import { descriptorCommand } from './commands/descriptor.js';
+import { cloneCommand } from './commands/clone.js';
 import { reportError } from './errors.js';
 import { ExitCode } from './output.js';
 
@@ -31,6 +33,8 @@ async function main(): Promise<void> {
     }) as unknown as Argv;
   cli = doctorCommand(cli);
   cli = domainCommands(cli);
+  cli = cloneCommand(cli);
+  cli = descriptorCommand(cli);
   cli = testboxCommand(cli);
   cli = demoCommand(cli);
   try {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { artifacts, repoRoot, type XenFlavour } from './paths.js';
 import { newTapSummary, readTapLine, type TapSummary } from './tap.js';
 
-export async function runSuiteOnHost(opts: { flavour: XenFlavour | 'host'; args: string[]; onLine?: (l: string) => void }): Promise<{ rc: number; tap: TapSummary }> {
+export async function runSuiteOnHost(opts: { flavour: XenFlavour | 'host'; only?: string; args: string[]; onLine?: (l: string) => void }): Promise<{ rc: number; tap: TapSummary }> {
   const tap = newTapSummary();
   const env = {
     ...process.env,
@@ -18,7 +18,7 @@ export async function runSuiteOnHost(opts: { flavour: XenFlavour | 'host'; args:
     SNOWFLOCK_GUEST_INITRD: process.env.SNOWFLOCK_GUEST_INITRD ?? artifacts.guestInitrd(),
   };
   const suite = join(repoRoot(), 'dist', 'test', 'testbox');
-  const files = readdirSync(suite).filter((f) => f.endsWith('.test.js')).sort().map((f) => join(suite, f));
+  const files = readdirSync(suite).filter((f) => f.endsWith('.test.js') && f.startsWith(opts.only ?? '')).sort().map((f) => join(suite, f));
   if (files.length === 0) throw new Error(`no compiled tests in ${suite}; run npm run build`);
   const child = spawn(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=tap', ...opts.args, ...files], {
     cwd: repoRoot(),

@@ -5,7 +5,9 @@ import { createWriteStream } from 'node:fs';
 import { artifacts, type XenFlavour } from './paths.js';
 
 // -smap: TCG's SMAP crashes a PV dom0 at once. -rdtscp: a PVH guest dies in SVM insn-length emulation.
-const CPU_MODEL = 'max,-smap,-rdtscp';
+// SNOWFLOCK_TESTBOX_CPU and SNOWFLOCK_TESTBOX_XENARGS override the CPU model and add Xen
+// boot options, for experiments.
+const CPU_MODEL = process.env.SNOWFLOCK_TESTBOX_CPU ?? 'max,-smap,-rdtscp';
 
 export interface BoxSpec {
   box: number;
@@ -13,6 +15,8 @@ export interface BoxSpec {
   flavour: XenFlavour;
   job: 'test' | 'demo' | 'shell';
   jobArgs: string[];
+  /** test job: only the suite files whose names start with this */
+  only?: string;
   timeoutSec: number;
   logFile: string;
   network?: { namespace: string; tap: string };
@@ -47,13 +51,14 @@ function dom0CommandLine(spec: BoxSpec): string {
     `snowflock.xen=${spec.flavour}`,
     `snowflock.watchdog=${Math.max(30, spec.timeoutSec - 15)}`,
     args ? `snowflock.args=${args}` : '',
+    spec.only ? `snowflock.only=${spec.only}` : '',
   ].filter(Boolean).join(' ');
 }
 
 export function qemuArgv(spec: BoxSpec): string[] {
   // QEMU's multiboot -initrd separates modules with ',' so a literal comma is written ',,'.
   const modules = `${artifacts.kernel()} ${dom0CommandLine(spec).replaceAll(',', ',,')},${artifacts.dom0Initrd()}`;
-  const xenArgs = 'dom0_mem=1024M,max:1024M dom0_max_vcpus=1 console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all';
+  const xenArgs = `dom0_mem=1536M,max:1536M dom0_max_vcpus=1 console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all ${process.env.SNOWFLOCK_TESTBOX_XENARGS ?? ''}`.trim();
   const net = spec.network
     ? ['-netdev', `tap,id=n0,ifname=${spec.network.tap},script=no,downscript=no`,
        '-device', `virtio-net-pci,netdev=n0,mac=52:54:00:5f:00:${spec.box.toString(16).padStart(2, '0')}`]

@@ -11,6 +11,7 @@ export interface TestboxRunOptions {
   flavour: XenFlavour;
   job: BoxSpec['job'];
   jobArgs: string[];
+  only?: string;
   timeoutSec: number;
   /** called with each console line of each box */
   onLine?: (box: number, line: string) => void;
@@ -47,6 +48,7 @@ export async function runTestbox(opts: TestboxRunOptions): Promise<TestboxReport
           flavour: opts.flavour,
           job: opts.job,
           jobArgs: opts.jobArgs,
+          only: opts.only,
           timeoutSec: opts.timeoutSec,
           logFile: join(runDir, `box${box}.log`),
           network: network ? { namespace: network.namespace, tap: network.tapFor(box) } : undefined,

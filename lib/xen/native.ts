@@ -77,6 +77,94 @@ export interface InterfaceProbe {
   error?: string;
 }
 
+/** [first gfn, count] */
+export type GfnRange = [number, number];
+
+export interface SpecialPage {
+  /** the HVM param naming the page (1 store ring, 17 console ring, 12 ident page table, ...) */
+  param: number;
+  gfn: number;
+  data: Buffer;
+}
+
+export interface TscInfo {
+  mode: number;
+  elapsedNsec: bigint;
+  gtscKhz: number;
+  incarnation: number;
+}
+
+/** What captureState reads from a paused HVM/PVH domain: everything but guest RAM. */
+export interface DomainState {
+  domain: DomainInfo;
+  hvmContext: Buffer;
+  params: [number, bigint][];
+  /** xen_cpuid_leaf_t records, 24 bytes each */
+  cpuid: Buffer;
+  /** xen_msr_entry_t records, 16 bytes each */
+  msrs: Buffer;
+  tsc: TscInfo;
+  pagingPoolBytes: number;
+  maxGpfn: number;
+  maxPages: number;
+  maxVcpus: number;
+  emulationFlags: number;
+  hap: boolean;
+  populated: GfnRange[];
+  special: SpecialPage[];
+}
+
+export interface BuildSpec {
+  /** the new domain's UUID, 16 bytes */
+  handle: Buffer;
+  hap: boolean;
+  maxVcpus: number;
+  emulationFlags: number;
+  maxPages: number;
+  pagingPoolBytes: number;
+  tsc: TscInfo;
+  cpuid: Buffer;
+  msrs: Buffer;
+  hvmContext: Buffer;
+  params: [number, bigint][];
+  populated: GfnRange[];
+  special: SpecialPage[];
+  /** full memory image whose pages follow `populated`, starting at imageOffset */
+  memoryImage?: string;
+  imageOffset?: number;
+}
+
+export interface BuildResult {
+  domid: number;
+  storePort: number;
+  consolePort: number;
+  storeGfn: number;
+  consoleGfn: number;
+  pages: number;
+  /** populate calls Xen cut short, continued from where they stopped */
+  partialPopulates: number;
+}
+
+export interface XenStorePermission {
+  domid: number;
+  read?: boolean;
+  write?: boolean;
+}
+
+export interface XenStore {
+  close(): void;
+  /** null when the node does not exist */
+  read(path: string): string | null;
+  write(path: string, value: string): void;
+  mkdir(path: string): void;
+  rm(path: string): void;
+  directory(path: string): string[] | null;
+  /** the first entry is the owner; its flags apply to every domain not listed */
+  setPermissions(path: string, perms: XenStorePermission[]): void;
+  introduceDomain(domid: number, storeGfn: number, storePort: number): void;
+  releaseDomain(domid: number): void;
+}
+
 export interface XenControl {
   close(): void;
   version(): XenVersionInfo;
@@ -88,6 +176,14 @@ export interface XenControl {
   destroy(domid: number): Promise<void>;
   /** Creates and destroys a probe domain: trying is the only way to know. */
   probeFeatures(): Promise<FeatureReport>;
+  /** fast=true cancels a cooperative suspend; fast=false runs the guest's full resume */
+  resume(domid: number, fast: boolean): void;
+  /** the domain must be paused or suspended */
+  captureState(domid: number): Promise<DomainState>;
+  /** writes `header` then every populated page in range order; resolves to the page count */
+  writeMemoryImage(domid: number, populated: GfnRange[], path: string, header: Buffer): Promise<number>;
+  /** builds a paused domain; a failure destroys what was built */
+  buildDomain(spec: BuildSpec): Promise<BuildResult>;
 }
 
 export interface Addon {
@@ -95,6 +191,7 @@ export interface Addon {
   libraries(): LibraryInfo[];
   probeInterfaces(): InterfaceProbe[];
   XenControl: new () => XenControl;
+  XenStore: new () => XenStore;
 }
 
 /** Error thrown by the addon for a failed Xen call. */

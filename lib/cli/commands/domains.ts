@@ -1,5 +1,7 @@
 import type { Argv } from 'yargs';
 import { withXen } from '../../xen/control.js';
+import { withXenSession } from '../../xen/session.js';
+import { destroyClone } from '../../descriptor/restore.js';
 import type { DomainInfo } from '../../xen/native.js';
 import { printJson, table } from '../output.js';
 import { UsageError } from '../errors.js';
@@ -42,8 +44,13 @@ export function domainCommands(y: Argv) {
       async (argv) => {
         const ids = (argv.domid as unknown[]).map(domid);
         if (ids.includes(0)) throw new UsageError('refusing to destroy domain 0');
-        await withXen(async (xc) => {
-          for (const id of ids) await xc.destroy(id);
+        await withXenSession(async (xc, xs) => {
+          for (const id of ids) {
+            // Also clears the xenstore home and /vm entry snowflock (or xl) made for it.
+            const vm = xs.read(`/local/domain/${id}/vm`);
+            if (!xc.listDomains().some((d) => d.domid === id)) throw new Error(`no domain ${id} on this host`);
+            await destroyClone(xc, xs, id, vm?.startsWith('/vm/') ? vm.slice(4) : undefined);
+          }
         });
         if (argv.json) printJson({ destroyed: ids });
       },

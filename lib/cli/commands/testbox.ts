@@ -14,6 +14,7 @@ export interface BoxArgs {
   timeout: number;
   json?: boolean;
   verbose?: boolean;
+  only?: string;
   _: (string | number)[];
   '--'?: (string | number)[];
 }
@@ -46,6 +47,7 @@ function summarize(report: TestboxReport): void {
 
 export async function boxJob(job: 'test' | 'demo', argv: BoxArgs): Promise<void> {
   if (!Number.isInteger(argv.hosts) || argv.hosts < 1 || argv.hosts > 8) throw new UsageError(`--hosts must be 1..8, got ${argv.hosts}`);
+  if (argv.only !== undefined && !/^[\w.-]+$/.test(argv.only)) throw new UsageError(`--only takes a file-name prefix, got "${argv.only}"`);
   await prepareArtifacts(argv.xen, progress, { dom0: true });
   progress(`booting ${argv.hosts} test box(es), Xen ${argv.xen}, job ${job} (timeout ${argv.timeout}s)`);
   const report = await runTestbox({
@@ -53,6 +55,7 @@ export async function boxJob(job: 'test' | 'demo', argv: BoxArgs): Promise<void>
     flavour: argv.xen,
     job,
     jobArgs: (argv['--'] ?? []).map(String),
+    only: argv.only,
     timeoutSec: argv.timeout,
     onLine: (box, line) => {
       if (argv.verbose) process.stderr.write(`[box${box}] ${line}\n`);
@@ -78,13 +81,14 @@ export function testboxCommand(y: Argv) {
         (a) =>
           boxOptions(a)
             .option('on-host', { type: 'boolean', default: false, describe: 'run the suite here: this host must be a Xen dom0' })
+            .option('only', { type: 'string', describe: 'only the suite files starting with this, e.g. 50 or 50.descriptor' })
             .example('$0 testbox test', 'one box, Debian Xen')
             .example('$0 testbox test --xen custom --hosts 2', 'two boxes on one network, project Xen')
             .example('$0 testbox test -- --test-name-pattern=addon', 'arguments after -- go to node --test'),
         async (argv) => {
           if (argv.onHost) {
             await prepareArtifacts('stock', progress, { dom0: false });
-            const { rc, tap } = await runSuiteOnHost({ flavour: 'host', args: ((argv['--'] ?? []) as unknown[]).map(String), onLine: (l) => process.stdout.write(argv.json ? '' : l + '\n') });
+            const { rc, tap } = await runSuiteOnHost({ flavour: 'host', only: argv.only, args: ((argv['--'] ?? []) as unknown[]).map(String), onLine: (l) => process.stdout.write(argv.json ? '' : l + '\n') });
             if (argv.json) printJson({ onHost: true, rc, tap });
             process.exitCode = rc === 0 ? ExitCode.ok : ExitCode.failed;
             return;

@@ -1,0 +1,206 @@
+// The VM descriptor file: a versioned, self-describing binary that carries what a clone
+// needs to start on any host, without the guest's RAM.
+//
+//   header (32 bytes, little endian)
+//     0  magic "SFLKDESC"      8  u16 version (1)     10 u16 header size (32)
+//     12 u32 section count     16 u64 file length     24 u32 crc32 of bytes 0..24   28 u32 reserved
+//   sections, each 8-byte aligned:
+//     0  u32 type   4 u32 flags (0)   8 u64 payload length   16 u32 crc32 of payload   20 u32 reserved
+//     24 payload, then zero padding to 8 bytes
+//
+// Section payloads: META is UTF-8 JSON (descriptorMeta below); the others are the raw Xen
+// records, little endian, as documented next to each SectionType.
+import { crc32 } from 'node:zlib';
+import type { GfnRange, SpecialPage } from '../xen/native.js';
+import { DescriptorError } from './errors.js';
+
+export const MAGIC = Buffer.from('SFLKDESC', 'latin1');
+export const FORMAT_VERSION = 1;
+const HEADER_SIZE = 32;
+const SECTION_HEADER_SIZE = 24;
+const PAGE_SIZE = 4096;
+
+export enum SectionType {
+  Meta = 1,
+  /** xc_domain_hvm_getcontext blob: every save record of every vCPU */
+  HvmContext = 2,
+  /** n × { u32 index, u32 0, u64 value } */
+  HvmParams = 3,
+  /** n × xen_cpuid_leaf_t (24 bytes) */
+  Cpuid = 4,
+  /** n × xen_msr_entry_t (16 bytes) */
+  Msrs = 5,
+  /** n × { u64 first gfn, u64 count }: the populated guest-physical ranges */
+  MemoryMap = 6,
+  /** n × { u32 param, u32 0, u64 gfn, 4096 bytes }: pages shared with the toolstack */
+  SpecialPages = 7,
+}
+
+export interface DescriptorMeta {
+  format: 'snowflock-descriptor';
+  createdAt: string;
+  source: { host: string; domid: number; name: string; uuid: string; type: 'pvh' | 'hvm' };
+  vm: { maxVcpus: number; maxPages: number; hap: boolean; emulationFlags: number; maxGpfn: number; pagingPoolBytes: number };
+  tsc: { mode: number; elapsedNsec: string; gtscKhz: number; incarnation: number };
+  /** pages in the memory map; imageId ties the descriptor to its memory image */
+  memory: { pages: number; imageId?: string };
+  /** xenstore devices the parent had, by class (vif, vbd, ...): recorded, not yet recreated */
+  devices: Record<string, string[]>;
+  xen: { version: string };
+  /** parent's pause for capture, in ms (emulated hosts: ratios only) */
+  pauseMs?: number;
+}
+
+export interface Descriptor {
+  meta: DescriptorMeta;
+  hvmContext: Buffer;
+  params: [number, bigint][];
+  cpuid: Buffer;
+  msrs: Buffer;
+  memoryMap: GfnRange[];
+  specialPages: SpecialPage[];
+}
+
+function section(type: SectionType, payload: Buffer): Buffer {
+  const header = Buffer.alloc(SECTION_HEADER_SIZE);
+  header.writeUInt32LE(type, 0);
+  header.writeUInt32LE(0, 4);
+  header.writeBigUInt64LE(BigInt(payload.length), 8);
+  header.writeUInt32LE(crc32(payload), 16);
+  const pad = Buffer.alloc((8 - (payload.length % 8)) % 8);
+  return Buffer.concat([header, payload, pad]);
+}
+
+export function encodeDescriptor(d: Descriptor): Buffer {
+  const params = Buffer.alloc(d.params.length * 16);
+  d.params.forEach(([index, value], i) => {
+    params.writeUInt32LE(index, i * 16);
+    params.writeBigUInt64LE(value, i * 16 + 8);
+  });
+  const map = Buffer.alloc(d.memoryMap.length * 16);
+  d.memoryMap.forEach(([start, count], i) => {
+    map.writeBigUInt64LE(BigInt(start), i * 16);
+    map.writeBigUInt64LE(BigInt(count), i * 16 + 8);
+  });
+  const special = Buffer.alloc(d.specialPages.length * (16 + PAGE_SIZE));
+  d.specialPages.forEach((p, i) => {
+    const at = i * (16 + PAGE_SIZE);
+    special.writeUInt32LE(p.param, at);
+    special.writeBigUInt64LE(BigInt(p.gfn), at + 8);
+    p.data.copy(special, at + 16, 0, PAGE_SIZE);
+  });
+  const sections = [
+    section(SectionType.Meta, Buffer.from(JSON.stringify(d.meta), 'utf8')),
+    section(SectionType.HvmContext, d.hvmContext),
+    section(SectionType.HvmParams, params),
+    section(SectionType.Cpuid, d.cpuid),
+    section(SectionType.Msrs, d.msrs),
+    section(SectionType.MemoryMap, map),
+    section(SectionType.SpecialPages, special),
+  ];
+  const length = HEADER_SIZE + sections.reduce((n, s) => n + s.length, 0);
+  const header = Buffer.alloc(HEADER_SIZE);
+  MAGIC.copy(header, 0);
+  header.writeUInt16LE(FORMAT_VERSION, 8);
+  header.writeUInt16LE(HEADER_SIZE, 10);
+  header.writeUInt32LE(sections.length, 12);
+  header.writeBigUInt64LE(BigInt(length), 16);
+  header.writeUInt32LE(crc32(header.subarray(0, 24)), 24);
+  return Buffer.concat([header, ...sections]);
+}
+
+function records(buf: Buffer, size: number, what: string): number {
+  if (buf.length % size) throw new DescriptorError(`${what} section is ${buf.length} bytes, not a multiple of ${size}`);
+  return buf.length / size;
+}
+
+export function decodeDescriptor(file: Buffer, source = 'descriptor'): Descriptor {
+  if (file.length < HEADER_SIZE) throw new DescriptorError(`${source} is truncated: ${file.length} bytes, the header alone is ${HEADER_SIZE}`);
+  if (!file.subarray(0, 8).equals(MAGIC)) throw new DescriptorError(`${source} is not a snowflock descriptor (bad magic)`);
+  const version = file.readUInt16LE(8);
+  if (version !== FORMAT_VERSION) throw new DescriptorError(`${source} has format version ${version}; this snowflock reads version ${FORMAT_VERSION}`);
+  if (crc32(file.subarray(0, 24)) !== file.readUInt32LE(24)) throw new DescriptorError(`${source} header is corrupt (checksum mismatch)`);
+  const headerSize = file.readUInt16LE(10);
+  const count = file.readUInt32LE(12);
+  const length = Number(file.readBigUInt64LE(16));
+  if (file.length < length) throw new DescriptorError(`${source} is truncated: ${file.length} of ${length} bytes`);
+  if (file.length > length) throw new DescriptorError(`${source} has ${file.length - length} trailing bytes after its end`);
+
+  const payloads = new Map<SectionType, Buffer>();
+  let at = headerSize;
+  for (let i = 0; i < count; i++) {
+    if (at + SECTION_HEADER_SIZE > length) throw new DescriptorError(`${source}: section ${i} header runs past the end`);
+    const type = file.readUInt32LE(at) as SectionType;
+    const size = Number(file.readBigUInt64LE(at + 8));
+    const sum = file.readUInt32LE(at + 16);
+    const start = at + SECTION_HEADER_SIZE;
+    if (start + size > length) throw new DescriptorError(`${source}: section ${SectionType[type] ?? type} runs past the end`);
+    const payload = file.subarray(start, start + size);
+    if (crc32(payload) !== sum) throw new DescriptorError(`${source}: section ${SectionType[type] ?? type} is corrupt (checksum mismatch)`);
+    payloads.set(type, payload);
+    at = start + size + ((8 - (size % 8)) % 8);
+  }
+  const need = (t: SectionType) => {
+    const p = payloads.get(t);
+    if (!p) throw new DescriptorError(`${source} has no ${SectionType[t]} section`);
+    return p;
+  };
+
+  let meta: DescriptorMeta;
+  try {
+    meta = JSON.parse(need(SectionType.Meta).toString('utf8')) as DescriptorMeta;
+  } catch (e) {
+    throw new DescriptorError(`${source}: META section is not valid JSON (${(e as Error).message})`);
+  }
+  if (meta.format !== 'snowflock-descriptor') throw new DescriptorError(`${source}: META does not describe a snowflock descriptor`);
+
+  const paramBuf = need(SectionType.HvmParams);
+  const params: [number, bigint][] = [];
+  for (let i = 0; i < records(paramBuf, 16, 'HvmParams'); i++) params.push([paramBuf.readUInt32LE(i * 16), paramBuf.readBigUInt64LE(i * 16 + 8)]);
+  const mapBuf = need(SectionType.MemoryMap);
+  const memoryMap: GfnRange[] = [];
+  for (let i = 0; i < records(mapBuf, 16, 'MemoryMap'); i++) {
+    memoryMap.push([Number(mapBuf.readBigUInt64LE(i * 16)), Number(mapBuf.readBigUInt64LE(i * 16 + 8))]);
+  }
+  const specialBuf = need(SectionType.SpecialPages);
+  const specialPages: SpecialPage[] = [];
+  for (let i = 0; i < records(specialBuf, 16 + PAGE_SIZE, 'SpecialPages'); i++) {
+    const at2 = i * (16 + PAGE_SIZE);
+    specialPages.push({
+      param: specialBuf.readUInt32LE(at2),
+      gfn: Number(specialBuf.readBigUInt64LE(at2 + 8)),
+      data: Buffer.from(specialBuf.subarray(at2 + 16, at2 + 16 + PAGE_SIZE)),
+    });
+  }
+  const cpuid = Buffer.from(need(SectionType.Cpuid));
+  const msrs = Buffer.from(need(SectionType.Msrs));
+  records(cpuid, 24, 'Cpuid');
+  records(msrs, 16, 'Msrs');
+  const d: Descriptor = { meta, hvmContext: Buffer.from(need(SectionType.HvmContext)), params, cpuid, msrs, memoryMap, specialPages };
+  validateDescriptor(d, source);
+  return d;
+}
+
+/** Cross-checks that a well-formed file also describes a buildable VM. */
+export function validateDescriptor(d: Descriptor, source = 'descriptor'): void {
+  const fail = (why: string) => {
+    throw new DescriptorError(`${source}: ${why}`);
+  };
+  const vm = d.meta.vm;
+  if (!vm || !Number.isInteger(vm.maxVcpus) || vm.maxVcpus < 1 || vm.maxVcpus > 128) fail(`bad vCPU count ${vm?.maxVcpus}`);
+  if (!Number.isInteger(vm.maxPages) || vm.maxPages < 1) fail(`bad memory size ${vm.maxPages} pages`);
+  if (d.hvmContext.length < 16) fail('HVM context is empty');
+  let pages = 0;
+  let end = -1;
+  for (const [start, count] of d.memoryMap) {
+    if (!Number.isInteger(start) || !Number.isInteger(count) || count < 1) fail(`bad memory range [${start}, +${count}]`);
+    if (start < end) fail('memory ranges overlap or are out of order');
+    end = start + count;
+    pages += count;
+  }
+  if (pages !== d.meta.memory.pages) fail(`memory map holds ${pages} pages but META says ${d.meta.memory.pages}`);
+  for (const p of d.specialPages) {
+    if (!d.memoryMap.some(([s, c]) => p.gfn >= s && p.gfn < s + c)) fail(`special page gfn ${p.gfn} is outside the memory map`);
+  }
+  for (const [index] of d.params) if (index >= 64) fail(`HVM param index ${index} out of range`);
+}

@@ -1,0 +1,104 @@
+// Starting a domain from a descriptor on this host. The addon builds it paused (and destroys
+// it if any step fails); here it gets its xenstore home, is introduced to xenstored (the
+// resuming kernel blocks until its xenstore watches are answered) and is unpaused.
+import { randomUUID } from 'node:crypto';
+import type { XenControl, XenStore, BuildResult } from '../xen/native.js';
+import { removeDomainEntries, writeDomainEntries } from '../xen/domain-xenstore.js';
+import { DescriptorError } from './errors.js';
+import { checkImage, IMAGE_HEADER_SIZE } from './memory-image.js';
+import type { Descriptor } from './format.js';
+
+export interface RestoreOptions {
+  memoryImage: string;
+  /** the clone's id within its family: 1..n (0 is the parent) */
+  vmid: number;
+  name: string;
+  /** unpause when built (default true) */
+  start?: boolean;
+}
+
+export interface Restored {
+  domid: number;
+  name: string;
+  uuid: string;
+  vmid: number;
+  /** populate calls Xen cut short and the build continued (diagnostic) */
+  partialPopulates: number;
+}
+
+/** A clone needs its pages plus a little for Xen's own structures (p2m, paging pool). */
+function pagesNeeded(d: Descriptor): number {
+  return d.meta.memory.pages + Math.ceil(d.meta.vm.pagingPoolBytes / 4096) + 256;
+}
+
+export function uuidBytes(uuid: string): Buffer {
+  return Buffer.from(uuid.replaceAll('-', ''), 'hex');
+}
+
+export async function restoreDescriptor(xc: XenControl, xs: XenStore, d: Descriptor, opts: RestoreOptions): Promise<Restored> {
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(opts.name)) throw new DescriptorError(`bad domain name "${opts.name}"`);
+  if (xc.listDomains().some((dom) => xs.read(`/local/domain/${dom.domid}/name`) === opts.name)) {
+    throw new DescriptorError(`a domain named ${opts.name} already exists`);
+  }
+  checkImage(opts.memoryImage, d.meta.memory.imageId, d.meta.memory.pages);
+  const free = xc.physinfo().freePages;
+  const need = pagesNeeded(d);
+  if (free < need) {
+    throw new DescriptorError(`not enough free memory on this host: the clone needs ${Math.ceil((need * 4) / 1024)} MiB, Xen has ${Math.floor((free * 4) / 1024)} MiB free`);
+  }
+
+  const uuid = randomUUID();
+  const built: BuildResult = await xc.buildDomain({
+    handle: uuidBytes(uuid),
+    hap: d.meta.vm.hap,
+    maxVcpus: d.meta.vm.maxVcpus,
+    emulationFlags: d.meta.vm.emulationFlags,
+    maxPages: d.meta.vm.maxPages,
+    pagingPoolBytes: d.meta.vm.pagingPoolBytes,
+    tsc: { ...d.meta.tsc, elapsedNsec: BigInt(d.meta.tsc.elapsedNsec) },
+    cpuid: d.cpuid,
+    msrs: d.msrs,
+    hvmContext: d.hvmContext,
+    params: d.params,
+    populated: d.memoryMap,
+    special: d.specialPages,
+    memoryImage: opts.memoryImage,
+    imageOffset: IMAGE_HEADER_SIZE,
+  });
+  try {
+    writeDomainEntries(xs, {
+      domid: built.domid,
+      name: opts.name,
+      uuid,
+      type: d.meta.source.type,
+      memoryKiB: d.meta.vm.maxPages * 4,
+      vcpus: d.meta.vm.maxVcpus,
+      storeGfn: built.storeGfn,
+      storePort: built.storePort,
+      consoleGfn: built.consoleGfn,
+      consolePort: built.consolePort,
+      snowflock: { vmid: String(opts.vmid), parent: d.meta.source.uuid, 'parent-name': d.meta.source.name },
+    });
+    xs.introduceDomain(built.domid, built.storeGfn, built.storePort);
+    if (opts.start !== false) xc.unpause(built.domid);
+  } catch (e) {
+    await destroyClone(xc, xs, built.domid, uuid);
+    throw e;
+  }
+  return { domid: built.domid, name: opts.name, uuid, vmid: opts.vmid, partialPopulates: built.partialPopulates };
+}
+
+/** Destroys a clone and everything snowflock made for it; idempotent. */
+export async function destroyClone(xc: XenControl, xs: XenStore, domid: number, uuid?: string): Promise<void> {
+  try {
+    await xc.destroy(domid);
+  } catch (e) {
+    if ((e as { code?: string }).code !== 'ESRCH') throw e;
+  }
+  try {
+    xs.releaseDomain(domid);
+  } catch {
+    /* xenstored already forgot a dead domain */
+  }
+  removeDomainEntries(xs, domid, uuid);
+}

@@ -1,0 +1,31 @@
+// Cooperative suspend, the way `xl save` and SnowFlock take a VM's state: the guest kernel
+// itself quiesces and calls SCHEDOP_shutdown(suspend). A clone taken there runs the kernel's
+// own resume path and rebinds its timers, event channels and vcpu_info in the new domain;
+// a merely paused parent would leave those behind in the old one.
+import type { XenControl, XenStore } from './native.js';
+
+export class SuspendError extends Error {
+  override name = 'SuspendError';
+}
+
+export async function suspendDomain(xc: XenControl, xs: XenStore, domid: number, timeoutMs = 30_000): Promise<void> {
+  const control = `/local/domain/${domid}/control/shutdown`;
+  xs.write(control, 'suspend');
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const d = xc.domainInfo(domid);
+    if (d.shutdownReason === 'suspend') return;
+    if (d.shutdownReason) throw new SuspendError(`domain ${domid} shut down (${d.shutdownReason}) instead of suspending`);
+    if (Date.now() > deadline) {
+      xs.rm(control);
+      throw new SuspendError(`domain ${domid} did not suspend within ${timeoutMs / 1000} s: its kernel does not answer control/shutdown=suspend`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Lets a suspended parent carry on as if the suspend had been cancelled. */
+export function resumeSuspended(xc: XenControl, domid: number): void {
+  xc.unpause(domid);
+  xc.resume(domid, true);
+}

@@ -1,0 +1,150 @@
+// VM descriptors against the real hypervisor: save a running PVH guest, build a copy of it
+// (left paused: see 60.clone-run for running clones), and refuse bad input without leaving
+// a domain, mapping or xenstore entry behind.
+import { test, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { loadAddon, type XenStore } from '../../lib/xen/native.js';
+import { waitForConsole, readConsole } from '../../lib/xen/console.js';
+import { captureDescriptor } from '../../lib/descriptor/capture.js';
+import { restoreDescriptor, destroyClone, type Restored } from '../../lib/descriptor/restore.js';
+import { decodeDescriptor, encodeDescriptor, type Descriptor } from '../../lib/descriptor/format.js';
+import { DescriptorError } from '../../lib/descriptor/errors.js';
+import { destroyQuietly, domainIds, openXen, startTestGuest, waitUntil } from './helpers.js';
+
+const xc = openXen();
+const xs: XenStore = new (loadAddon().XenStore)();
+const work = mkdtempSync(join(tmpdir(), 'sf-desc-'));
+const parentName = `sf-parent-${process.pid}`;
+let parent: number | undefined;
+const clones: Restored[] = [];
+let descriptor: Descriptor;
+const image = join(work, 'parent.mem');
+let countAtSuspend = -1;
+
+const counts = (name: string, vmid: number) =>
+  [...readConsole(name).matchAll(new RegExp(`SF-COUNT (\\d+) vmid=${vmid}\\b`, 'g'))].map((m) => Number(m[1]));
+
+before(async () => {
+  parent = await startTestGuest(parentName, 'pvh');
+  await waitForConsole(parentName, /SF-COUNT \d+ vmid=0/, 120_000, 2);
+});
+
+after(async () => {
+  resumeParent();
+  for (const c of clones) await destroyClone(xc, xs, c.domid, c.uuid).catch(() => {});
+  await destroyQuietly(xc, parent);
+  xs.close();
+  xc.close();
+  rmSync(work, { recursive: true, force: true });
+});
+
+let resumeParent = () => {};
+
+test('save: the parent is suspended, described and imaged', async () => {
+  assert.ok(parent !== undefined);
+  const r = await captureDescriptor(xc, xs, parent, { memoryImage: image, keepParentStopped: true });
+  resumeParent = r.resumeParent;
+  descriptor = r.descriptor;
+  countAtSuspend = Math.max(...counts(parentName, 0));
+  assert.equal(descriptor.meta.source.type, 'pvh');
+  assert.equal(descriptor.meta.vm.maxVcpus, 1);
+  assert.ok(descriptor.meta.memory.pages > 30000, `pages ${descriptor.meta.memory.pages}`);
+  assert.equal(r.imagePages, descriptor.meta.memory.pages);
+  // The pages Xen and the toolstack share with the guest travel in the descriptor.
+  const special = descriptor.specialPages.map((p) => p.param).sort((a, b) => a - b);
+  assert.ok(special.includes(1) && special.includes(17), `store and console rings in ${special}`);
+  assert.equal(xc.domainInfo(parent).shutdownReason, 'suspend', 'kept stopped until its clones are built');
+});
+
+test('the descriptor file round-trips and is a small fraction of memory', () => {
+  const bytes = encodeDescriptor(descriptor);
+  const again = decodeDescriptor(bytes);
+  assert.deepEqual(again.memoryMap, descriptor.memoryMap);
+  assert.deepEqual(again.params, descriptor.params);
+  assert.ok(again.hvmContext.equals(descriptor.hvmContext));
+  assert.ok(bytes.length < descriptor.meta.memory.pages * 4096 * 0.01, `${bytes.length} bytes`);
+  writeFileSync(join(work, 'parent.sfd'), bytes);
+});
+
+test('restore builds a paused copy with the parent\'s memory, a xenstore home and its vmid', async () => {
+  resumeParent();
+  const c = await restoreDescriptor(xc, xs, descriptor, { memoryImage: image, vmid: 1, name: `${parentName}-c1`, start: false });
+  clones.push(c);
+  const info = xc.domainInfo(c.domid);
+  assert.equal(info.type, 'pvh');
+  assert.equal(info.paused, true);
+  assert.equal(info.totPages, descriptor.meta.memory.pages);
+  assert.equal(xs.read(`/local/domain/${c.domid}/snowflock/vmid`), '1');
+  assert.equal(xs.read(`/local/domain/${c.domid}/name`), c.name);
+  assert.ok(Number(xs.read(`/local/domain/${c.domid}/store/port`)) > 0);
+  const xl = execFileSync('xl', ['list'], { encoding: 'utf8' });
+  assert.match(xl, new RegExp(`^${c.name}\\s+${c.domid}\\s`, 'm'));
+  await waitForConsole(parentName, new RegExp(`SF-COUNT ${countAtSuspend + 2} vmid=0`), 60_000);
+});
+
+test('a clone is destroyed by xl destroy and by snowflock destroy, leaving no xenstore home', async () => {
+  const second = await restoreDescriptor(xc, xs, descriptor, { memoryImage: image, vmid: 2, name: `${parentName}-c2`, start: false });
+  clones.push(second);
+  const [a, b] = clones;
+  execFileSync('xl', ['destroy', String(a!.domid)]);
+  await waitUntil(`domain ${a!.domid} gone`, () => !domainIds(xc).includes(a!.domid), 30_000);
+  const out = execFileSync(process.execPath, ['dist/lib/cli/main.js', 'destroy', String(b!.domid), '--json'], { encoding: 'utf8' });
+  assert.deepEqual(JSON.parse(out).destroyed, [b!.domid]);
+  await waitUntil(`domain ${b!.domid} gone`, () => !domainIds(xc).includes(b!.domid), 30_000);
+  assert.equal(xs.read(`/local/domain/${b!.domid}/name`), null);
+  assert.equal(xs.read(`/vm/${b!.uuid}/name`), null);
+});
+
+// ---- bad input: one-line errors, nothing left behind ----
+
+function snapshot() {
+  return { domains: domainIds(xc), homes: (xs.directory('/local/domain') ?? []).sort() };
+}
+
+test('corrupt, truncated and wrong-version descriptors are refused by name', () => {
+  const good = readFileSync(join(work, 'parent.sfd'));
+  const corrupt = Buffer.from(good);
+  corrupt[corrupt.length - 100]! ^= 0xff;
+  assert.throws(() => decodeDescriptor(corrupt, 'c.sfd'), (e: Error) => e instanceof DescriptorError && /c\.sfd: section \w+ is corrupt/.test(e.message));
+  assert.throws(() => decodeDescriptor(good.subarray(0, 1000), 't.sfd'), /t\.sfd is truncated/);
+  const v2 = Buffer.from(good);
+  v2.writeUInt16LE(2, 8);
+  assert.throws(() => decodeDescriptor(v2, 'v.sfd'), /v\.sfd has format version 2; this snowflock reads version 1/);
+  assert.throws(() => decodeDescriptor(Buffer.from('hello world, not a descriptor at all'), 'x'), /not a snowflock descriptor/);
+});
+
+test('an unknown domain is named in the error', async () => {
+  await assert.rejects(captureDescriptor(xc, xs, 31000), (e: Error & { code?: string }) => e.code === 'ESRCH' && /domain 31000/.test(e.message));
+});
+
+test('not enough memory: refused before building, and the native path cleans up too', async () => {
+  const before = snapshot();
+  const huge: Descriptor = { ...descriptor, meta: { ...descriptor.meta, vm: { ...descriptor.meta.vm, pagingPoolBytes: 64 * 2 ** 30 } } };
+  await assert.rejects(restoreDescriptor(xc, xs, huge, { memoryImage: image, vmid: 9, name: `${parentName}-big` }), /not enough free memory on this host/);
+  // Past the check, Xen itself runs out while populating: the half-built domain must go.
+  const free = xc.physinfo().freePages;
+  await assert.rejects(
+    xc.buildDomain({
+      handle: Buffer.alloc(16, 7), hap: true, maxVcpus: 1, emulationFlags: descriptor.meta.vm.emulationFlags,
+      maxPages: free + 65536, pagingPoolBytes: descriptor.meta.vm.pagingPoolBytes,
+      tsc: { ...descriptor.meta.tsc, elapsedNsec: BigInt(descriptor.meta.tsc.elapsedNsec) },
+      cpuid: descriptor.cpuid, msrs: descriptor.msrs, hvmContext: descriptor.hvmContext, params: descriptor.params,
+      populated: [[0, free + 65536]], special: [],
+    }),
+    (e: Error & { code?: string; call?: string }) => e.call === 'xc_domain_populate_physmap' && e.code === 'ENOMEM' && /ran out of free memory/.test(e.message),
+  );
+  await waitUntil('no half-built domain', () => domainIds(xc).length === before.domains.length, 30_000);
+  assert.deepEqual(snapshot(), before);
+});
+
+test('a memory image of another descriptor, or a missing one, is refused', async () => {
+  const before = snapshot();
+  const other: Descriptor = { ...descriptor, meta: { ...descriptor.meta, memory: { ...descriptor.meta.memory, imageId: '00'.repeat(16) } } };
+  await assert.rejects(restoreDescriptor(xc, xs, other, { memoryImage: image, vmid: 9, name: `${parentName}-x` }), /memory image of another descriptor/);
+  await assert.rejects(restoreDescriptor(xc, xs, descriptor, { memoryImage: join(work, 'nope.mem'), vmid: 9, name: `${parentName}-y` }), /cannot open memory image/);
+  assert.deepEqual(snapshot(), before);
+});
