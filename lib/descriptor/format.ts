@@ -121,6 +121,7 @@ export function decodeDescriptor(file: Buffer, source = 'descriptor'): Descripto
   if (version !== FORMAT_VERSION) throw new DescriptorError(`${source} has format version ${version}; this snowflock reads version ${FORMAT_VERSION}`);
   if (crc32(file.subarray(0, 24)) !== file.readUInt32LE(24)) throw new DescriptorError(`${source} header is corrupt (checksum mismatch)`);
   const headerSize = file.readUInt16LE(10);
+  if (headerSize !== HEADER_SIZE || file.readUInt32LE(28) !== 0) throw new DescriptorError(`${source} header has unknown fields set`);
   const count = file.readUInt32LE(12);
   const length = Number(file.readBigUInt64LE(16));
   if (file.length < length) throw new DescriptorError(`${source} is truncated: ${file.length} of ${length} bytes`);
@@ -132,13 +133,21 @@ export function decodeDescriptor(file: Buffer, source = 'descriptor'): Descripto
     if (at + SECTION_HEADER_SIZE > length) throw new DescriptorError(`${source}: section ${i} header runs past the end`);
     const type = file.readUInt32LE(at) as SectionType;
     const size = Number(file.readBigUInt64LE(at + 8));
+    // Flags and reserved words must be zero: a reader that ignored them could misread a newer file.
+    if (file.readUInt32LE(at + 4) !== 0 || file.readUInt32LE(at + 20) !== 0) {
+      throw new DescriptorError(`${source}: section ${SectionType[type] ?? type} has unknown flags`);
+    }
     const sum = file.readUInt32LE(at + 16);
     const start = at + SECTION_HEADER_SIZE;
     if (start + size > length) throw new DescriptorError(`${source}: section ${SectionType[type] ?? type} runs past the end`);
     const payload = file.subarray(start, start + size);
     if (crc32(payload) !== sum) throw new DescriptorError(`${source}: section ${SectionType[type] ?? type} is corrupt (checksum mismatch)`);
     payloads.set(type, payload);
-    at = start + size + ((8 - (size % 8)) % 8);
+    const end = start + size + ((8 - (size % 8)) % 8);
+    if (end > length || file.subarray(start + size, end).some((b) => b !== 0)) {
+      throw new DescriptorError(`${source}: section ${SectionType[type] ?? type} is followed by corrupt padding`);
+    }
+    at = end;
   }
   const need = (t: SectionType) => {
     const p = payloads.get(t);

@@ -1,0 +1,106 @@
+// The descriptor file format on its own: round trip, and every way a file can be bad.
+import { describe, expect, it } from 'vitest';
+import { crc32 } from 'node:zlib';
+import { decodeDescriptor, encodeDescriptor, type Descriptor } from '../../lib/descriptor/format.js';
+import { DescriptorError } from '../../lib/descriptor/errors.js';
+
+function sample(): Descriptor {
+  return {
+    meta: {
+      format: 'snowflock-descriptor',
+      createdAt: '2026-11-26T00:00:00.000Z',
+      source: { host: 'h', domid: 3, name: 'p', uuid: '00000000-0000-0000-0000-000000000001', type: 'pvh' },
+      vm: { maxVcpus: 2, maxPages: 33024, hap: true, emulationFlags: 1, maxGpfn: 0xfefff, pagingPoolBytes: 2 << 20 },
+      tsc: { mode: 0, elapsedNsec: '123456789012', gtscKhz: 2000000, incarnation: 1 },
+      memory: { pages: 32768 + 2, imageId: 'ab'.repeat(16) },
+      devices: { vif: ['0'] },
+      xen: { version: '4.17.5' },
+    },
+    hvmContext: Buffer.alloc(2504, 7),
+    params: [[1, 0xfeffcn], [2, 1n], [17, 0xfefffn], [18, 2n]],
+    cpuid: Buffer.alloc(24 * 3, 1),
+    msrs: Buffer.alloc(16 * 2, 2),
+    memoryMap: [[0, 32768], [0xfeffc, 1], [0xfefff, 1]],
+    specialPages: [
+      { param: 1, gfn: 0xfeffc, data: Buffer.alloc(4096, 0xaa) },
+      { param: 17, gfn: 0xfefff, data: Buffer.alloc(4096, 0xbb) },
+    ],
+  };
+}
+
+describe('descriptor format', () => {
+  it('round-trips every section byte for byte', () => {
+    const d = sample();
+    const bytes = encodeDescriptor(d);
+    const back = decodeDescriptor(bytes);
+    expect(back.meta).toEqual(d.meta);
+    expect(back.params).toEqual(d.params);
+    expect(back.memoryMap).toEqual(d.memoryMap);
+    expect(back.hvmContext.equals(d.hvmContext)).toBe(true);
+    expect(back.cpuid.equals(d.cpuid)).toBe(true);
+    expect(back.msrs.equals(d.msrs)).toBe(true);
+    expect(back.specialPages.map((p) => [p.param, p.gfn, p.data.equals(d.specialPages.find((q) => q.gfn === p.gfn)!.data)])).toEqual([
+      [1, 0xfeffc, true],
+      [17, 0xfefff, true],
+    ]);
+    expect(encodeDescriptor(back).equals(bytes)).toBe(true);
+  });
+
+  it('is small next to the memory it describes (about 0.1% in SnowFlock)', () => {
+    const bytes = encodeDescriptor(sample());
+    expect(bytes.length / ((32768 + 2) * 4096)).toBeLessThan(0.001);
+  });
+
+  const bad = (mutate: (b: Buffer) => Buffer, message: RegExp) => {
+    const bytes = mutate(encodeDescriptor(sample()));
+    expect(() => decodeDescriptor(bytes, 'f.sfd')).toThrow(DescriptorError);
+    expect(() => decodeDescriptor(bytes, 'f.sfd')).toThrow(message);
+  };
+
+  it('refuses a file that is not a descriptor', () => bad(() => Buffer.from('#!/bin/sh\necho not a descriptor, clearly\n'), /not a snowflock descriptor/));
+  it('refuses a truncated header', () => bad((b) => b.subarray(0, 10), /truncated: 10 bytes/));
+  it('refuses a truncated body', () => bad((b) => b.subarray(0, b.length - 1), /truncated/));
+  it('refuses trailing bytes', () => bad((b) => Buffer.concat([b, Buffer.alloc(3)]), /3 trailing bytes/));
+  it('refuses another format version', () =>
+    bad((b) => {
+      b.writeUInt16LE(7, 8);
+      b.writeUInt32LE(crc32(b.subarray(0, 24)), 24);
+      return b;
+    }, /format version 7; this snowflock reads version 1/));
+  it('refuses a corrupt header', () => bad((b) => { b[12]! ^= 1; return b; }, /header is corrupt/));
+  it('refuses a corrupt section, naming it', () => bad((b) => { b[b.length - 200]! ^= 0x40; return b; }, /section SpecialPages is corrupt/));
+
+  it('refuses a descriptor whose memory map disagrees with its META', () => {
+    const d = sample();
+    d.meta.memory.pages = 5;
+    expect(() => decodeDescriptor(encodeDescriptor(d))).toThrow(/memory map holds 32770 pages but META says 5/);
+  });
+
+  it('refuses overlapping memory ranges and special pages outside memory', () => {
+    const d = sample();
+    d.memoryMap = [[0, 10], [5, 10]];
+    d.meta.memory.pages = 20;
+    expect(() => decodeDescriptor(encodeDescriptor(d))).toThrow(/overlap/);
+    const e = sample();
+    e.specialPages[0]!.gfn = 0x200000;
+    expect(() => decodeDescriptor(encodeDescriptor(e))).toThrow(/special page gfn 2097152 is outside the memory map/);
+  });
+
+  it('catches every single-byte corruption with a DescriptorError', () => {
+    const good = encodeDescriptor(sample());
+    let caught = 0;
+    for (let i = 0; i < 2000; i++) {
+      const b = Buffer.from(good);
+      const at = Math.floor(Math.random() * b.length);
+      b[at] = (b[at]! + 1 + Math.floor(Math.random() * 255)) & 0xff;
+      try {
+        decodeDescriptor(b);
+      } catch (e) {
+        expect(e).toBeInstanceOf(DescriptorError);
+        caught++;
+      }
+    }
+    // Every byte is covered: checksums, or fields that must be zero.
+    expect(caught).toBe(2000);
+  });
+});
