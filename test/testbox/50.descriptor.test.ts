@@ -4,52 +4,27 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
-import { loadAddon, type XenStore } from '../../lib/xen/native.js';
-import { waitForConsole, readConsole } from '../../lib/xen/console.js';
+import { waitForConsole } from '../../lib/xen/console.js';
 import { captureDescriptor } from '../../lib/descriptor/capture.js';
-import { restoreDescriptor, destroyClone, type Restored } from '../../lib/descriptor/restore.js';
+import { restoreDescriptor } from '../../lib/descriptor/restore.js';
 import { decodeDescriptor, encodeDescriptor, type Descriptor } from '../../lib/descriptor/format.js';
 import { DescriptorError } from '../../lib/descriptor/errors.js';
-import { destroyQuietly, domainIds, openXen, startTestGuest, waitUntil } from './helpers.js';
+import { domainIds, waitUntil } from './helpers.js';
+import { Family } from './family.js';
 
-const xc = openXen();
-const xs: XenStore = new (loadAddon().XenStore)();
-const work = mkdtempSync(join(tmpdir(), 'sf-desc-'));
-const parentName = `sf-parent-${process.pid}`;
-let parent: number | undefined;
-const clones: Restored[] = [];
+const family = new Family();
+const { xc, xs, work, parentName, image, clones } = family;
+
+before(() => family.startParent());
+after(() => family.dispose());
+
 let descriptor: Descriptor;
-const image = join(work, 'parent.mem');
-let countAtSuspend = -1;
-
-const counts = (name: string, vmid: number) =>
-  [...readConsole(name).matchAll(new RegExp(`SF-COUNT (\\d+) vmid=${vmid}\\b`, 'g'))].map((m) => Number(m[1]));
-
-before(async () => {
-  parent = await startTestGuest(parentName, 'pvh');
-  await waitForConsole(parentName, /SF-COUNT \d+ vmid=0/, 120_000, 2);
-});
-
-after(async () => {
-  resumeParent();
-  for (const c of clones) await destroyClone(xc, xs, c.domid, c.uuid).catch(() => {});
-  await destroyQuietly(xc, parent);
-  xs.close();
-  xc.close();
-  rmSync(work, { recursive: true, force: true });
-});
-
-let resumeParent = () => {};
 
 test('save: the parent is suspended, described and imaged', async () => {
-  assert.ok(parent !== undefined);
-  const r = await captureDescriptor(xc, xs, parent, { memoryImage: image, keepParentStopped: true });
-  resumeParent = r.resumeParent;
+  const r = await family.captureParent();
   descriptor = r.descriptor;
-  countAtSuspend = Math.max(...counts(parentName, 0));
   assert.equal(descriptor.meta.source.type, 'pvh');
   assert.equal(descriptor.meta.vm.maxVcpus, 1);
   assert.ok(descriptor.meta.memory.pages > 30000, `pages ${descriptor.meta.memory.pages}`);
@@ -57,7 +32,7 @@ test('save: the parent is suspended, described and imaged', async () => {
   // The pages Xen and the toolstack share with the guest travel in the descriptor.
   const special = descriptor.specialPages.map((p) => p.param).sort((a, b) => a - b);
   assert.ok(special.includes(1) && special.includes(17), `store and console rings in ${special}`);
-  assert.equal(xc.domainInfo(parent).shutdownReason, 'suspend', 'kept stopped until its clones are built');
+  assert.equal(xc.domainInfo(family.parent!).shutdownReason, 'suspend', 'kept stopped until its clones are built');
 });
 
 test('the descriptor file round-trips and is a small fraction of memory', () => {
@@ -71,7 +46,7 @@ test('the descriptor file round-trips and is a small fraction of memory', () => 
 });
 
 test('restore builds a paused copy with the parent\'s memory, a xenstore home and its vmid', async () => {
-  resumeParent();
+  family.resumeParent();
   const c = await restoreDescriptor(xc, xs, descriptor, { memoryImage: image, vmid: 1, name: `${parentName}-c1`, start: false });
   clones.push(c);
   const info = xc.domainInfo(c.domid);
@@ -83,7 +58,7 @@ test('restore builds a paused copy with the parent\'s memory, a xenstore home an
   assert.ok(Number(xs.read(`/local/domain/${c.domid}/store/port`)) > 0);
   const xl = execFileSync('xl', ['list'], { encoding: 'utf8' });
   assert.match(xl, new RegExp(`^${c.name}\\s+${c.domid}\\s`, 'm'));
-  await waitForConsole(parentName, new RegExp(`SF-COUNT ${countAtSuspend + 2} vmid=0`), 60_000);
+  await waitForConsole(parentName, new RegExp(`SF-COUNT ${family.countAtSuspend + 2} vmid=0`), 60_000);
 });
 
 test('a clone is destroyed by xl destroy and by snowflock destroy, leaving no xenstore home', async () => {

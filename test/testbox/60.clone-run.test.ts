@@ -8,82 +8,41 @@
 import { test as baseTest, after, before, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
-import { loadAddon, type XenStore } from '../../lib/xen/native.js';
-import { waitForConsole, readConsole } from '../../lib/xen/console.js';
+import { readConsole, waitForConsole } from '../../lib/xen/console.js';
 import { captureDescriptor } from '../../lib/descriptor/capture.js';
 import { restoreDescriptor, destroyClone, type Restored } from '../../lib/descriptor/restore.js';
-import { decodeDescriptor, encodeDescriptor, type Descriptor } from '../../lib/descriptor/format.js';
-import { DescriptorError } from '../../lib/descriptor/errors.js';
-import { destroyQuietly, domainIds, openXen, startTestGuest, waitUntil } from './helpers.js';
+import { domainIds, waitUntil } from './helpers.js';
+import { Family } from './family.js';
 
 const skip = process.env.SNOWFLOCK_RUN_KNOWN_BROKEN === '1' ? false : 'known problem: dom0 memory corruption after restored clones resume (docs/ARCHITECTURE.md)';
 const test = (name: string, fn: (t: TestContext) => void | Promise<void>) => baseTest(name, { skip }, fn);
 
-const xc = openXen();
-const xs: XenStore = new (loadAddon().XenStore)();
-const work = mkdtempSync(join(tmpdir(), 'sf-desc-'));
-const parentName = `sf-parent-${process.pid}`;
-let parent: number | undefined;
-const clones: Restored[] = [];
-let descriptor: Descriptor;
-const image = join(work, 'parent.mem');
-let countAtSuspend = -1;
-
-const counts = (name: string, vmid: number) =>
-  [...readConsole(name).matchAll(new RegExp(`SF-COUNT (\\d+) vmid=${vmid}\\b`, 'g'))].map((m) => Number(m[1]));
+const family = new Family();
+const { xc, xs, work, parentName, image, clones } = family;
+const counts = (name: string, vmid: number) => family.counts(name, vmid);
 
 before(async () => {
   if (skip) return;
-  parent = await startTestGuest(parentName, 'pvh');
-  await waitForConsole(parentName, /SF-COUNT \d+ vmid=0/, 120_000, 2);
+  await family.startParent();
+  await family.captureParent();
 });
-
-after(async () => {
-  resumeParent();
-  for (const c of clones) await destroyClone(xc, xs, c.domid, c.uuid).catch(() => {});
-  await destroyQuietly(xc, parent);
-  xs.close();
-  xc.close();
-  rmSync(work, { recursive: true, force: true });
-});
-
-let resumeParent = () => {};
-
-test('save: the parent is suspended, described and imaged', async () => {
-  assert.ok(parent !== undefined);
-  const r = await captureDescriptor(xc, xs, parent, { memoryImage: image, keepParentStopped: true });
-  resumeParent = r.resumeParent;
-  descriptor = r.descriptor;
-  countAtSuspend = Math.max(...counts(parentName, 0));
-  assert.equal(descriptor.meta.source.type, 'pvh');
-  assert.equal(descriptor.meta.vm.maxVcpus, 1);
-  assert.ok(descriptor.meta.memory.pages > 30000, `pages ${descriptor.meta.memory.pages}`);
-  assert.equal(r.imagePages, descriptor.meta.memory.pages);
-  // The pages Xen and the toolstack share with the guest travel in the descriptor.
-  const special = descriptor.specialPages.map((p) => p.param).sort((a, b) => a - b);
-  assert.ok(special.includes(1) && special.includes(17), `store and console rings in ${special}`);
-  assert.equal(xc.domainInfo(parent).shutdownReason, 'suspend', 'kept stopped until its clones are built');
-});
-
-const memoryReport = () =>
-  `free ${xc.physinfo().freePages} pages; ` + xc.listDomains().map((d) => `d${d.domid} tot=${d.totPages} max=${d.maxPages}`).join(' ');
+after(() => family.dispose());
 
 test('restore: two clones continue the parent\'s count, each with its own vmid; the parent resumes', async (t) => {
   for (const vmid of [1, 2]) {
-    clones.push(await restoreDescriptor(xc, xs, descriptor, { memoryImage: image, vmid, name: `${parentName}-c${vmid}`, start: false }));
-    t.diagnostic(`clone ${vmid} built paused: ${memoryReport()}`);
+    clones.push(await restoreDescriptor(xc, xs, family.descriptor, { memoryImage: image, vmid, name: `${parentName}-c${vmid}`, start: false }));
+    t.diagnostic(`clone ${vmid} built paused: ${xc.physinfo().freePages} pages free`);
   }
-  resumeParent();
+  family.resumeParent();
   for (const c of clones) xc.unpause(c.domid);
-  assert.equal(xc.domainInfo(parent!).shutdownReason, undefined, 'parent resumed');
-  await waitForConsole(parentName, new RegExp(`SF-COUNT ${countAtSuspend + 2} vmid=0`), 60_000);
+  assert.equal(xc.domainInfo(family.parent!).shutdownReason, undefined, 'parent resumed');
+  await waitForConsole(parentName, new RegExp(`SF-COUNT ${family.countAtSuspend + 2} vmid=0`), 60_000);
   for (const c of clones) {
     await waitForConsole(c.name, new RegExp(`SF-COUNT \\d+ vmid=${c.vmid}`), 120_000, 2);
     const seen = counts(c.name, c.vmid);
-    assert.ok(Math.min(...seen) >= countAtSuspend, `clone ${c.vmid} counts ${seen} continue from ${countAtSuspend}, not from 0`);
+    assert.ok(Math.min(...seen) >= family.countAtSuspend, `clone ${c.vmid} counts ${seen} continue from ${family.countAtSuspend}, not from 0`);
     assert.doesNotMatch(readConsole(c.name), /SF-AGENT up/, 'the clone resumed; it did not boot');
     const info = xc.domainInfo(c.domid);
     assert.equal(info.type, 'pvh');
@@ -123,8 +82,7 @@ test('clones are destroyed by xl destroy and by snowflock, leaving no xenstore h
 });
 
 test('the CLI clones with -n and reports the clones as JSON', async () => {
-  assert.ok(parent !== undefined);
-  const out = execFileSync(process.execPath, ['dist/lib/cli/main.js', 'clone', String(parent), '-n', '2', '--json', '--workdir', work], {
+  const out = execFileSync(process.execPath, ['dist/lib/cli/main.js', 'clone', String(family.parent), '-n', '2', '--json', '--workdir', work], {
     encoding: 'utf8',
     timeout: 300_000,
   });
