@@ -40,12 +40,12 @@ export async function restoreDescriptor(xc: XenControl, xs: XenStore, d: Descrip
   if (xc.listDomains().some((dom) => xs.read(`/local/domain/${dom.domid}/name`) === opts.name)) {
     throw new DescriptorError(`a domain named ${opts.name} already exists`);
   }
-  checkImage(opts.memoryImage, d.meta.memory.imageId, d.meta.memory.pages);
   const free = xc.physinfo().freePages;
   const need = pagesNeeded(d);
   if (free < need) {
     throw new DescriptorError(`not enough free memory on this host: the clone needs ${Math.ceil((need * 4) / 1024)} MiB, Xen has ${Math.floor((free * 4) / 1024)} MiB free`);
   }
+  checkImage(opts.memoryImage, d.meta.memory.imageId, d.meta.memory.pages);
 
   const uuid = randomUUID();
   const built: BuildResult = await xc.buildDomain({

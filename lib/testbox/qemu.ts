@@ -17,6 +17,8 @@ export interface BoxSpec {
   jobArgs: string[];
   /** test job: only the suite files whose names start with this */
   only?: string;
+  /** environment for the job in dom0, e.g. SNOWFLOCK_RUN_KNOWN_BROKEN=1 */
+  env?: Record<string, string>;
   timeoutSec: number;
   logFile: string;
   network?: { namespace: string; tap: string };
@@ -52,6 +54,7 @@ function dom0CommandLine(spec: BoxSpec): string {
     `snowflock.watchdog=${Math.max(30, spec.timeoutSec - 15)}`,
     args ? `snowflock.args=${args}` : '',
     spec.only ? `snowflock.only=${spec.only}` : '',
+    spec.env && Object.keys(spec.env).length ? `snowflock.env=${encodeJobArgs(Object.entries(spec.env).map(([k, v]) => `${k}=${v}`))}` : '',
   ].filter(Boolean).join(' ');
 }
 

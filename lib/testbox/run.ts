@@ -12,6 +12,7 @@ export interface TestboxRunOptions {
   job: BoxSpec['job'];
   jobArgs: string[];
   only?: string;
+  env?: Record<string, string>;
   timeoutSec: number;
   /** called with each console line of each box */
   onLine?: (box: number, line: string) => void;
@@ -49,6 +50,7 @@ export async function runTestbox(opts: TestboxRunOptions): Promise<TestboxReport
           job: opts.job,
           jobArgs: opts.jobArgs,
           only: opts.only,
+          env: opts.env,
           timeoutSec: opts.timeoutSec,
           logFile: join(runDir, `box${box}.log`),
           network: network ? { namespace: network.namespace, tap: network.tapFor(box) } : undefined,

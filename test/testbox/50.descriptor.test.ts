@@ -1,6 +1,6 @@
-// VM descriptors against the real hypervisor: save a running PVH guest, build a copy of it
-// (left paused: see 60.clone-run for running clones), and refuse bad input without leaving
-// a domain, mapping or xenstore entry behind.
+// VM descriptors against the real hypervisor: save a running PVH guest's state, and refuse bad
+// input without leaving a domain, mapping or xenstore entry behind. Building and running clones
+// is in 60.clone-run (opt-in while the known dom0 corruption stands).
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -11,6 +11,7 @@ import { captureDescriptor } from '../../lib/descriptor/capture.js';
 import { restoreDescriptor } from '../../lib/descriptor/restore.js';
 import { decodeDescriptor, encodeDescriptor, type Descriptor } from '../../lib/descriptor/format.js';
 import { DescriptorError } from '../../lib/descriptor/errors.js';
+import { imageHeader } from '../../lib/descriptor/memory-image.js';
 import { domainIds, waitUntil } from './helpers.js';
 import { Family } from './family.js';
 
@@ -22,17 +23,19 @@ after(() => family.dispose());
 
 let descriptor: Descriptor;
 
-test('save: the parent is suspended, described and imaged', async () => {
-  const r = await family.captureParent();
+test('save: the parent is suspended, described, and resumes', async () => {
+  const r = await family.captureParent(false);
   descriptor = r.descriptor;
   assert.equal(descriptor.meta.source.type, 'pvh');
   assert.equal(descriptor.meta.vm.maxVcpus, 1);
   assert.ok(descriptor.meta.memory.pages > 30000, `pages ${descriptor.meta.memory.pages}`);
-  assert.equal(r.imagePages, descriptor.meta.memory.pages);
+  assert.equal(r.imagePages, undefined);
+  assert.equal(descriptor.meta.memory.imageId, undefined);
   // The pages Xen and the toolstack share with the guest travel in the descriptor.
   const special = descriptor.specialPages.map((p) => p.param).sort((a, b) => a - b);
   assert.ok(special.includes(1) && special.includes(17), `store and console rings in ${special}`);
-  assert.equal(xc.domainInfo(family.parent!).shutdownReason, 'suspend', 'kept stopped until its clones are built');
+  assert.equal(xc.domainInfo(family.parent!).shutdownReason, undefined, 'parent resumed');
+  await waitForConsole(parentName, new RegExp(`SF-COUNT ${family.countAtSuspend + 2} vmid=0`), 60_000);
 });
 
 test('the descriptor file round-trips and is a small fraction of memory', () => {
@@ -43,35 +46,6 @@ test('the descriptor file round-trips and is a small fraction of memory', () => 
   assert.ok(again.hvmContext.equals(descriptor.hvmContext));
   assert.ok(bytes.length < descriptor.meta.memory.pages * 4096 * 0.01, `${bytes.length} bytes`);
   writeFileSync(join(work, 'parent.sfd'), bytes);
-});
-
-test('restore builds a paused copy with the parent\'s memory, a xenstore home and its vmid', async () => {
-  family.resumeParent();
-  const c = await restoreDescriptor(xc, xs, descriptor, { memoryImage: image, vmid: 1, name: `${parentName}-c1`, start: false });
-  clones.push(c);
-  const info = xc.domainInfo(c.domid);
-  assert.equal(info.type, 'pvh');
-  assert.equal(info.paused, true);
-  assert.equal(info.totPages, descriptor.meta.memory.pages);
-  assert.equal(xs.read(`/local/domain/${c.domid}/snowflock/vmid`), '1');
-  assert.equal(xs.read(`/local/domain/${c.domid}/name`), c.name);
-  assert.ok(Number(xs.read(`/local/domain/${c.domid}/store/port`)) > 0);
-  const xl = execFileSync('xl', ['list'], { encoding: 'utf8' });
-  assert.match(xl, new RegExp(`^${c.name}\\s+${c.domid}\\s`, 'm'));
-  await waitForConsole(parentName, new RegExp(`SF-COUNT ${family.countAtSuspend + 2} vmid=0`), 60_000);
-});
-
-test('a clone is destroyed by xl destroy and by snowflock destroy, leaving no xenstore home', async () => {
-  const second = await restoreDescriptor(xc, xs, descriptor, { memoryImage: image, vmid: 2, name: `${parentName}-c2`, start: false });
-  clones.push(second);
-  const [a, b] = clones;
-  execFileSync('xl', ['destroy', String(a!.domid)]);
-  await waitUntil(`domain ${a!.domid} gone`, () => !domainIds(xc).includes(a!.domid), 30_000);
-  const out = execFileSync(process.execPath, ['dist/lib/cli/main.js', 'destroy', String(b!.domid), '--json'], { encoding: 'utf8' });
-  assert.deepEqual(JSON.parse(out).destroyed, [b!.domid]);
-  await waitUntil(`domain ${b!.domid} gone`, () => !domainIds(xc).includes(b!.domid), 30_000);
-  assert.equal(xs.read(`/local/domain/${b!.domid}/name`), null);
-  assert.equal(xs.read(`/vm/${b!.uuid}/name`), null);
 });
 
 // ---- bad input: one-line errors, nothing left behind ----
@@ -116,10 +90,12 @@ test('not enough memory: refused before building, and the native path cleans up 
   assert.deepEqual(snapshot(), before);
 });
 
-test('a memory image of another descriptor, or a missing one, is refused', async () => {
+test('a descriptor without an image, an image of another descriptor, or a missing one, is refused', async () => {
   const before = snapshot();
-  const other: Descriptor = { ...descriptor, meta: { ...descriptor.meta, memory: { ...descriptor.meta.memory, imageId: '00'.repeat(16) } } };
-  await assert.rejects(restoreDescriptor(xc, xs, other, { memoryImage: image, vmid: 9, name: `${parentName}-x` }), /memory image of another descriptor/);
-  await assert.rejects(restoreDescriptor(xc, xs, descriptor, { memoryImage: join(work, 'nope.mem'), vmid: 9, name: `${parentName}-y` }), /cannot open memory image/);
+  await assert.rejects(restoreDescriptor(xc, xs, descriptor, { memoryImage: image, vmid: 9, name: `${parentName}-w` }), /saved without a memory image/);
+  const withId: Descriptor = { ...descriptor, meta: { ...descriptor.meta, memory: { ...descriptor.meta.memory, imageId: '11'.repeat(16) } } };
+  writeFileSync(image, imageHeader('22'.repeat(16), descriptor.meta.memory.pages));
+  await assert.rejects(restoreDescriptor(xc, xs, withId, { memoryImage: image, vmid: 9, name: `${parentName}-x` }), /memory image of another descriptor/);
+  await assert.rejects(restoreDescriptor(xc, xs, withId, { memoryImage: join(work, 'nope.mem'), vmid: 9, name: `${parentName}-y` }), /cannot open memory image/);
   assert.deepEqual(snapshot(), before);
 });

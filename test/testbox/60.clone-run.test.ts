@@ -1,13 +1,14 @@
-// Running clones: copies started from a descriptor continue the parent's count with their own
-// vmid, a clone can be cloned again, and the CLI clones with -n.
+// Clones built from a descriptor and its memory image: a paused copy with its xenstore home,
+// destroy by xl and by snowflock, running clones that continue the parent's count with their
+// own vmid, a clone of a clone, and the CLI's clone -n.
 //
 // KNOWN PROBLEM, so this file is skipped unless SNOWFLOCK_RUN_KNOWN_BROKEN=1: in the QEMU test
 // box, dom0 processes see memory corruption (garbage in hypercall bounce buffers, malloc
-// aborts, V8 segfaults) within seconds of restored clones resuming. The clones themselves run
-// and count correctly. Root cause not found yet; see docs/ARCHITECTURE.md, "Known problems".
+// aborts, V8 segfaults) around image I/O, clone builds and clone resumes. Root cause not found
+// yet; see docs/ARCHITECTURE.md, "Known problems".
 import { test as baseTest, after, before, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { readConsole, waitForConsole } from '../../lib/xen/console.js';
@@ -29,6 +30,34 @@ before(async () => {
   await family.captureParent();
 });
 after(() => family.dispose());
+
+test('restore builds a paused copy with the parent\'s memory, a xenstore home and its vmid', async () => {
+  const c = await restoreDescriptor(xc, xs, family.descriptor, { memoryImage: image, vmid: 1, name: `${parentName}-c1`, start: false });
+  clones.push(c);
+  const info = xc.domainInfo(c.domid);
+  assert.equal(info.type, 'pvh');
+  assert.equal(info.paused, true);
+  assert.equal(info.totPages, family.descriptor.meta.memory.pages);
+  assert.equal(xs.read(`/local/domain/${c.domid}/snowflock/vmid`), '1');
+  assert.equal(xs.read(`/local/domain/${c.domid}/name`), c.name);
+  assert.ok(Number(xs.read(`/local/domain/${c.domid}/store/port`)) > 0);
+  const xl = execFileSync('xl', ['list'], { encoding: 'utf8' });
+  assert.match(xl, new RegExp(`^${c.name}\\s+${c.domid}\\s`, 'm'));
+});
+
+test('a clone is destroyed by xl destroy and by snowflock destroy, leaving no xenstore home', async () => {
+  const second = await restoreDescriptor(xc, xs, family.descriptor, { memoryImage: image, vmid: 2, name: `${parentName}-c2`, start: false });
+  clones.push(second);
+  const [a, b] = clones;
+  execFileSync('xl', ['destroy', String(a!.domid)]);
+  await waitUntil(`domain ${a!.domid} gone`, () => !domainIds(xc).includes(a!.domid), 30_000);
+  const out = execFileSync(process.execPath, ['dist/lib/cli/main.js', 'destroy', String(b!.domid), '--json'], { encoding: 'utf8' });
+  assert.deepEqual(JSON.parse(out).destroyed, [b!.domid]);
+  await waitUntil(`domain ${b!.domid} gone`, () => !domainIds(xc).includes(b!.domid), 30_000);
+  assert.equal(xs.read(`/local/domain/${b!.domid}/name`), null);
+  assert.equal(xs.read(`/vm/${b!.uuid}/name`), null);
+  clones.splice(0);
+});
 
 test('restore: two clones continue the parent\'s count, each with its own vmid; the parent resumes', async (t) => {
   for (const vmid of [1, 2]) {
@@ -82,11 +111,12 @@ test('clones are destroyed by xl destroy and by snowflock, leaving no xenstore h
 });
 
 test('the CLI clones with -n and reports the clones as JSON', async () => {
-  const out = execFileSync(process.execPath, ['dist/lib/cli/main.js', 'clone', String(family.parent), '-n', '2', '--json', '--workdir', work], {
+  const run = spawnSync(process.execPath, ['dist/lib/cli/main.js', 'clone', String(family.parent), '-n', '2', '--json', '--workdir', work], {
     encoding: 'utf8',
     timeout: 300_000,
   });
-  const r = JSON.parse(out) as { clones: Restored[] };
+  assert.equal(run.status, 0, `snowflock clone failed: ${run.stdout} ${run.stderr}`);
+  const r = JSON.parse(run.stdout) as { clones: Restored[] };
   assert.equal(r.clones.length, 2);
   assert.deepEqual(r.clones.map((c) => c.vmid), [1, 2]);
   for (const c of r.clones) clones.push(c);

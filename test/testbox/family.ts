@@ -28,9 +28,12 @@ export class Family {
     await waitForConsole(this.parentName, /SF-COUNT \d+ vmid=0/, 120_000, 2);
   }
 
-  /** Captures the parent with a memory image, keeping it stopped until resumeParent(). */
-  async captureParent(): Promise<CaptureResult> {
-    const r = await captureDescriptor(this.xc, this.xs, this.parent!, { memoryImage: this.image, keepParentStopped: true });
+  /**
+   * Captures the parent. With an image it stays stopped until resumeParent() (the family
+   * starts together); without one it resumes at once.
+   */
+  async captureParent(withImage = true): Promise<CaptureResult> {
+    const r = await captureDescriptor(this.xc, this.xs, this.parent!, withImage ? { memoryImage: this.image, keepParentStopped: true } : {});
     this.resumeParent = r.resumeParent;
     this.descriptor = r.descriptor;
     this.countAtSuspend = Math.max(...this.counts(this.parentName, 0));

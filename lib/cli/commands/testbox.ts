@@ -15,6 +15,7 @@ export interface BoxArgs {
   json?: boolean;
   verbose?: boolean;
   only?: string;
+  env?: string[];
   _: (string | number)[];
   '--'?: (string | number)[];
 }
@@ -24,7 +25,8 @@ function boxOptions(a: Argv) {
     .option('hosts', { type: 'number', default: 1, describe: 'boxes joined by one virtual network (tap + bridge in a netns)' })
     .option('xen', { choices: ['stock', 'custom'] as const, default: 'stock' as XenFlavour, describe: "Debian's Xen, or the project build with MEM_PAGING/MEM_SHARING" })
     .option('timeout', { type: 'number', default: 900, describe: 'seconds before a box is killed (its console log is kept)' })
-    .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'stream every console line' });
+    .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'stream every console line' })
+    .option('env', { type: 'array', string: true, describe: 'KEY=VALUE for the job in dom0 (repeatable), e.g. SNOWFLOCK_RUN_KNOWN_BROKEN=1' });
 }
 
 function summarize(report: TestboxReport): void {
@@ -45,6 +47,16 @@ function summarize(report: TestboxReport): void {
   }
 }
 
+function parseEnv(pairs: string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const p of pairs) {
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)=([^\n]*)$/.exec(p);
+    if (!m) throw new UsageError(`--env takes KEY=VALUE, got "${p}"`);
+    env[m[1]!] = m[2]!;
+  }
+  return env;
+}
+
 export async function boxJob(job: 'test' | 'demo', argv: BoxArgs): Promise<void> {
   if (!Number.isInteger(argv.hosts) || argv.hosts < 1 || argv.hosts > 8) throw new UsageError(`--hosts must be 1..8, got ${argv.hosts}`);
   if (argv.only !== undefined && !/^[\w.-]+$/.test(argv.only)) throw new UsageError(`--only takes a file-name prefix, got "${argv.only}"`);
@@ -56,6 +68,7 @@ export async function boxJob(job: 'test' | 'demo', argv: BoxArgs): Promise<void>
     job,
     jobArgs: (argv['--'] ?? []).map(String),
     only: argv.only,
+    env: parseEnv(argv.env ?? []),
     timeoutSec: argv.timeout,
     onLine: (box, line) => {
       if (argv.verbose) process.stderr.write(`[box${box}] ${line}\n`);
