@@ -10,6 +10,7 @@ PACKAGES=(
   qemu-system-x86 busybox-static cpio file xz-utils dpkg-dev   # the test box
   bison flex                             # the project's own Xen build
   iproute2 bridge-utils                  # namespaces, bridges, taps
+  slurmctld slurmd slurm-client munge    # the Slurm cluster-manager plug-in's host tests
 )
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -5,8 +5,8 @@ import { createWriteStream } from 'node:fs';
 import { artifacts, type XenFlavour } from './paths.js';
 
 // -smap: TCG's SMAP crashes a PV dom0 at once. -rdtscp: a PVH guest dies in SVM insn-length emulation.
-// SNOWFLOCK_TESTBOX_CPU and SNOWFLOCK_TESTBOX_XENARGS override the CPU model and add Xen
-// boot options, for experiments.
+// SNOWFLOCK_TESTBOX_CPU, SNOWFLOCK_TESTBOX_XENARGS and SNOWFLOCK_TESTBOX_DOM0ARGS override the
+// CPU model and add Xen and dom0 boot options, for experiments.
 const CPU_MODEL = process.env.SNOWFLOCK_TESTBOX_CPU ?? 'max,-smap,-rdtscp';
 
 export interface BoxSpec {
@@ -46,7 +46,10 @@ export function encodeJobArgs(args: string[]): string {
 function dom0CommandLine(spec: BoxSpec): string {
   const args = encodeJobArgs(spec.jobArgs);
   return [
-    'console=hvc0 earlyprintk=xen',
+    // noxsave: QEMU 7.2's TCG loses AVX state across Xen's vCPU switches; with AVX, dom0
+    // processes saw their memcpy/hash results change while other domains ran (docs/ARCHITECTURE.md).
+    'console=hvc0 earlyprintk=xen noxsave',
+    process.env.SNOWFLOCK_TESTBOX_DOM0ARGS ?? '',
     `snowflock.job=${spec.job}`,
     `snowflock.box=${spec.box}`,
     `snowflock.hosts=${spec.hosts}`,

@@ -1,12 +1,8 @@
 // Clones built from a descriptor and its memory image: a paused copy with its xenstore home,
 // destroy by xl and by snowflock, running clones that continue the parent's count with their
 // own vmid, a clone of a clone, and the CLI's clone -n.
-//
-// KNOWN PROBLEM, so this file is skipped unless SNOWFLOCK_RUN_KNOWN_BROKEN=1: in the QEMU test
-// box, dom0 processes see memory corruption (garbage in hypercall bounce buffers, malloc
-// aborts, V8 segfaults) around image I/O, clone builds and clone resumes. Root cause not found
-// yet; see docs/ARCHITECTURE.md, "Known problems".
-import { test as baseTest, after, before, type TestContext } from 'node:test';
+
+import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
@@ -17,15 +13,11 @@ import { restoreDescriptor, destroyClone, type Restored } from '../../lib/descri
 import { domainIds, waitUntil } from './helpers.js';
 import { Family } from './family.js';
 
-const skip = process.env.SNOWFLOCK_RUN_KNOWN_BROKEN === '1' ? false : 'known problem: dom0 memory corruption after restored clones resume (docs/ARCHITECTURE.md)';
-const test = (name: string, fn: (t: TestContext) => void | Promise<void>) => baseTest(name, { skip }, fn);
-
 const family = new Family();
 const { xc, xs, work, parentName, image, clones } = family;
 const counts = (name: string, vmid: number) => family.counts(name, vmid);
 
 before(async () => {
-  if (skip) return;
   await family.startParent();
   await family.captureParent();
 });
