@@ -1,32 +1,11 @@
 // The descriptor file format on its own: round trip, and every way a file can be bad.
 import { describe, expect, it } from 'vitest';
 import { crc32 } from 'node:zlib';
-import { decodeDescriptor, encodeDescriptor, type Descriptor } from '../../lib/descriptor/format.js';
+import { decodeDescriptor, encodeDescriptor } from '../../lib/descriptor/format.js';
 import { DescriptorError } from '../../lib/descriptor/errors.js';
+import { sampleDescriptor } from '../fixtures/descriptor.js';
 
-function sample(): Descriptor {
-  return {
-    meta: {
-      format: 'snowflock-descriptor',
-      createdAt: '2026-11-26T00:00:00.000Z',
-      source: { host: 'h', domid: 3, name: 'p', uuid: '00000000-0000-0000-0000-000000000001', type: 'pvh' },
-      vm: { maxVcpus: 2, maxPages: 33024, hap: true, emulationFlags: 1, maxGpfn: 0xfefff, pagingPoolBytes: 2 << 20 },
-      tsc: { mode: 0, elapsedNsec: '123456789012', gtscKhz: 2000000, incarnation: 1 },
-      memory: { pages: 32768 + 2, imageId: 'ab'.repeat(16) },
-      devices: { vif: ['0'] },
-      xen: { version: '4.17.5' },
-    },
-    hvmContext: Buffer.alloc(2504, 7),
-    params: [[1, 0xfeffcn], [2, 1n], [17, 0xfefffn], [18, 2n]],
-    cpuid: Buffer.alloc(24 * 3, 1),
-    msrs: Buffer.alloc(16 * 2, 2),
-    memoryMap: [[0, 32768], [0xfeffc, 1], [0xfefff, 1]],
-    specialPages: [
-      { param: 1, gfn: 0xfeffc, data: Buffer.alloc(4096, 0xaa) },
-      { param: 17, gfn: 0xfefff, data: Buffer.alloc(4096, 0xbb) },
-    ],
-  };
-}
+const sample = sampleDescriptor;
 
 describe('descriptor format', () => {
   it('round-trips every section byte for byte', () => {
