@@ -38,8 +38,9 @@ test('save: the parent is suspended, described, and resumes', async () => {
   await waitForConsole(parentName, new RegExp(`SF-COUNT ${family.countAtSuspend + 2} vmid=0`), 60_000);
 });
 
-test('the descriptor file round-trips and is a small fraction of memory', () => {
+test('the descriptor file round-trips and is a small fraction of memory', (t) => {
   const bytes = encodeDescriptor(descriptor);
+  t.diagnostic(`descriptor ${bytes.length} bytes for ${descriptor.meta.memory.pages} pages: ${((bytes.length / (descriptor.meta.memory.pages * 4096)) * 100).toFixed(3)}% of memory; parent stopped ${descriptor.meta.pauseMs} ms`);
   const again = decodeDescriptor(bytes);
   assert.deepEqual(again.memoryMap, descriptor.memoryMap);
   assert.deepEqual(again.params, descriptor.params);

@@ -102,13 +102,14 @@ test('clones are destroyed by xl destroy and by snowflock, leaving no xenstore h
   assert.equal(xs.read(`/vm/${b!.uuid}/name`), null);
 });
 
-test('the CLI clones with -n and reports the clones as JSON', async () => {
+test('the CLI clones with -n and reports the clones as JSON', async (t) => {
   const run = spawnSync(process.execPath, ['dist/lib/cli/main.js', 'clone', String(family.parent), '-n', '2', '--json', '--workdir', work], {
     encoding: 'utf8',
     timeout: 300_000,
   });
   assert.equal(run.status, 0, `snowflock clone failed: ${run.stdout} ${run.stderr}`);
-  const r = JSON.parse(run.stdout) as { clones: Restored[] };
+  const r = JSON.parse(run.stdout) as { clones: (Restored & { buildMs: number })[]; pauseMs: number; descriptorBytes: number };
+  t.diagnostic(`clone -n 2: parent stopped ${r.pauseMs} ms, builds ${r.clones.map((c) => c.buildMs).join('/')} ms, descriptor ${r.descriptorBytes} bytes`);
   assert.equal(r.clones.length, 2);
   assert.deepEqual(r.clones.map((c) => c.vmid), [1, 2]);
   for (const c of r.clones) clones.push(c);
