@@ -1,19 +1,19 @@
 import type { Argv } from 'yargs';
 import { existsSync } from 'node:fs';
-import { lifecycleDemo } from '../../demo/lifecycle.js';
+import { forkDemo } from '../../demo/fork.js';
 import { progress } from '../output.js';
 import { boxJob } from './testbox.js';
 
 export function demoCommand(y: Argv) {
   return y.command(
     'demo',
-    'The main demo: on a Xen dom0 it runs here; elsewhere it boots a test box and runs there',
+    'The main demo: fork a running guest into two clones. On a Xen dom0 it runs here; elsewhere in a test box',
     (a) => a.option('xen', { choices: ['stock', 'custom'] as const, default: 'stock' as const, describe: 'test box hypervisor when no Xen is here' })
       .option('timeout', { type: 'number', default: 600 }),
     async (argv) => {
       const onXen = existsSync('/dev/xen/privcmd') || existsSync('/proc/xen/privcmd');
       if (onXen) {
-        await lifecycleDemo((text) => {
+        await forkDemo((text) => {
           for (const line of text.split("\n")) console.log(`snowflock-demo: ${line}`);
         });
         return;
