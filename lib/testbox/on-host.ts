@@ -18,7 +18,7 @@ export async function runSuiteOnHost(opts: { flavour: XenFlavour | 'host'; only?
     SNOWFLOCK_GUEST_INITRD: process.env.SNOWFLOCK_GUEST_INITRD ?? artifacts.guestInitrd(),
   };
   const suite = join(repoRoot(), 'dist', 'test', 'testbox');
-  const files = readdirSync(suite).filter((f) => f.endsWith('.test.js') && f.startsWith(opts.only ?? '')).sort().map((f) => join(suite, f));
+  const files = readdirSync(suite).filter((f) => f.endsWith('.test.js') && (opts.only ?? '').split(',').some((p) => f.startsWith(p))).sort().map((f) => join(suite, f));
   if (files.length === 0) throw new Error(`no compiled tests in ${suite}; run npm run build`);
   const child = spawn(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=tap', ...opts.args, ...files], {
     cwd: repoRoot(),

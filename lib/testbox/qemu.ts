@@ -15,7 +15,7 @@ export interface BoxSpec {
   flavour: XenFlavour;
   job: 'test' | 'demo' | 'shell';
   jobArgs: string[];
-  /** test job: only the suite files whose names start with this */
+  /** test job: only the suite files whose names start with one of these comma-separated prefixes */
   only?: string;
   /** environment for the job in dom0, e.g. SNOWFLOCK_RUN_KNOWN_BROKEN=1 */
   env?: Record<string, string>;

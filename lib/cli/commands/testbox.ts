@@ -59,7 +59,7 @@ function parseEnv(pairs: string[]): Record<string, string> {
 
 export async function boxJob(job: 'test' | 'demo', argv: BoxArgs): Promise<void> {
   if (!Number.isInteger(argv.hosts) || argv.hosts < 1 || argv.hosts > 8) throw new UsageError(`--hosts must be 1..8, got ${argv.hosts}`);
-  if (argv.only !== undefined && !/^[\w.-]+$/.test(argv.only)) throw new UsageError(`--only takes a file-name prefix, got "${argv.only}"`);
+  if (argv.only !== undefined && !/^[\w.-]+(,[\w.-]+)*$/.test(argv.only)) throw new UsageError(`--only takes file-name prefixes separated by commas, got "${argv.only}"`);
   await prepareArtifacts(argv.xen, progress, { dom0: true });
   progress(`booting ${argv.hosts} test box(es), Xen ${argv.xen}, job ${job} (timeout ${argv.timeout}s)`);
   const report = await runTestbox({
@@ -94,7 +94,7 @@ export function testboxCommand(y: Argv) {
         (a) =>
           boxOptions(a)
             .option('on-host', { type: 'boolean', default: false, describe: 'run the suite here: this host must be a Xen dom0' })
-            .option('only', { type: 'string', describe: 'only the suite files starting with this, e.g. 50 or 50.descriptor' })
+            .option('only', { type: 'string', describe: 'only the suite files starting with these prefixes, e.g. 50 or 10,30,40' })
             .example('$0 testbox test', 'one box, Debian Xen')
             .example('$0 testbox test --xen custom --hosts 2', 'two boxes on one network, project Xen')
             .example('$0 testbox test -- --test-name-pattern=addon', 'arguments after -- go to node --test'),
