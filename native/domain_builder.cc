@@ -60,24 +60,18 @@ void CopyImageIntoDomain(ForeignMemory& fmem, uint32_t domid, const BuildSpec& s
     throw XenError("snowflock", "memory image " + spec.memory_image + " holds " +
                                     std::to_string((uint64_t(st.st_size) - spec.image_offset) / XC_PAGE_SIZE) +
                                     " pages, the descriptor maps " + std::to_string(pages), EINVAL, "");
-  constexpr size_t kBatch = 1024;
   off_t offset = off_t(spec.image_offset);
-  for (const GfnRange& r : spec.populated) {
-    for (uint64_t base = r.start; base < r.start + r.count; base += kBatch) {
-      size_t n = size_t(std::min<uint64_t>(kBatch, r.start + r.count - base));
-      std::vector<xen_pfn_t> gfns(n);
-      for (size_t i = 0; i < n; i++) gfns[i] = base + i;
-      ForeignMapping m = fmem.Map(domid, PROT_READ | PROT_WRITE, gfns, false);
-      size_t bytes = n * XC_PAGE_SIZE;
-      for (size_t done = 0; done < bytes;) {
-        ssize_t got = pread(fd.get(), m.page(0) + done, bytes - done, offset + off_t(done));
-        if (got < 0 && errno == EINTR) continue;
-        if (got <= 0) ThrowXenError("pread", spec.memory_image);
-        done += size_t(got);
-      }
-      offset += off_t(bytes);
+  ForEachGfnBatch(spec.populated, 1024, [&](const std::vector<xen_pfn_t>& gfns) {
+    ForeignMapping m = fmem.Map(domid, PROT_READ | PROT_WRITE, gfns, false);
+    size_t bytes = gfns.size() * XC_PAGE_SIZE;
+    for (size_t done = 0; done < bytes;) {
+      ssize_t got = pread(fd.get(), m.page(0) + done, bytes - done, offset + off_t(done));
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) ThrowXenError("pread", spec.memory_image);
+      done += size_t(got);
     }
-  }
+    offset += off_t(bytes);
+  });
 }
 
 }  // namespace

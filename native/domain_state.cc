@@ -19,7 +19,8 @@ namespace {
 
 constexpr uint64_t kSpecialRegionStart = 0xfc000;  // where Xen's toolstack puts HVM special pages
 constexpr uint64_t kFourGiB = 0x100000;
-constexpr size_t kScanBatch = 16384;
+constexpr size_t kScanBatch = 16384;  // mostly holes: large batches
+constexpr size_t kCopyBatch = 1024;    // 4 MiB of mapping at a time
 
 std::string Subject(uint32_t domid) { return "domain " + std::to_string(domid); }
 
@@ -32,19 +33,14 @@ std::vector<GfnRange> ScanPopulated(ForeignMemory& fmem, uint32_t domid, uint64_
   if (max_gpfn >= kFourGiB) candidates.push_back({kFourGiB, max_gpfn + 1 - kFourGiB});
 
   std::vector<GfnRange> populated;
-  for (const GfnRange& c : candidates) {
-    for (uint64_t base = c.start; base < c.start + c.count; base += kScanBatch) {
-      size_t n = size_t(std::min<uint64_t>(kScanBatch, c.start + c.count - base));
-      std::vector<xen_pfn_t> gfns(n);
-      for (size_t i = 0; i < n; i++) gfns[i] = base + i;
-      ForeignMapping m = fmem.Map(domid, PROT_READ, gfns, true);
-      for (size_t i = 0; i < n; i++) {
-        if (m.error(i)) continue;
-        if (!populated.empty() && populated.back().start + populated.back().count == gfns[i]) populated.back().count++;
-        else populated.push_back({gfns[i], 1});
-      }
+  ForEachGfnBatch(candidates, kScanBatch, [&](const std::vector<xen_pfn_t>& gfns) {
+    ForeignMapping m = fmem.Map(domid, PROT_READ, gfns, true);
+    for (size_t i = 0; i < gfns.size(); i++) {
+      if (m.error(i)) continue;
+      if (!populated.empty() && populated.back().start + populated.back().count == gfns[i]) populated.back().count++;
+      else populated.push_back({gfns[i], 1});
     }
-  }
+  });
   return populated;
 }
 
@@ -140,17 +136,11 @@ uint64_t WriteMemoryImage(uint32_t domid, const std::vector<GfnRange>& populated
   uint64_t written = 0;
   try {
     WriteAll(fd, header.data(), header.size(), path);
-    constexpr size_t kBatch = 1024;
-    for (const GfnRange& r : populated) {
-      for (uint64_t base = r.start; base < r.start + r.count; base += kBatch) {
-        size_t n = size_t(std::min<uint64_t>(kBatch, r.start + r.count - base));
-        std::vector<xen_pfn_t> gfns(n);
-        for (size_t i = 0; i < n; i++) gfns[i] = base + i;
-        ForeignMapping m = fmem.Map(domid, PROT_READ, gfns, false);
-        WriteAll(fd, m.page(0), n * XC_PAGE_SIZE, path);
-        written += n;
-      }
-    }
+    ForEachGfnBatch(populated, kCopyBatch, [&](const std::vector<xen_pfn_t>& gfns) {
+      ForeignMapping m = fmem.Map(domid, PROT_READ, gfns, false);
+      WriteAll(fd, m.page(0), gfns.size() * XC_PAGE_SIZE, path);
+      written += gfns.size();
+    });
     if (fsync(fd) != 0) ThrowXenError("fsync", path);
   } catch (...) {
     close(fd);

@@ -9,14 +9,10 @@
 #include <utility>
 #include <vector>
 
+#include "gfn_ranges.h"
 #include "xen_headers.h"
 
 namespace snowflock {
-
-struct GfnRange {
-  uint64_t start;
-  uint64_t count;
-};
 
 struct SpecialPage {
   uint32_t param;  // the HVM param that names it (store ring, console ring, ...)

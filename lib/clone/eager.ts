@@ -33,8 +33,7 @@ export async function cloneEager(xc: XenControl, xs: XenStore, domid: number, op
   const family = randomBytes(2).toString('hex');
   try {
     // The family starts together: the parent stays suspended and the clones paused until
-    // every clone is built (in the test box, building a domain while another resumes
-    // has corrupted dom0 memory; see docs/ARCHITECTURE.md, known problems).
+    // every clone is built, so no clone sees a sibling's half-built state and the pause is one.
     const t0 = Date.now();
     const captured = await captureDescriptor(xc, xs, domid, { memoryImage: image, progress: opts.progress, keepParentStopped: true });
     try {

@@ -17,7 +17,7 @@ export interface BoxSpec {
   jobArgs: string[];
   /** test job: only the suite files whose names start with one of these comma-separated prefixes */
   only?: string;
-  /** environment for the job in dom0, e.g. SNOWFLOCK_RUN_KNOWN_BROKEN=1 */
+  /** environment for the job in dom0, e.g. SNOWFLOCK_XEN_DEBUG=1 */
   env?: Record<string, string>;
   timeoutSec: number;
   logFile: string;

@@ -26,7 +26,7 @@ function boxOptions(a: Argv) {
     .option('xen', { choices: ['stock', 'custom'] as const, default: 'stock' as XenFlavour, describe: "Debian's Xen, or the project build with MEM_PAGING/MEM_SHARING" })
     .option('timeout', { type: 'number', default: 900, describe: 'seconds before a box is killed (its console log is kept)' })
     .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'stream every console line' })
-    .option('env', { type: 'array', string: true, describe: 'KEY=VALUE for the job in dom0 (repeatable), e.g. SNOWFLOCK_RUN_KNOWN_BROKEN=1' });
+    .option('env', { type: 'array', string: true, describe: 'KEY=VALUE for the job in dom0 (repeatable), e.g. SNOWFLOCK_XEN_DEBUG=1' });
 }
 
 function summarize(report: TestboxReport): void {
