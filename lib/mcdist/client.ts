@@ -17,7 +17,7 @@ import { RetransmitTimer } from './retransmit.js';
 import { type Session, wireKeys } from './session.js';
 import type { BatchHandler, BlockClient, ClientStats, Log } from './types.js';
 import {
-  DropReason, MessageType, type WireKeys, decode, encodeRequest, newDropCounters, seqAtOrAfter,
+  MessageType, type WireKeys, admitDatagram, encodeRequest, newDropCounters, seqAtOrAfter,
 } from './wire.js';
 
 export interface McdistClientOptions {
@@ -152,24 +152,12 @@ export class McdistClient implements BlockClient {
 
   /** Feed one datagram as if it came from the socket. Never throws. */
   handleDatagram(buf: Buffer): void {
-    const drop = this.opts.testDropRate;
-    if (drop !== undefined && drop > 0 && Math.random() < drop) {
-      this.drops.testDropped++;
-      return;
-    }
-    const r = decode(buf, this.keys, this.session.blockCount);
-    if (!r.ok) {
-      this.drops[r.reason]++;
-      return;
-    }
-    if (r.msg.type !== MessageType.Block) {
-      this.drops[DropReason.UnexpectedType]++;
-      return;
-    }
+    const msg = admitDatagram(buf, this.keys, this.session.blockCount, MessageType.Block, this.drops, this.opts.testDropRate);
+    if (!msg) return;
     this.rx.add(buf.length);
     this.quietSince = performance.now();
     this.counters.bytesReceived += buf.length;
-    const { index, seq, data } = r.msg;
+    const { index, seq, data } = msg;
     if (this.firstSeq === 0) this.firstSeq = seq;
     if (this.seenSeq === 0 || seqAtOrAfter(seq, this.seenSeq)) this.seenSeq = seq;
     // `data` is a view of the datagram; dgram allocates a fresh buffer per message.

@@ -13,7 +13,7 @@ import { type Session, wireKeys } from './session.js';
 import type { BlockSource } from './source.js';
 import type { Log, ServerStats } from './types.js';
 import {
-  DropReason, HEADER_BYTES, MAC_BYTES, MessageType, type WireKeys, decode, encodeBlock, newDropCounters,
+  HEADER_BYTES, MAC_BYTES, MessageType, type WireKeys, admitDatagram, encodeBlock, newDropCounters,
 } from './wire.js';
 
 export interface McdistServerOptions {
@@ -114,21 +114,8 @@ export class McdistServer {
 
   /** Feed one datagram as if it came from the socket. Never throws. */
   handleDatagram(buf: Buffer, now = performance.now()): void {
-    const drop = this.opts.testDropRate;
-    if (drop !== undefined && drop > 0 && Math.random() < drop) {
-      this.drops.testDropped++;
-      return;
-    }
-    const r = decode(buf, this.keys, this.session.blockCount);
-    if (!r.ok) {
-      this.drops[r.reason]++;
-      return;
-    }
-    const msg = r.msg;
-    if (msg.type !== MessageType.Request) {
-      this.drops[DropReason.UnexpectedType]++;
-      return;
-    }
+    const msg = admitDatagram(buf, this.keys, this.session.blockCount, MessageType.Request, this.drops, this.opts.testDropRate);
+    if (!msg) return;
     this.counters.requestsReceived++;
     this.clientRates.report(msg.clientId, msg.rxRateKiBps * 1024, now);
     switch (this.lockstep.onRequest(msg.index, now, msg)) {

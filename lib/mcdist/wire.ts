@@ -220,3 +220,31 @@ export function decode(buf: Buffer, keys: WireKeys, blockCount: number): DecodeR
     },
   };
 }
+
+/**
+ * The receive path both ends share: the test harness's simulated loss, then decode and
+ * authentication, then the message type this end expects. Every refusal is counted.
+ */
+export function admitDatagram<T extends MessageType>(
+  buf: Buffer,
+  keys: WireKeys,
+  blockCount: number,
+  expected: T,
+  drops: DropCounters,
+  testDropRate?: number,
+): Extract<Message, { type: T }> | undefined {
+  if (testDropRate !== undefined && testDropRate > 0 && Math.random() < testDropRate) {
+    drops.testDropped++;
+    return undefined;
+  }
+  const r = decode(buf, keys, blockCount);
+  if (!r.ok) {
+    drops[r.reason]++;
+    return undefined;
+  }
+  if (r.msg.type !== expected) {
+    drops[DropReason.UnexpectedType]++;
+    return undefined;
+  }
+  return r.msg as Extract<Message, { type: T }>;
+}
