@@ -34,6 +34,11 @@
           'native/domain_state.cc',
           'native/domain_builder.cc',
           'native/build_spec.cc',
+          'native/paging_hypercalls.cc',
+          'native/paging_ring.cc',
+          'native/page_client.cc',
+          'native/memtap.cc',
+          'native/memtap_binding.cc',
         ],
       }, {
         'sources': ['native/no_xen.cc'],

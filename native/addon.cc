@@ -9,6 +9,7 @@
 
 #ifdef SNOWFLOCK_HAVE_XEN
 #include "interfaces.h"
+#include "memtap_binding.h"
 #include "xen_control.h"
 #include "xenstore.h"
 #include "xen_libs.h"
@@ -51,6 +52,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("probeInterfaces", Napi::Function::New(env, InterfacesGuarded, "probeInterfaces"));
   XenControl::Register(env, exports);
   XenStore::Register(env, exports);
+  MemtapBinding::Register(env, exports);
 #else
   exports.Set("builtWithXen", false);
   RegisterWithoutXen(env, exports);

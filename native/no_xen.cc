@@ -23,6 +23,7 @@ void RegisterWithoutXen(Napi::Env env, Napi::Object exports) {
   // `new XenControl()` throws the same explanation.
   exports.Set("XenControl", Napi::Function::New(env, Unavailable, "XenControl"));
   exports.Set("XenStore", Napi::Function::New(env, Unavailable, "XenStore"));
+  exports.Set("Memtap", Napi::Function::New(env, Unavailable, "Memtap"));
 }
 
 }  // namespace snowflock

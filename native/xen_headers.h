@@ -5,6 +5,7 @@
 extern "C" {
 #include <xenctrl.h>
 #include <xenguest.h>
+#include <xencall.h>
 #include <xenforeignmemory.h>
 #include <xenevtchn.h>
 #include <xengnttab.h>
@@ -12,4 +13,6 @@ extern "C" {
 #include <xentoollog.h>
 #include <xen/hvm/params.h>
 #include <xen/hvm/save.h>
+#include <xen/memory.h>
+#include <xen/vm_event.h>
 }

@@ -19,6 +19,7 @@ struct LibraryName {
 constexpr LibraryName kLibraries[] = {
     {"libxenctrl.so.4.17", "libxenctrl.so"},
     {"libxenguest.so.4.17", "libxenguest.so"},
+    {"libxencall.so.1", "libxencall.so"},
     {"libxenforeignmemory.so.1", "libxenforeignmemory.so"},
     {"libxenevtchn.so.1", "libxenevtchn.so"},
     {"libxengnttab.so.1", "libxengnttab.so"},
@@ -103,6 +104,7 @@ Loader& Load() {
     SF_RESOLVE(xc_domain_maximum_gpfn);
     SF_RESOLVE(xc_evtchn_alloc_unbound);
     SF_RESOLVE(xc_domain_sethandle);
+    SF_RESOLVE(xc_domain_decrease_reservation_exact);
     SF_RESOLVE(xc_domain_resume);
     SF_RESOLVE(xc_dom_gnttab_seed);
     SF_RESOLVE(xc_cpu_policy_init);
@@ -112,12 +114,25 @@ Loader& Load() {
     SF_RESOLVE(xc_cpu_policy_serialise);
     SF_RESOLVE(xc_cpu_policy_update_cpuid);
     SF_RESOLVE(xc_cpu_policy_update_msrs);
+    SF_RESOLVE(xencall_open);
+    SF_RESOLVE(xencall_close);
+    SF_RESOLVE(xencall2);
+    SF_RESOLVE(xencall_alloc_buffer);
+    SF_RESOLVE(xencall_free_buffer);
+    SF_RESOLVE(xencall_alloc_buffer_pages);
+    SF_RESOLVE(xencall_free_buffer_pages);
     SF_RESOLVE(xenforeignmemory_open);
     SF_RESOLVE(xenforeignmemory_close);
     SF_RESOLVE(xenforeignmemory_map);
     SF_RESOLVE(xenforeignmemory_unmap);
     SF_RESOLVE(xenevtchn_open);
     SF_RESOLVE(xenevtchn_close);
+    SF_RESOLVE(xenevtchn_fd);
+    SF_RESOLVE(xenevtchn_pending);
+    SF_RESOLVE(xenevtchn_unmask);
+    SF_RESOLVE(xenevtchn_notify);
+    SF_RESOLVE(xenevtchn_bind_interdomain);
+    SF_RESOLVE(xenevtchn_unbind);
     SF_RESOLVE(xengnttab_open);
     SF_RESOLVE(xengnttab_close);
     SF_RESOLVE(xs_open);

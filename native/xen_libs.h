@@ -40,6 +40,7 @@ struct XenLibs {
   SF_XEN_FN(xc_domain_maximum_gpfn);
   SF_XEN_FN(xc_evtchn_alloc_unbound);
   SF_XEN_FN(xc_domain_sethandle);
+  SF_XEN_FN(xc_domain_decrease_reservation_exact);
   // libxenguest
   SF_XEN_FN(xc_domain_resume);
   SF_XEN_FN(xc_dom_gnttab_seed);
@@ -50,6 +51,14 @@ struct XenLibs {
   SF_XEN_FN(xc_cpu_policy_serialise);
   SF_XEN_FN(xc_cpu_policy_update_cpuid);
   SF_XEN_FN(xc_cpu_policy_update_msrs);
+  // libxencall: multicalls of paging ops from one preallocated hypercall buffer
+  SF_XEN_FN(xencall_open);
+  SF_XEN_FN(xencall_close);
+  SF_XEN_FN(xencall2);
+  SF_XEN_FN(xencall_alloc_buffer);
+  SF_XEN_FN(xencall_free_buffer);
+  SF_XEN_FN(xencall_alloc_buffer_pages);
+  SF_XEN_FN(xencall_free_buffer_pages);
   // libxenforeignmemory, libxenevtchn, libxengnttab, libxenstore
   SF_XEN_FN(xenforeignmemory_open);
   SF_XEN_FN(xenforeignmemory_close);
@@ -57,6 +66,12 @@ struct XenLibs {
   SF_XEN_FN(xenforeignmemory_unmap);
   SF_XEN_FN(xenevtchn_open);
   SF_XEN_FN(xenevtchn_close);
+  SF_XEN_FN(xenevtchn_fd);
+  SF_XEN_FN(xenevtchn_pending);
+  SF_XEN_FN(xenevtchn_unmask);
+  SF_XEN_FN(xenevtchn_notify);
+  SF_XEN_FN(xenevtchn_bind_interdomain);
+  SF_XEN_FN(xenevtchn_unbind);
   SF_XEN_FN(xengnttab_open);
   SF_XEN_FN(xengnttab_close);
   SF_XEN_FN(xs_open);

@@ -5,7 +5,12 @@
 # was never cloned), and runs the workload named on the kernel command line:
 #   sf.workload=counter   (default) one line per second, sleeping in between
 #   sf.workload=spin      one line per second, busy-waiting in between
-#   sf.interval=N         seconds between lines (counter)
+#   sf.workload=memtest   sf-memtest (memtest.c): fills memory with a pattern and verifies it
+#                         every interval, reports "SF-MEM ..." lines; options from
+#                         sf.mb (default 64), sf.mode=verify|rewrite|alloc (default verify),
+#                         sf.allocmb (default 32), sf.reportfree=1 (run sf-freepages --xenstore
+#                         when it finds itself in a clone)
+#   sf.interval=N         seconds between lines (counter, spin) or passes (memtest)
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs dev /dev 2>/dev/null
@@ -28,6 +33,12 @@ case $WORKLOAD in
       end=$(( $(cut -d. -f1 /proc/uptime) + INTERVAL ))
       while [ "$(cut -d. -f1 /proc/uptime)" -lt "$end" ]; do :; done
     done ;;
+  memtest)
+    MB=$(arg sf.mb); MODE=$(arg sf.mode); ALLOCMB=$(arg sf.allocmb)
+    set -- --mb "${MB:-64}" --mode "${MODE:-verify}" --alloc-mb "${ALLOCMB:-32}" --interval "$INTERVAL"
+    [ "$(arg sf.reportfree)" = 1 ] && set -- "$@" --report-free
+    sf-memtest "$@"
+    echo "SF-AGENT sf-memtest exited rc=$?"; poweroff -f ;;
   *)
     echo "SF-AGENT unknown workload $WORKLOAD"; poweroff -f ;;
 esac

@@ -8,6 +8,8 @@ import { testboxCommand } from './commands/testbox.js';
 import { demoCommand } from './commands/demo.js';
 import { descriptorCommand } from './commands/descriptor.js';
 import { cloneCommand } from './commands/clone.js';
+import { memtapCommand } from './commands/memtap.js';
+import { memserverCommand } from './commands/memserver.js';
 import { reportError } from './errors.js';
 import { ExitCode } from './output.js';
 
@@ -35,6 +37,8 @@ async function main(): Promise<void> {
   cli = domainCommands(cli);
   cli = cloneCommand(cli);
   cli = descriptorCommand(cli);
+  cli = memserverCommand(cli);
+  cli = memtapCommand(cli);
   cli = testboxCommand(cli);
   cli = demoCommand(cli);
   try {

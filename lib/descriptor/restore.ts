@@ -9,7 +9,8 @@ import { checkImage, IMAGE_HEADER_SIZE } from './memory-image.js';
 import type { Descriptor } from './format.js';
 
 export interface RestoreOptions {
-  memoryImage: string;
+  /** the full memory image to copy in; without one the pages stay zero for memtap to fill */
+  memoryImage?: string;
   /** the clone's id within its family: 1..n (0 is the parent) */
   vmid: number;
   name: string;
@@ -45,7 +46,7 @@ export async function restoreDescriptor(xc: XenControl, xs: XenStore, d: Descrip
   if (free < need) {
     throw new DescriptorError(`not enough free memory on this host: the clone needs ${Math.ceil((need * 4) / 1024)} MiB, Xen has ${Math.floor((free * 4) / 1024)} MiB free`);
   }
-  checkImage(opts.memoryImage, d.meta.memory.imageId, d.meta.memory.pages);
+  if (opts.memoryImage) checkImage(opts.memoryImage, d.meta.memory.imageId, d.meta.memory.pages);
 
   const uuid = randomUUID();
   const built: BuildResult = await xc.buildDomain({
@@ -62,8 +63,7 @@ export async function restoreDescriptor(xc: XenControl, xs: XenStore, d: Descrip
     params: d.params,
     populated: d.memoryMap,
     special: d.specialPages,
-    memoryImage: opts.memoryImage,
-    imageOffset: IMAGE_HEADER_SIZE,
+    ...(opts.memoryImage ? { memoryImage: opts.memoryImage, imageOffset: IMAGE_HEADER_SIZE } : {}),
   });
   try {
     writeDomainEntries(xs, {

@@ -11,6 +11,16 @@ function featureCheck(id: string, title: string, r: FeatureResult, useFor: strin
   return check(id, 'xen', title, 'warn', `unavailable: ${why}`);
 }
 
+// Xen 4.17's VM fork (xc_memshr_fork) copies neither PV timers nor event channels
+// (copy_vcpu_settings() TODO), so a PVH child that sleeps never wakes; it is Intel-only too.
+// snowflock forks with memtap on every CPU and does not use it, whatever the probe says.
+function memshrForkCheck(r: FeatureResult): Check {
+  const limit = 'not used: Xen 4.17\'s fork does not copy PV timers or event channels, so a sleeping PVH child never wakes; same-host clones use memtap';
+  if (r.available) return check('xen.mem-sharing', 'xen', 'mem_sharing (xc_memshr_fork)', 'skip', `permitted here, ${limit}`);
+  const why = [r.reason, r.errno ? `errno ${r.errno}` : ''].filter(Boolean).join('; ');
+  return check('xen.mem-sharing', 'xen', 'mem_sharing (xc_memshr_fork)', 'skip', `unavailable (${why}); ${limit}`);
+}
+
 export async function xenChecks(opts: { probeFeatures: boolean }): Promise<Check[]> {
   const out: Check[] = [];
   let addon: Addon;
@@ -65,7 +75,7 @@ export async function xenChecks(opts: { probeFeatures: boolean }): Promise<Check
     if (opts.probeFeatures) {
       const f = await xc.probeFeatures();
       out.push(featureCheck('xen.mem-paging', 'mem_paging (memtap)', f.memPaging, 'memory on demand'));
-      out.push(featureCheck('xen.mem-sharing', 'mem_sharing (xc_memshr_fork)', f.memSharing, 'optional same-host fast path'));
+      out.push(memshrForkCheck(f.memSharing));
       out.push(featureCheck('xen.mem-access', 'mem_access (stock-Xen memtap)', f.memAccess, 'memtap on stock Xen, Intel EPT'));
     } else {
       out.push(check('xen.features', 'xen', 'memory features', 'skip', 'not probed (--no-probe)'));

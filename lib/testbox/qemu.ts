@@ -13,7 +13,7 @@ export interface BoxSpec {
   box: number;
   hosts: number;
   flavour: XenFlavour;
-  job: 'test' | 'demo' | 'shell';
+  job: 'test' | 'demo' | 'bench' | 'shell';
   jobArgs: string[];
   /** test job: only the suite files whose names start with one of these comma-separated prefixes */
   only?: string;

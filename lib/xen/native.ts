@@ -186,8 +186,73 @@ export interface XenControl {
   buildDomain(spec: BuildSpec): Promise<BuildResult>;
 }
 
+export interface MemtapOptions {
+  domid: number;
+  /** the memserver holding the parent's memory image */
+  host: string;
+  port: number;
+  /** 32-byte session key the memserver was started with */
+  token: Buffer;
+  vmid: number;
+  /** neighbour pages loaded with each fault (default 64, max 127) */
+  prefetch?: number;
+  /** per memserver request (default 5000) */
+  timeoutMs?: number;
+  /** take over the ring of a memtap that ended: Xen's end of its event channel */
+  takeoverPort?: number;
+}
+
+export interface MemtapPrepareReport {
+  /** Xen's end of the paging ring's event channel: what a successor needs to take over */
+  xenPort: number;
+  ringGfn: number;
+  evicted: number;
+  refused: number;
+  eager: number;
+  welcomeMs: number;
+  eagerMs: number;
+  evictMs: number;
+}
+
+export interface MemtapStats {
+  running: boolean;
+  requests: number;
+  faults: number;
+  prefetched: number;
+  zeroFilled: number;
+  duplicates: number;
+  fetches: number;
+  fetchedPages: number;
+  fetchMs: number;
+  handleMs: number;
+  maxHandleMs: number;
+  batches: number;
+  freeMarked: number;
+  outages: number;
+}
+
+export interface MemtapEvent {
+  type: 'memserver-lost' | 'memserver-back' | 'failed' | 'stopped';
+  message?: string;
+}
+
+/** One clone's memory-on-demand engine (native/memtap.h). */
+export interface Memtap {
+  /** paged-out state for a fresh paused clone (or ring takeover); blocking work off-thread */
+  prepare(): Promise<MemtapPrepareReport>;
+  /** runs the fault loop on its own thread; `stopped` is the last event */
+  start(onEvent: (e: MemtapEvent) => void): void;
+  stop(): Promise<void>;
+  /** pages the clone's kernel reported free at fork: zero-filled, never fetched; returns how many changed */
+  markFree(ranges: GfnRange[]): number;
+  stats(): MemtapStats;
+  /** tells the memserver this clone is finished */
+  goodbye(): Promise<void>;
+}
+
 export interface Addon {
   builtWithXen: boolean;
+  Memtap: new (options: MemtapOptions) => Memtap;
   libraries(): LibraryInfo[];
   probeInterfaces(): InterfaceProbe[];
   XenControl: new () => XenControl;

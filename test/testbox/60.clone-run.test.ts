@@ -103,7 +103,7 @@ test('clones are destroyed by xl destroy and by snowflock, leaving no xenstore h
 });
 
 test('the CLI clones with -n and reports the clones as JSON', async (t) => {
-  const run = spawnSync(process.execPath, ['dist/lib/cli/main.js', 'clone', String(family.parent), '-n', '2', '--json', '--workdir', work], {
+  const run = spawnSync(process.execPath, ['dist/lib/cli/main.js', 'clone', String(family.parent), '-n', '2', '--memory', 'eager', '--json', '--workdir', work], {
     encoding: 'utf8',
     timeout: 300_000,
   });

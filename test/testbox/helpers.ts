@@ -11,9 +11,9 @@ export const env = {
   box: Number(process.env.SNOWFLOCK_BOX ?? '1'),
 };
 
-export async function startTestGuest(name: string, type: 'pvh' | 'pv', cmdline = ''): Promise<number> {
+export async function startTestGuest(name: string, type: 'pvh' | 'pv', cmdline = '', memoryMiB = 128): Promise<number> {
   const image = testGuestImage();
-  return xlCreate({ name, type, kernel: image.kernel, ramdisk: image.initrd, memoryMiB: 128, vcpus: 1, cmdline });
+  return xlCreate({ name, type, kernel: image.kernel, ramdisk: image.initrd, memoryMiB, vcpus: 1, cmdline });
 }
 
 /** Destroys the domain if it still exists; for after() hooks. */

@@ -4,26 +4,45 @@ import { join } from 'node:path';
 import { withXenSession } from '../../xen/session.js';
 import { resolveDomain } from '../../xen/resolve.js';
 import { cloneEager } from '../../clone/eager.js';
+import { cloneLazy, DEFAULT_STATE_DIR } from '../../clone/lazy.js';
 import { printJson, progress, table } from '../output.js';
 
 export function cloneCommand(y: Argv) {
   return y.command(
     'clone <domain>',
-    'Clone a running PVH/HVM guest on this host (eager: full memory copy; memory on demand comes with memtap)',
+    'Clone a running PVH/HVM guest on this host: memory on demand (memtap), or an eager full copy',
     (a) =>
       a
         .positional('domain', { type: 'string', demandOption: true, describe: 'domid or name' })
         .option('count', { alias: 'n', type: 'number', default: 1, describe: 'how many clones (1..64)' })
-        .option('workdir', { type: 'string', default: join(tmpdir(), 'snowflock'), describe: 'where the temporary memory image goes' })
-        .example('$0 clone web -n 4', 'four clones of the domain named web'),
+        .option('memory', {
+          choices: ['on-demand', 'eager'] as const,
+          default: 'on-demand' as const,
+          describe: 'on-demand: clones start with no memory and fetch pages as they touch them (needs Xen with mem_paging); eager: copy all of it first',
+        })
+        .option('prefetch', { type: 'number', default: 64, describe: 'on-demand: neighbour pages loaded with each fault (0..127)' })
+        .option('heuristics', { type: 'boolean', default: true, describe: 'on-demand: zero-fill pages each clone reports free at fork instead of fetching them' })
+        .option('state-dir', { type: 'string', default: DEFAULT_STATE_DIR, describe: 'on-demand: where the family\'s memory image, descriptor and logs live' })
+        .option('workdir', { type: 'string', default: join(tmpdir(), 'snowflock'), describe: 'eager: where the temporary memory image goes' })
+        .example('$0 clone web -n 4', 'four clones of the domain named web, memory on demand')
+        .example('$0 clone web --memory eager', 'one clone with a full copy of the memory'),
     async (argv) => {
       await withXenSession(async (xc, xs) => {
         const domid = resolveDomain(xc, xs, argv.domain);
-        const r = await cloneEager(xc, xs, domid, { count: argv.count, workdir: argv.workdir, progress });
+        if (argv.memory === 'eager') {
+          const r = await cloneEager(xc, xs, domid, { count: argv.count, workdir: argv.workdir, progress });
+          if (argv.json) printJson(r);
+          else {
+            console.log(table(['VMID', 'DOMID', 'NAME', 'BUILD(ms)'], r.clones.map((c) => [c.vmid, c.domid, c.name, c.buildMs])));
+            console.log(`parent ${r.parent.name} (domain ${r.parent.domid}) stopped ${r.pauseMs} ms; descriptor ${r.descriptorBytes} bytes; image ${r.imagePages} pages`);
+          }
+          return;
+        }
+        const r = await cloneLazy(xc, xs, domid, { count: argv.count, stateDir: argv['state-dir'], prefetch: argv.prefetch, heuristics: argv.heuristics, progress });
         if (argv.json) printJson(r);
         else {
-          console.log(table(['VMID', 'DOMID', 'NAME', 'BUILD(ms)'], r.clones.map((c) => [c.vmid, c.domid, c.name, c.buildMs])));
-          console.log(`parent ${r.parent.name} (domain ${r.parent.domid}) stopped ${r.pauseMs} ms; descriptor ${r.descriptorBytes} bytes; image ${r.imagePages} pages`);
+          console.log(table(['VMID', 'DOMID', 'NAME', 'PAGED-OUT', 'READY(ms)'], r.clones.map((c) => [c.vmid, c.domid, c.name, c.evicted, c.buildMs])));
+          console.log(`parent ${r.parent.name} (domain ${r.parent.domid}) stopped ${r.pauseMs} ms; family ${r.family}; memserver pid ${r.memserver.pid} port ${r.memserver.port}`);
         }
       });
     },

@@ -57,7 +57,7 @@ function parseEnv(pairs: string[]): Record<string, string> {
   return env;
 }
 
-export async function boxJob(job: 'test' | 'demo', argv: BoxArgs): Promise<void> {
+export async function boxJob(job: 'test' | 'demo' | 'bench', argv: BoxArgs): Promise<void> {
   if (!Number.isInteger(argv.hosts) || argv.hosts < 1 || argv.hosts > 8) throw new UsageError(`--hosts must be 1..8, got ${argv.hosts}`);
   if (argv.only !== undefined && !/^[\w.-]+(,[\w.-]+)*$/.test(argv.only)) throw new UsageError(`--only takes file-name prefixes separated by commas, got "${argv.only}"`);
   await prepareArtifacts(argv.xen, progress, { dom0: true });
@@ -73,7 +73,7 @@ export async function boxJob(job: 'test' | 'demo', argv: BoxArgs): Promise<void>
     onLine: (box, line) => {
       if (argv.verbose) process.stderr.write(`[box${box}] ${line}\n`);
       else if (/^SNOWFLOCK-MARK|^(not )?ok \d+ - |^# (pass|fail)/.test(line)) progress(`box${box}: ${line}`);
-      if (job === 'demo' && !argv.verbose && /^snowflock-demo:/.test(line)) process.stdout.write(`[box${box}] ${line}\n`);
+      if (job !== 'test' && !argv.verbose && /^snowflock-(demo|bench):/.test(line)) process.stdout.write(`[box${box}] ${line}\n`);
     },
   });
   if (argv.json) printJson(report);
@@ -110,10 +110,20 @@ export function testboxCommand(y: Argv) {
         },
       )
       .command('demo', 'Run the demo inside a test box', (a) => boxOptions(a), (argv) => boxJob('demo', argv as unknown as BoxArgs))
+      .command(
+        'bench <name>',
+        'Run a benchmark inside the test box (scripts/bench/<name>-box.ts); it prints ratios measured in one run',
+        (a) => boxOptions(a).positional('name', { type: 'string', demandOption: true, describe: 'e.g. memtap' }).example('$0 testbox bench memtap --xen custom', 'memory on demand vs eager restore vs xl save/restore'),
+        (argv) => {
+          if (!/^[a-z0-9-]+$/.test(argv.name)) throw new UsageError(`bad benchmark name "${argv.name}"`);
+          const args = argv as unknown as BoxArgs & { '--'?: unknown[] };
+          return boxJob('bench', { ...args, '--': [argv.name, ...(args['--'] ?? [])] } as BoxArgs);
+        },
+      )
       .command('shell', 'Boot one test box with a shell on its console (Ctrl-a x quits)', (a) => boxOptions(a), async (argv) => {
         await prepareArtifacts(argv.xen, progress, { dom0: true });
         await bootBox({ box: 1, hosts: 1, flavour: argv.xen, job: 'shell', jobArgs: [], timeoutSec: argv.timeout, logFile: '/dev/null', interactive: true }, () => {});
       })
-      .demandCommand(1, 'say which: prepare, test, demo or shell'),
+      .demandCommand(1, 'say which: prepare, test, demo, bench or shell'),
   );
 }

@@ -1,0 +1,46 @@
+import type { Argv } from 'yargs';
+import { cliPath } from '../../memtap/spawn.js';
+import { readTokenFile } from '../../memtap/token.js';
+import { runMemtapWorker } from '../../memtap/tap-worker.js';
+import { superviseMemtap } from '../../memtap/tap-supervisor.js';
+
+const emit = (event: Record<string, unknown>) => process.stdout.write(JSON.stringify({ time: new Date().toISOString(), ...event }) + '\n');
+
+function parseServer(s: string): { host: string; port: number } {
+  const m = /^(.+):(\d{1,5})$/.exec(s);
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new Error(`--server must be host:port, got "${s}"`);
+  return { host: m[1]!.replace(/^\[(.*)\]$/, '$1'), port: Number(m[2]) };
+}
+
+export function memtapCommand(y: Argv) {
+  return y.command(
+    'memtap',
+    'Serve one clone\'s memory on demand from a memserver (started by `clone`; runs until the clone is gone)',
+    (a) =>
+      a
+        .option('domid', { type: 'number', demandOption: true, describe: 'the clone (built paused, memory not yet out)' })
+        .option('server', { type: 'string', demandOption: true, describe: 'memserver host:port' })
+        .option('token-file', { type: 'string', demandOption: true, describe: 'file with the fork\'s 64-hex-digit session key' })
+        .option('vmid', { type: 'number', demandOption: true, describe: 'the clone\'s id in its family (1..n)' })
+        .option('prefetch', { type: 'number', default: 64, describe: 'neighbour pages loaded with each fault (0..127)' })
+        .option('heuristics', { type: 'boolean', default: true, describe: 'zero-fill the pages the clone reports free at fork (--no-heuristics fetches them)' })
+        .option('worker', { type: 'boolean', default: false, hidden: true })
+        .option('takeover-port', { type: 'number', hidden: true, describe: 'take over a paging ring (Xen event channel port)' })
+        .epilogue('Prints one JSON line per event (ready, memserver-lost, memserver-back, memtap-lost, memtap-restarted, free-report, exit). '
+          + 'If the memserver is lost the clone is paused until it is back; if the fault loop dies the clone is paused and a new one takes over.'),
+    async (argv) => {
+      const server = parseServer(argv.server);
+      const token = readTokenFile(argv['token-file']);
+      if (argv.worker) {
+        process.exitCode = await runMemtapWorker({
+          domid: argv.domid, host: server.host, port: server.port, token, vmid: argv.vmid, prefetch: argv.prefetch,
+          takeoverPort: argv['takeover-port'], heuristics: argv.heuristics, emit,
+        });
+        return;
+      }
+      const workerArgv = [cliPath(), 'memtap', '--domid', String(argv.domid), '--server', argv.server, '--token-file', argv['token-file'],
+        '--vmid', String(argv.vmid), '--prefetch', String(argv.prefetch), ...(argv.heuristics ? [] : ['--no-heuristics']), '--worker'];
+      process.exitCode = await superviseMemtap({ domid: argv.domid, workerArgv, emit });
+    },
+  );
+}

@@ -1,0 +1,39 @@
+// The clone's report of the pages its kernel had free at fork (written by the guest agent's
+// sf-freepages under its own data/snowflock/free): chunks "0".."n-1" of "start+count" hex
+// items, then "count". Free pages need no fetch: whatever the kernel puts there next
+// overwrites them, so memtap zero-fills them locally.
+import type { GfnRange, XenStore } from '../xen/native.js';
+
+export function freeReportPath(domid: number): string {
+  return `/local/domain/${domid}/data/snowflock/free`;
+}
+
+/** Parses one chunk; throws naming the bad item (the guest wrote it, so trust nothing). */
+export function parseFreeChunk(text: string, maxGfn: number): GfnRange[] {
+  const out: GfnRange[] = [];
+  for (const item of text.trim().split(/\s+/).filter(Boolean)) {
+    const m = /^([0-9a-fA-F]{1,13})\+([0-9a-fA-F]{1,13})$/.exec(item);
+    if (!m) throw new Error(`free-page report: bad item "${item.slice(0, 40)}"`);
+    const start = parseInt(m[1]!, 16);
+    const count = parseInt(m[2]!, 16);
+    if (count === 0 || start + count > maxGfn) throw new Error(`free-page report: range ${item} is outside the guest`);
+    out.push([start, count]);
+  }
+  return out;
+}
+
+/** The whole report, or null while the guest has not finished writing it. */
+export function readFreeReport(xs: XenStore, domid: number, maxGfn: number): GfnRange[] | null {
+  const base = freeReportPath(domid);
+  const count = xs.read(`${base}/count`);
+  if (count === null) return null;
+  const chunks = Number(count);
+  if (!Number.isInteger(chunks) || chunks < 0 || chunks > 10_000) throw new Error(`free-page report: bad chunk count "${count}"`);
+  const ranges: GfnRange[] = [];
+  for (let i = 0; i < chunks; i++) {
+    const chunk = xs.read(`${base}/${i}`);
+    if (chunk === null) throw new Error(`free-page report: chunk ${i} of ${chunks} is missing`);
+    ranges.push(...parseFreeChunk(chunk, maxGfn));
+  }
+  return ranges;
+}

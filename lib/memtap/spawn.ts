@@ -1,0 +1,51 @@
+// Starting the long-lived processes of a fork (memserver, memtaps) detached from the command
+// that forks: they outlive it. Each writes JSON lines to its own log file; the starter
+// follows that file until the process says it is ready, fails, or exits.
+import { spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+/** The CLI entry point next to this module (dist/lib/cli/main.js). */
+export function cliPath(): string {
+  return fileURLToPath(new URL('../cli/main.js', import.meta.url));
+}
+
+export interface Spawned {
+  pid: number;
+  event: Record<string, unknown>;
+}
+
+export async function spawnDetached(args: string[], logFile: string, ready: string, timeoutMs: number): Promise<Spawned> {
+  const fd = openSync(logFile, 'a');
+  const child = spawn(process.execPath, [cliPath(), ...args], { detached: true, stdio: ['ignore', fd, fd] });
+  closeSync(fd);
+  child.unref();
+  let exited: string | undefined;
+  child.once('exit', (code, signal) => (exited = signal ? `signal ${signal}` : `code ${code}`));
+  const pid = child.pid;
+  if (pid === undefined) throw new Error(`could not start ${args[0]}`);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const lines = readFileSync(logFile, 'utf8').split('\n').filter(Boolean);
+    for (const line of lines) {
+      let event: Record<string, unknown>;
+      try {
+        event = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        continue;
+      }
+      if (event.event === ready) return { pid, event };
+      if (event.event === 'error') throw new Error(`${args[0]}: ${String(event.message)}`);
+    }
+    if (exited) throw new Error(`${args[0]} exited (${exited}) before it was ready: ${lines.slice(-3).join(' | ') || 'no output'} (log ${logFile})`);
+    if (Date.now() > deadline) {
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        /* gone */
+      }
+      throw new Error(`${args[0]} not ready after ${timeoutMs} ms (log ${logFile})`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -1,0 +1,77 @@
+// Keeps a clone's memtap alive. The fault loop runs in a worker process; if that process
+// dies, the clone is paused at once (its vCPUs would otherwise hang one by one on faults
+// nobody answers), a new worker takes over the same paging ring, and the clone runs on.
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { openXen } from '../xen/control.js';
+
+export interface SupervisorOptions {
+  domid: number;
+  /** argv for the worker (the CLI's own `memtap ... --worker`), without a takeover port */
+  workerArgv: string[];
+  emit: (event: Record<string, unknown>) => void;
+  maxRestarts?: number;
+}
+
+export async function superviseMemtap(o: SupervisorOptions): Promise<number> {
+  const xc = openXen();
+  let takeoverPort: number | undefined;
+  let pausedByUs = false;
+  let restarts = 0;
+  let stopping = false;
+  let child: ReturnType<typeof spawn> | undefined;
+  const forward = (signal: NodeJS.Signals) => () => {
+    if (signal !== 'SIGUSR1') stopping = true;
+    child?.kill(signal);
+  };
+  for (const s of ['SIGTERM', 'SIGINT', 'SIGUSR1'] as const) process.on(s, forward(s));
+  const domainExists = () => {
+    try {
+      return !xc.domainInfo(o.domid).dying;
+    } catch {
+      return false;
+    }
+  };
+  try {
+    for (;;) {
+      const argv = [...o.workerArgv, ...(takeoverPort !== undefined ? ['--takeover-port', String(takeoverPort)] : [])];
+      child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
+      const lines = createInterface({ input: child.stdout! });
+      // Its output may end before or after the exit is seen: listen for both from the start.
+      const drained = new Promise((r) => lines.once('close', r));
+      const exited = new Promise<[number | null, NodeJS.Signals | null]>((r) => child!.once('exit', (c, s) => r([c, s])));
+      lines.on('line', (line) => {
+        let event: Record<string, unknown>;
+        try {
+          event = JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          return o.emit({ event: 'worker-output', line });
+        }
+        o.emit({ ...event, worker: child!.pid });
+        if (event.event === 'ready') {
+          takeoverPort = Number(event.xenPort);
+          if (pausedByUs) {
+            xc.unpause(o.domid);
+            pausedByUs = false;
+            o.emit({ event: 'memtap-restarted', domid: o.domid, restarts });
+          }
+        }
+      });
+      const [code, signal] = await exited;
+      await drained;
+      if (code === 0 || stopping || !domainExists()) return code ?? 0;
+      if (takeoverPort === undefined) return code ?? 1; // never ready: nothing to take over
+      if (!pausedByUs) {
+        xc.pause(o.domid);
+        pausedByUs = true;
+      }
+      o.emit({ event: 'memtap-lost', domid: o.domid, code, signal, paused: true });
+      if (++restarts > (o.maxRestarts ?? 5)) {
+        o.emit({ event: 'error', message: `memtap for domain ${o.domid} died ${restarts} times; the clone stays paused` });
+        return 1;
+      }
+    }
+  } finally {
+    xc.close();
+  }
+}

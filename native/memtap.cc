@@ -1,0 +1,282 @@
+#include "memtap.h"
+
+#include <poll.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <unordered_set>
+
+#include "foreign_memory.h"
+#include "xen_error.h"
+#include "xen_libs.h"
+
+namespace snowflock {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double MsSince(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+// Thrown out of a memserver wait when Stop() is called: the clone stays paused.
+struct StopRequested {};
+
+}  // namespace
+
+Memtap::Memtap(MemtapOptions options)
+    : opt_(std::move(options)), client_(opt_.host, opt_.port, opt_.token, opt_.vmid, opt_.timeout_ms) {
+  fetch_buffer_.resize(PagingHypercalls::kBatch * XC_PAGE_SIZE);
+}
+
+Memtap::~Memtap() { Stop(); }
+
+PrepareReport Memtap::Prepare() {
+  PrepareReport report;
+  auto t0 = Clock::now();
+  Welcome w = client_.Connect();
+  image_id_ = w.image_id;
+  report.welcome_ms = MsSince(t0);
+  uint64_t top = 0;
+  for (const GfnRange& r : w.evict) top = std::max(top, r.start + r.count);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    states_.Resize(top);
+  }
+  calls_ = std::make_unique<PagingHypercalls>();
+  ring_ = std::make_unique<PagingRing>(xc_.get(), opt_.domid, opt_.takeover, opt_.xen_port);
+  report.xen_port = ring_->xen_port();
+  report.ring_gfn = ring_->ring_gfn();
+  if (opt_.takeover) {
+    // Which pages the previous memtap loaded is unknown: treat the whole evict set as out.
+    // Loading a page that is already in is refused by Xen and costs one fetch.
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const GfnRange& r : w.evict)
+      for (uint64_t g = r.start; g < r.start + r.count; g++) states_.Set(g, PageState::kOut);
+    return report;
+  }
+  t0 = Clock::now();
+  LoadEager(w);
+  report.eager = w.eager.size();
+  report.eager_ms = MsSince(t0);
+  t0 = Clock::now();
+  PageOut(w, &report);
+  report.evict_ms = MsSince(t0);
+  return report;
+}
+
+void Memtap::LoadEager(const Welcome& w) {
+  ForeignMemory fmem;
+  for (size_t i = 0; i < w.eager.size(); i += PagingHypercalls::kBatch) {
+    size_t n = std::min(PagingHypercalls::kBatch, w.eager.size() - i);
+    std::vector<uint64_t> gfns(w.eager.begin() + long(i), w.eager.begin() + long(i + n));
+    client_.Get(gfns.data(), n, fetch_buffer_.data());
+    std::vector<xen_pfn_t> pfns(gfns.begin(), gfns.end());
+    ForeignMapping m = fmem.Map(opt_.domid, PROT_READ | PROT_WRITE, pfns, false);
+    std::memcpy(m.page(0), fetch_buffer_.data(), n * XC_PAGE_SIZE);
+  }
+}
+
+void Memtap::PageOut(const Welcome& w, PrepareReport* report) {
+  std::vector<uint64_t> batch;
+  std::vector<uint64_t> refused;
+  auto flush = [&] {
+    std::vector<uint64_t> failed;
+    size_t done = calls_->PageOut(opt_.domid, batch.data(), batch.size(), &failed);
+    std::unordered_set<uint64_t> bad(failed.begin(), failed.end());
+    std::lock_guard<std::mutex> lock(mu_);
+    for (uint64_t g : batch)
+      if (!bad.count(g)) states_.Set(g, PageState::kOut);
+    report->evicted += done;
+    report->refused += failed.size();
+    batch.clear();
+  };
+  for (const GfnRange& r : w.evict) {
+    for (uint64_t g = r.start; g < r.start + r.count; g++) {
+      if (g == ring_->ring_gfn()) continue;
+      batch.push_back(g);
+      if (batch.size() == PagingHypercalls::kBatch) flush();
+    }
+  }
+  if (!batch.empty()) flush();
+}
+
+void Memtap::Start(std::function<void(const MemtapEvent&)> emit) {
+  if (thread_.joinable()) return;
+  if (!ring_) throw XenError("memtap", "domain " + std::to_string(opt_.domid) + ": start before prepare", EINVAL, "");
+  emit_ = std::move(emit);
+  stop_ = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.running = true;
+  }
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void Memtap::Stop() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+uint64_t Memtap::MarkFree(const std::vector<GfnRange>& ranges) {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t n = states_.MarkFree(ranges);
+  stats_.free_marked += n;
+  return n;
+}
+
+MemtapStats Memtap::Stats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+void Memtap::SayGoodbye() {
+  try {
+    if (!client_.connected()) client_.Connect();
+  } catch (const XenError&) {
+    return;  // the server is gone already
+  }
+  client_.Bye();
+}
+
+void Memtap::Loop() {
+  std::string failure;
+  try {
+    struct pollfd p = {ring_->fd(), POLLIN, 0};
+    std::vector<vm_event_request_t> requests;
+    while (!stop_) {
+      if (poll(&p, 1, 100) > 0) ring_->Acknowledge();
+      vm_event_request_t r;
+      while (ring_->Pop(&r)) requests.push_back(r);
+      if (requests.empty()) continue;
+      Serve(requests);
+      requests.clear();
+    }
+  } catch (const StopRequested&) {
+  } catch (const XenError& e) {
+    failure = e.what();
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.running = false;
+  }
+  if (!failure.empty()) {
+    // Whatever broke, a paused clone is better than one that runs on wrong memory.
+    Xen().xc_domain_pause(xc_.get(), opt_.domid);
+    emit_({"failed", failure});
+  }
+  emit_({"stopped", failure});
+}
+
+void Memtap::Serve(std::vector<vm_event_request_t>& requests) {
+  auto t0 = Clock::now();
+  std::vector<uint64_t> fetch, zero;  // fetch: the demanded pages first, then neighbours
+  std::unordered_set<uint64_t> wanted;
+  uint64_t duplicates = 0;
+  size_t demanded = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& r : requests) {
+      if (r.reason != VM_EVENT_REASON_MEM_PAGING || (r.u.mem_paging.flags & MEM_PAGING_DROP_PAGE)) continue;
+      uint64_t g = r.u.mem_paging.gfn;
+      if (!wanted.insert(g).second) continue;
+      switch (states_.Get(g)) {
+        case PageState::kOut: fetch.push_back(g); break;
+        case PageState::kFree: zero.push_back(g); break;
+        default: duplicates++; break;  // already in: Xen re-checks when it sees the answer
+      }
+    }
+    demanded = fetch.size();
+    // Neighbours of the first faults, up to one batch in all.
+    size_t room = PagingHypercalls::kBatch > fetch.size() ? PagingHypercalls::kBatch - fetch.size() : 0;
+    size_t want = std::min<size_t>(room, opt_.prefetch);
+    std::vector<uint64_t> near;
+    for (size_t i = 0; i < fetch.size() && near.size() < want; i++)
+      states_.NextOut(fetch[i], want - near.size(), 4 * uint64_t(opt_.prefetch), &near);
+    for (uint64_t g : near)
+      if (wanted.insert(g).second) fetch.push_back(g);
+    if (fetch.size() > PagingHypercalls::kBatch) fetch.resize(PagingHypercalls::kBatch);
+  }
+
+  std::vector<long> result;
+  uint64_t zero_filled = 0, faults = 0, prefetched = 0;
+  if (!zero.empty()) {
+    for (size_t i = 0; i < zero.size(); i += PagingHypercalls::kBatch) {
+      size_t n = std::min(PagingHypercalls::kBatch, zero.size() - i);
+      for (size_t k = 0; k < n; k++) std::memset(calls_->staging(k), 0, XC_PAGE_SIZE);
+      calls_->PageIn(opt_.domid, &zero[i], n, &result);
+      for (size_t k = 0; k < n; k++) zero_filled += result[k] == 0;
+    }
+  }
+  double fetch_ms = 0;
+  if (!fetch.empty()) {
+    auto tf = Clock::now();
+    Fetch(fetch, fetch_buffer_.data());
+    fetch_ms = MsSince(tf);
+    for (size_t k = 0; k < fetch.size(); k++) std::memcpy(calls_->staging(k), fetch_buffer_.data() + k * XC_PAGE_SIZE, XC_PAGE_SIZE);
+    calls_->PageIn(opt_.domid, fetch.data(), fetch.size(), &result);
+    for (size_t k = 0; k < fetch.size(); k++)
+      if (result[k] == 0) (k < demanded ? faults : prefetched)++;
+  }
+  for (const auto& r : requests) ring_->Respond(r);
+  ring_->Notify();
+
+  std::lock_guard<std::mutex> lock(mu_);
+  // A page Xen refused to load is in already (a duplicate request raced us): either way it is in.
+  for (uint64_t g : zero) states_.Set(g, PageState::kIn);
+  for (uint64_t g : fetch) states_.Set(g, PageState::kIn);
+  stats_.requests += requests.size();
+  stats_.duplicates += duplicates;
+  stats_.zero_filled += zero_filled;
+  stats_.faults += faults;
+  stats_.prefetched += prefetched;
+  if (!fetch.empty()) {
+    stats_.fetches++;
+    stats_.fetched_pages += fetch.size();
+    stats_.fetch_ms += fetch_ms;
+  }
+  double ms = MsSince(t0);
+  stats_.handle_ms += ms;
+  stats_.max_handle_ms = std::max(stats_.max_handle_ms, ms);
+  stats_.batches++;
+}
+
+void Memtap::Fetch(const std::vector<uint64_t>& gfns, uint8_t* out) {
+  bool paused = false;
+  for (;;) {
+    try {
+      if (!client_.connected()) {
+        Welcome w = client_.Connect();
+        if (w.image_id != image_id_)
+          throw XenError("memtap", "the memserver at " + client_.address() + " now serves another memory image", ESTALE, "");
+      }
+      for (size_t i = 0; i < gfns.size(); i += PageClient::kMaxGet)
+        client_.Get(&gfns[i], std::min(PageClient::kMaxGet, gfns.size() - i), out + i * XC_PAGE_SIZE);
+      break;
+    } catch (const XenError& e) {
+      if (e.call() != "memserver") throw;
+      if (!paused) {
+        // The clone must not run on pages it cannot have: hold it until the server is back.
+        Xen().xc_domain_pause(xc_.get(), opt_.domid);
+        paused = true;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          stats_.outages++;
+        }
+        emit_({"memserver-lost", e.what()});
+      }
+      for (int i = 0; i < 10; i++) {
+        if (stop_) throw StopRequested{};
+        usleep(100 * 1000);
+      }
+    }
+  }
+  if (paused) {
+    Xen().xc_domain_unpause(xc_.get(), opt_.domid);
+    emit_({"memserver-back", client_.address()});
+  }
+}
+
+}  // namespace snowflock

@@ -1,0 +1,198 @@
+// Memory-on-demand benchmark, run inside a Xen dom0 with mem_paging (the test box with the
+// project's Xen: `scripts/bench/memtap`). Everything is measured in this one run; it prints
+// ratios, never absolute claims (test box timings are emulated).
+//   1. pages fetched vs guest memory: read-mostly and allocate-after-fork workloads,
+//      with and without the free-page heuristic
+//   2. per-fault cost vs a raw 4 KiB TCP round trip between the same endpoints
+//   3. fork-to-running: on-demand clone vs eager restore from the descriptor vs xl save+restore
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { loadAddon } from '../../lib/xen/native.js';
+import { openXen } from '../../lib/xen/control.js';
+import { readConsole, waitForConsole } from '../../lib/xen/console.js';
+import { xlConfig, xlCreate } from '../../lib/xen/xl.js';
+import { testGuestImage } from '../../lib/testbox/guest-image.js';
+import { cloneLazy, type LazyCloneResult } from '../../lib/clone/lazy.js';
+import { cloneEager } from '../../lib/clone/eager.js';
+import { destroyClone } from '../../lib/descriptor/restore.js';
+
+const say = (s: string) => process.stdout.write(`snowflock-bench: ${s}\n`);
+const xc = openXen();
+const xs = new (loadAddon().XenStore)();
+const work = mkdtempSync(join(tmpdir(), 'sf-bench-'));
+const image = testGuestImage();
+const GUEST_MIB = 256;
+const GUEST_PAGES = (GUEST_MIB << 20) / 4096;
+
+function cmdline(mode: string, extra: string): string {
+  return `xen.fifo_events=0 sf.workload=memtest sf.mode=${mode} sf.reportfree=1 ${extra}`;
+}
+
+async function startParent(name: string, line: string): Promise<number> {
+  const domid = await xlCreate({ name, type: 'pvh', kernel: image.kernel, ramdisk: image.initrd, memoryMiB: GUEST_MIB, vcpus: 1, cmdline: line });
+  await waitForConsole(name, /SF-MEM pass=2 /, 300_000);
+  return domid;
+}
+
+function passes(name: string, vmid: number): { bad: number }[] {
+  return [...readConsole(name).matchAll(new RegExp(`SF-MEM pass=\\d+ gen=\\d+ bad=(\\d+) pages=\\d+ vmid=${vmid}\\b`, 'g'))].map((m) => ({ bad: Number(m[1]) }));
+}
+
+async function until(what: string, cond: () => boolean, ms: number): Promise<number> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return Date.now();
+}
+
+interface Stats { faults: number; prefetched: number; zeroFilled: number; fetchedPages: number; fetches: number; fetchMs: number; handleMs: number; batches: number }
+
+/** Asks the memtap (via its supervisor) for its counters and reads them from its log. */
+async function memtapStats(pid: number, log: string): Promise<Stats> {
+  const lines = () => readFileSync(log, 'utf8').split('\n').filter((l) => l.includes('"event":"stats"'));
+  const before = lines().length;
+  process.kill(pid, 'SIGUSR1');
+  await until(`stats in ${log}`, () => lines().length > before, 10_000);
+  return (JSON.parse(lines().at(-1)!) as { stats: Stats }).stats;
+}
+
+interface LazyRun { label: string; fetched: number; zero: number; faults: number; prefetched: number; readyMs: number; firstLineMs: number; bad: number; perFetchMs: number; perBatchMs: number; pagesPerFetch: number; pauseMs: number }
+
+async function lazyRun(label: string, parent: number, o: { heuristics?: boolean; prefetch?: number }): Promise<LazyRun> {
+  const t0 = Date.now();
+  const f: LazyCloneResult = await cloneLazy(xc, xs, parent, { count: 1, stateDir: work, heuristics: o.heuristics, prefetch: o.prefetch });
+  const tReady = Date.now();
+  const c = f.clones[0]!;
+  const tFirst = await until('clone output', () => /SF-MEM forked/.test(readConsole(c.name)), 300_000);
+  await until('3 clone passes', () => passes(c.name, c.vmid).length >= 3, 600_000);
+  const s = await memtapStats(c.memtapPid, c.memtapLog);
+  const bad = passes(c.name, c.vmid).reduce((n, p) => n + p.bad, 0);
+  await destroyClone(xc, xs, c.domid, c.uuid);
+  await until('memserver exit', () => { try { process.kill(f.memserver.pid, 0); return false; } catch { return true; } }, 30_000).catch(() => process.kill(f.memserver.pid, 'SIGTERM'));
+  const r: LazyRun = {
+    label, fetched: s.fetchedPages, zero: s.zeroFilled, faults: s.faults, prefetched: s.prefetched, readyMs: tReady - t0, firstLineMs: tFirst - t0, bad,
+    perFetchMs: s.fetches ? s.fetchMs / s.fetches : 0, perBatchMs: s.batches ? s.handleMs / s.batches : 0, pagesPerFetch: s.fetches ? s.fetchedPages / s.fetches : 0, pauseMs: f.pauseMs,
+  };
+  say(`${label}: ${JSON.stringify(r)}`);
+  return r;
+}
+
+async function rawTcpRoundTripMs(rounds: number): Promise<number> {
+  const server = net.createServer((s) => s.pipe(s)).listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  const port = (server.address() as net.AddressInfo).port;
+  const sock = net.connect(port, '127.0.0.1');
+  sock.setNoDelay(true);
+  await new Promise((r) => sock.once('connect', r));
+  const page = Buffer.alloc(4096, 7);
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < rounds; i++) {
+    let got = 0;
+    const done = new Promise<void>((resolve) => {
+      const on = (d: Buffer) => {
+        got += d.length;
+        if (got >= 4096) {
+          sock.off('data', on);
+          resolve();
+        }
+      };
+      sock.on('data', on);
+    });
+    sock.write(page);
+    await done;
+  }
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6 / rounds;
+  sock.destroy();
+  server.close();
+  return ms;
+}
+
+async function eagerRun(parent: number): Promise<{ readyMs: number; firstLineMs: number }> {
+  const t0 = Date.now();
+  const r = await cloneEager(xc, xs, parent, { count: 1, workdir: work });
+  const tReady = Date.now();
+  const c = r.clones[0]!;
+  const tFirst = await until('eager clone output', () => /SF-MEM forked/.test(readConsole(c.name)), 300_000);
+  await destroyClone(xc, xs, c.domid, c.uuid);
+  return { readyMs: tReady - t0, firstLineMs: tFirst - t0 };
+}
+
+async function xlSaveRestoreRun(parentName: string, line: string): Promise<{ readyMs: number; firstLineMs: number; saveMs: number }> {
+  const file = join(work, 'xl-save.img');
+  const name = `${parentName}-xl`;
+  const cfg = join(work, 'xl-restore.cfg');
+  writeFileSync(cfg, xlConfig({ name, type: 'pvh', kernel: image.kernel, ramdisk: image.initrd, memoryMiB: GUEST_MIB, vcpus: 1, cmdline: line }));
+  const t0 = Date.now();
+  execFileSync('xl', ['save', '-c', parentName, file], { stdio: 'ignore' });
+  const tSaved = Date.now();
+  execFileSync('xl', ['restore', '-p', cfg, file], { stdio: 'ignore' });
+  execFileSync('xl', ['unpause', name], { stdio: 'ignore' });
+  const tReady = Date.now();
+  const seen = readConsole(name).length;
+  const tFirst = await until('restored guest output', () => readConsole(name).length > seen && /SF-MEM pass/.test(readConsole(name).slice(seen)), 300_000);
+  execFileSync('xl', ['destroy', name], { stdio: 'ignore' });
+  rmSync(file, { force: true });
+  return { readyMs: tReady - t0, firstLineMs: tFirst - t0, saveMs: tSaved - t0 };
+}
+
+const ratio = (a: number, b: number) => (b ? (a / b).toFixed(2) + 'x' : 'n/a');
+
+async function main(): Promise<void> {
+  const results: Record<string, unknown> = {};
+  say(`guest: ${GUEST_MIB} MiB PVH (${GUEST_PAGES} pages), 1 vCPU; memtest workloads from images/testguest/memtest.c`);
+
+  const readLine = cmdline('verify', 'sf.mb=128');
+  const reader = await startParent('bench-read', readLine);
+  const readH = await lazyRun('read-mostly, heuristics on', reader, {});
+  const readN = await lazyRun('read-mostly, heuristics off', reader, { heuristics: false });
+  const readP0 = await lazyRun('read-mostly, prefetch 0', reader, { prefetch: 0 });
+  const eager = await eagerRun(reader);
+  say(`eager: ${JSON.stringify(eager)}`);
+  const xl = await xlSaveRestoreRun('bench-read', readLine);
+  say(`xl save+restore: ${JSON.stringify(xl)}`);
+  await xc.destroy(reader);
+
+  const allocLine = cmdline('alloc', 'sf.mb=32 sf.allocmb=128');
+  const allocator = await startParent('bench-alloc', allocLine);
+  const allocH = await lazyRun('allocate-after-fork, heuristics on', allocator, {});
+  const allocN = await lazyRun('allocate-after-fork, heuristics off', allocator, { heuristics: false });
+  await xc.destroy(allocator);
+
+  const tcp = await rawTcpRoundTripMs(2000);
+  say(`raw TCP 4 KiB round trip (dom0 loopback, same endpoints as memtap-memserver): ${tcp.toFixed(3)} ms`);
+
+  say('');
+  say('| workload | heuristics | pages fetched | % of guest memory | zero-filled (free at fork) | bad pages |');
+  say('|---|---|---|---|---|---|');
+  for (const r of [readH, readN, allocH, allocN]) {
+    say(`| ${r.label.split(',')[0]} | ${r.label.includes('on') ? 'on' : 'off'} | ${r.fetched} | ${((100 * r.fetched) / GUEST_PAGES).toFixed(1)}% | ${r.zero} | ${r.bad} |`);
+  }
+  say(`allocate-after-fork: heuristics fetch ${ratio(allocH.fetched, allocN.fetched)} the pages; read-mostly: ${ratio(readH.fetched, readN.fetched)}`);
+  say('');
+  say('| per fault (prefetch 0) | ms | vs raw 4 KiB TCP round trip |');
+  say('|---|---|---|');
+  say(`| memserver fetch (1 page) | ${readP0.perFetchMs.toFixed(3)} | ${ratio(readP0.perFetchMs, tcp)} |`);
+  say(`| dom0 handling (fetch + load + answer) | ${readP0.perBatchMs.toFixed(3)} | ${ratio(readP0.perBatchMs, tcp)} |`);
+  say(`| with prefetch 64: fetch of ${readH.pagesPerFetch.toFixed(0)} pages | ${readH.perFetchMs.toFixed(3)} | ${ratio(readH.perFetchMs, tcp)} |`);
+  say('');
+  say('| fork to ... | on-demand | eager restore | xl save+restore | on-demand vs eager | on-demand vs xl |');
+  say('|---|---|---|---|---|---|');
+  say(`| clone ready to run (ms) | ${readH.readyMs} | ${eager.readyMs} | ${xl.readyMs} | ${ratio(readH.readyMs, eager.readyMs)} | ${ratio(readH.readyMs, xl.readyMs)} |`);
+  say(`| clone's first output (ms) | ${readH.firstLineMs} | ${eager.firstLineMs} | ${xl.firstLineMs} | ${ratio(readH.firstLineMs, eager.firstLineMs)} | ${ratio(readH.firstLineMs, xl.firstLineMs)} |`);
+  say(`parent stopped for the fork: on-demand ${readH.pauseMs} ms (descriptor + local memory copy); xl save ${xl.saveMs} ms`);
+  Object.assign(results, { readH, readN, readP0, allocH, allocN, eager, xl, tcpMs: tcp });
+  say(`json ${JSON.stringify(results)}`);
+}
+
+try {
+  await main();
+} finally {
+  xs.close();
+  xc.close();
+  rmSync(work, { recursive: true, force: true });
+}

@@ -1,0 +1,179 @@
+// Memory on demand (needs Xen with mem_paging: the project's build, or a host that has it).
+// A 320 MiB parent fills 200 MiB with a pattern and keeps rewriting it; its clone starts with
+// that memory paged out, fetches it from the memserver page by page, and must see the
+// parent's memory as of the fork, never a page the parent wrote later. Then the faults:
+// memserver killed and back, memtap killed and taken over, parent destroyed.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import { loadAddon } from '../../lib/xen/native.js';
+import { readConsole, waitForConsole } from '../../lib/xen/console.js';
+import { destroyClone } from '../../lib/descriptor/restore.js';
+import { spawnDetached } from '../../lib/memtap/spawn.js';
+import type { LazyCloneResult } from '../../lib/clone/lazy.js';
+import { destroyQuietly, env, openXen, startTestGuest, waitUntil, sleep } from './helpers.js';
+import { memPasses, memtestCmdline } from './memtest.js';
+
+const xc = openXen();
+const xs = new (loadAddon().XenStore)();
+let skip: string | false = false;
+const parentName = `sf-mt-${process.pid}`;
+let parent: number | undefined;
+let fork: LazyCloneResult | undefined;
+
+function events(log: string): Record<string, unknown>[] {
+  return readFileSync(log, 'utf8').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+const clone = () => fork!.clones[0]!;
+const cloneOk = (c = clone()) => memPasses(c.name, c.vmid).every((p) => p.bad === 0);
+
+before(async () => {
+  if (env.flavour === 'stock') skip = 'Debian\'s Xen has no mem_paging (run with --xen custom)';
+  else if (env.box !== 1) skip = 'single-host part runs on box 1';
+  else {
+    const f = await xc.probeFeatures();
+    if (!f.memPaging.available) skip = `this Xen has no mem_paging: ${f.memPaging.reason}`;
+  }
+  if (skip) return;
+  // Debian's kernel keeps ~50 MiB of a 256 MiB guest to itself, and the clone runs the
+  // free-page report on top: 320 MiB leaves room for 200 MiB of pattern.
+  parent = await startTestGuest(parentName, 'pvh', memtestCmdline({ mb: 200, mode: 'rewrite', reportFree: true }), 320);
+  await waitForConsole(parentName, /SF-MEM pass=2 |SF-AGENT sf-memtest exited/, 300_000);
+  assert.doesNotMatch(readConsole(parentName), /sf-memtest exited/, 'the parent\'s workload runs');
+});
+
+const tail = (name: string) => readConsole(name).trim().split('\n').slice(-12).join('\n');
+
+const note = (s: string) => process.stdout.write(s.split('\n').map((l) => `# ${l}\n`).join(''));
+
+after(async () => {
+  // What the guests said last: the first thing to read when a test above failed.
+  if (!skip) note(`parent console:\n${tail(parentName)}`);
+  if (fork) for (const c of fork.clones) note(`clone ${c.name} console:\n${tail(c.name)}\nmemtap log:\n${readFileSync(c.memtapLog, 'utf8').trim().split('\n').slice(-6).join('\n')}`);
+  if (fork) {
+    for (const c of fork.clones) await destroyClone(xc, xs, c.domid, c.uuid).catch(() => {});
+    try {
+      process.kill(fork.memserver.pid, 'SIGTERM');
+    } catch {
+      /* finished already */
+    }
+  }
+  await destroyQuietly(xc, parent);
+  xs.close();
+  xc.close();
+});
+
+function forkOne(): LazyCloneResult {
+  const run = spawnSync(process.execPath, ['dist/lib/cli/main.js', 'clone', String(parent), '-n', '1', '--json'], { encoding: 'utf8', timeout: 600_000 });
+  assert.equal(run.status, 0, `snowflock clone failed: ${run.stdout} ${run.stderr}`);
+  return JSON.parse(run.stdout) as LazyCloneResult;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Tears a fork down after a failed test, so the next one starts with a clean host. */
+async function abandon(): Promise<void> {
+  if (!fork) return;
+  for (const c of fork.clones) await destroyClone(xc, xs, c.domid, c.uuid).catch(() => {});
+  if (alive(fork.memserver.pid)) process.kill(fork.memserver.pid, 'SIGTERM');
+  await waitUntil('memserver gone', () => !alive(fork!.memserver.pid), 30_000).catch(() => {});
+  rmSync(fork.dir, { recursive: true, force: true });
+  fork = undefined;
+}
+
+async function finish(f: LazyCloneResult): Promise<void> {
+  const c = f.clones[0]!;
+  // Destroying the clone ends its memtap, which says goodbye; the last clone ends the memserver.
+  await destroyClone(xc, xs, c.domid, c.uuid);
+  f.clones.splice(0);
+  await waitUntil('memtap exits', () => events(c.memtapLog).some((e) => e.event === 'exit'), 30_000);
+  assert.equal(xs.read(`/local/domain/0/snowflock/memtap/${c.domid}/xen-port`), null, 'memtap record removed');
+  await waitUntil('memserver finished', () => !alive(f.memserver.pid), 30_000);
+}
+
+test('a lazy clone sees the parent\'s memory as of the fork, fetched page by page', async (t) => {
+  if (skip) return t.skip(skip);
+  t.after(abandon);
+  const forkGen = Math.max(...memPasses(parentName, 0).map((p) => p.gen));
+  fork = forkOne();
+  const c = clone();
+  t.diagnostic(`parent stopped ${fork.pauseMs} ms; clone ready in ${c.buildMs} ms; ${c.evicted} pages out, ${c.eager} eager, page-out ${c.evictMs.toFixed(0)} ms`);
+  assert.ok(c.evicted > 45_000, `the 200 MiB pattern is paged out (${c.evicted} pages)`);
+  await waitForConsole(c.name, new RegExp(`SF-MEM forked vmid=${c.vmid}`), 300_000);
+  await waitUntil('two clone passes', () => memPasses(c.name, c.vmid).length >= 2, 300_000);
+  const passes = memPasses(c.name, c.vmid);
+  assert.ok(cloneOk(c), `clone passes: ${JSON.stringify(passes)}`);
+  // The parent passes on while it is being suspended: the clone starts at that generation or later, never over.
+  assert.ok(passes[0]!.gen >= forkGen, `clone continues the parent's generations (${forkGen} at the fork request): ${passes[0]!.gen}`);
+  // The parent kept rewriting its memory meanwhile, with bad=0 itself.
+  const parentPasses = memPasses(parentName, 0);
+  assert.ok(Math.max(...parentPasses.map((p) => p.gen)) > passes[0]!.gen, 'the parent changed its memory after the fork');
+  assert.ok(parentPasses.every((p) => p.bad === 0));
+  process.kill(c.memtapPid, 'SIGUSR1');
+  await waitUntil('memtap stats', () => events(c.memtapLog).some((e) => e.event === 'stats'), 10_000);
+  const stats = events(c.memtapLog).filter((e) => e.event === 'stats').pop()!.stats as Record<string, number>;
+  t.diagnostic(`memtap: ${JSON.stringify(stats)}`);
+  assert.ok(stats.faults! + stats.prefetched! > 40_000, 'the clone fetched the pattern it read');
+  await finish(fork);
+  fork = undefined;
+});
+
+test('memserver killed: the clone is paused, not fed wrong pages; memserver back: it continues', async (t) => {
+  if (skip) return t.skip(skip);
+  await abandon();
+  fork = forkOne();
+  const c = clone();
+  // Right after the fork the clone faults all the time: from now on every fetch fails.
+  process.kill(fork.memserver.pid, 'SIGKILL');
+  await waitUntil('memtap reports the memserver lost', () => events(c.memtapLog).some((e) => e.event === 'memserver-lost'), 120_000);
+  assert.equal(xc.domainInfo(c.domid).paused, true, 'the clone is paused');
+  const seen = memPasses(c.name, c.vmid).length;
+  await sleep(3000);
+  assert.equal(memPasses(c.name, c.vmid).length, seen, 'a paused clone makes no progress');
+  const server = await spawnDetached(
+    ['memserver', '--json', '--descriptor', `${fork.dir}/parent.sfd`, '--image', `${fork.dir}/parent.mem`, '--token-file', `${fork.dir}/token`, '--clones', '1', '--port', String(fork.memserver.port), '--remove-on-exit', fork.dir],
+    `${fork.dir}/memserver-2.log`,
+    'listening',
+    120_000,
+  );
+  fork.memserver.pid = server.pid;
+  await waitUntil('memtap reports the memserver back', () => events(c.memtapLog).some((e) => e.event === 'memserver-back'), 60_000);
+  assert.equal(xc.domainInfo(c.domid).paused, false, 'the clone runs again');
+  await waitUntil('the clone passes again', () => memPasses(c.name, c.vmid).length >= seen + 2, 300_000);
+  assert.ok(cloneOk(c), JSON.stringify(memPasses(c.name, c.vmid)));
+});
+
+test('memtap killed: the clone is paused and a new memtap takes over the ring', async (t) => {
+  if (skip || !fork) return t.skip(skip || 'no clone');
+  const c = clone();
+  const worker = Number(events(c.memtapLog).filter((e) => e.event === 'ready').at(-1)!.worker);
+  assert.ok(worker > 0, 'the worker pid is logged');
+  process.kill(worker, 'SIGKILL');
+  await waitUntil('memtap-lost', () => events(c.memtapLog).some((e) => e.event === 'memtap-lost' && e.paused === true), 30_000);
+  await waitUntil('memtap-restarted', () => events(c.memtapLog).some((e) => e.event === 'memtap-restarted'), 120_000);
+  assert.equal(events(c.memtapLog).filter((e) => e.event === 'ready').at(-1)!.takeover, true);
+  assert.equal(xc.domainInfo(c.domid).paused, false);
+  const seen = memPasses(c.name, c.vmid).length;
+  await waitUntil('the clone passes after the takeover', () => memPasses(c.name, c.vmid).length >= seen + 2, 300_000);
+  assert.ok(cloneOk(c), JSON.stringify(memPasses(c.name, c.vmid)));
+});
+
+test('parent destroyed while the clone runs: the clone keeps working (the image outlives it)', async (t) => {
+  if (skip || !fork) return t.skip(skip || 'no clone');
+  const c = clone();
+  execFileSync('xl', ['destroy', String(parent)]);
+  parent = undefined;
+  const seen = memPasses(c.name, c.vmid).length;
+  await waitUntil('clone passes after the parent is gone', () => memPasses(c.name, c.vmid).length >= seen + 2, 300_000);
+  assert.ok(cloneOk(c));
+  await finish(fork);
+  fork = undefined;
+});
