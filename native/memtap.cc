@@ -28,7 +28,7 @@ struct StopRequested {};
 
 Memtap::Memtap(MemtapOptions options)
     : opt_(std::move(options)), client_(opt_.host, opt_.port, opt_.token, opt_.vmid, opt_.timeout_ms) {
-  fetch_buffer_.resize(PagingHypercalls::kBatch * XC_PAGE_SIZE);
+  fetch_buffer_.resize(FaultBackend::kBatch * XC_PAGE_SIZE);
 }
 
 Memtap::~Memtap() { Stop(); }
@@ -45,10 +45,9 @@ PrepareReport Memtap::Prepare() {
     std::lock_guard<std::mutex> lock(mu_);
     states_.Resize(top);
   }
-  calls_ = std::make_unique<PagingHypercalls>();
-  ring_ = std::make_unique<PagingRing>(xc_.get(), opt_.domid, opt_.takeover, opt_.xen_port);
-  report.xen_port = ring_->xen_port();
-  report.ring_gfn = ring_->ring_gfn();
+  backend_ = OpenFaultBackend(opt_.mode, xc_.get(), opt_.domid, opt_.takeover, opt_.xen_port);
+  report.xen_port = backend_->xen_port();
+  report.ring_gfn = backend_->ring_gfn();
   if (opt_.takeover) {
     // Which pages the previous memtap loaded is unknown: treat the whole evict set as out.
     // Loading a page that is already in is refused by Xen and costs one fetch.
@@ -69,8 +68,8 @@ PrepareReport Memtap::Prepare() {
 
 void Memtap::LoadEager(const Welcome& w) {
   ForeignMemory fmem;
-  for (size_t i = 0; i < w.eager.size(); i += PagingHypercalls::kBatch) {
-    size_t n = std::min(PagingHypercalls::kBatch, w.eager.size() - i);
+  for (size_t i = 0; i < w.eager.size(); i += FaultBackend::kBatch) {
+    size_t n = std::min(FaultBackend::kBatch, w.eager.size() - i);
     std::vector<uint64_t> gfns(w.eager.begin() + long(i), w.eager.begin() + long(i + n));
     client_.Get(gfns.data(), n, fetch_buffer_.data());
     std::vector<xen_pfn_t> pfns(gfns.begin(), gfns.end());
@@ -84,7 +83,7 @@ void Memtap::PageOut(const Welcome& w, PrepareReport* report) {
   std::vector<uint64_t> refused;
   auto flush = [&] {
     std::vector<uint64_t> failed;
-    size_t done = calls_->PageOut(opt_.domid, batch.data(), batch.size(), &failed);
+    size_t done = backend_->Remove(opt_.domid, batch.data(), batch.size(), &failed);
     std::unordered_set<uint64_t> bad(failed.begin(), failed.end());
     std::lock_guard<std::mutex> lock(mu_);
     for (uint64_t g : batch)
@@ -95,9 +94,9 @@ void Memtap::PageOut(const Welcome& w, PrepareReport* report) {
   };
   for (const GfnRange& r : w.evict) {
     for (uint64_t g = r.start; g < r.start + r.count; g++) {
-      if (g == ring_->ring_gfn()) continue;
+      if (g == backend_->ring_gfn()) continue;
       batch.push_back(g);
-      if (batch.size() == PagingHypercalls::kBatch) flush();
+      if (batch.size() == FaultBackend::kBatch) flush();
     }
   }
   if (!batch.empty()) flush();
@@ -105,7 +104,7 @@ void Memtap::PageOut(const Welcome& w, PrepareReport* report) {
 
 void Memtap::Start(std::function<void(const MemtapEvent&)> emit) {
   if (thread_.joinable()) return;
-  if (!ring_) throw XenError("memtap", "domain " + std::to_string(opt_.domid) + ": start before prepare", EINVAL, "");
+  if (!backend_) throw XenError("memtap", "domain " + std::to_string(opt_.domid) + ": start before prepare", EINVAL, "");
   emit_ = std::move(emit);
   stop_ = false;
   {
@@ -144,12 +143,13 @@ void Memtap::SayGoodbye() {
 void Memtap::Loop() {
   std::string failure;
   try {
-    struct pollfd p = {ring_->fd(), POLLIN, 0};
+    VmEventChannel& ring = backend_->channel();
+    struct pollfd p = {ring.fd(), POLLIN, 0};
     std::vector<vm_event_request_t> requests;
     while (!stop_) {
-      if (poll(&p, 1, 100) > 0) ring_->Acknowledge();
+      if (poll(&p, 1, 100) > 0) ring.Acknowledge();
       vm_event_request_t r;
-      while (ring_->Pop(&r)) requests.push_back(r);
+      while (ring.Pop(&r)) requests.push_back(r);
       if (requests.empty()) continue;
       Serve(requests);
       requests.clear();
@@ -179,9 +179,8 @@ void Memtap::Serve(std::vector<vm_event_request_t>& requests) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& r : requests) {
-      if (r.reason != VM_EVENT_REASON_MEM_PAGING || (r.u.mem_paging.flags & MEM_PAGING_DROP_PAGE)) continue;
-      uint64_t g = r.u.mem_paging.gfn;
-      if (!wanted.insert(g).second) continue;
+      uint64_t g;
+      if (!backend_->FaultGfn(r, &g) || !wanted.insert(g).second) continue;
       switch (states_.Get(g)) {
         case PageState::kOut: fetch.push_back(g); break;
         case PageState::kFree: zero.push_back(g); break;
@@ -190,23 +189,23 @@ void Memtap::Serve(std::vector<vm_event_request_t>& requests) {
     }
     demanded = fetch.size();
     // Neighbours of the first faults, up to one batch in all.
-    size_t room = PagingHypercalls::kBatch > fetch.size() ? PagingHypercalls::kBatch - fetch.size() : 0;
+    size_t room = FaultBackend::kBatch > fetch.size() ? FaultBackend::kBatch - fetch.size() : 0;
     size_t want = std::min<size_t>(room, opt_.prefetch);
     std::vector<uint64_t> near;
     for (size_t i = 0; i < fetch.size() && near.size() < want; i++)
       states_.NextOut(fetch[i], want - near.size(), 4 * uint64_t(opt_.prefetch), &near);
     for (uint64_t g : near)
       if (wanted.insert(g).second) fetch.push_back(g);
-    if (fetch.size() > PagingHypercalls::kBatch) fetch.resize(PagingHypercalls::kBatch);
+    if (fetch.size() > FaultBackend::kBatch) fetch.resize(FaultBackend::kBatch);
   }
 
   std::vector<long> result;
   uint64_t zero_filled = 0, faults = 0, prefetched = 0;
   if (!zero.empty()) {
-    for (size_t i = 0; i < zero.size(); i += PagingHypercalls::kBatch) {
-      size_t n = std::min(PagingHypercalls::kBatch, zero.size() - i);
-      for (size_t k = 0; k < n; k++) std::memset(calls_->staging(k), 0, XC_PAGE_SIZE);
-      calls_->PageIn(opt_.domid, &zero[i], n, &result);
+    for (size_t i = 0; i < zero.size(); i += FaultBackend::kBatch) {
+      size_t n = std::min(FaultBackend::kBatch, zero.size() - i);
+      for (size_t k = 0; k < n; k++) std::memset(backend_->staging(k), 0, XC_PAGE_SIZE);
+      backend_->Install(opt_.domid, &zero[i], n, &result);
       for (size_t k = 0; k < n; k++) zero_filled += result[k] == 0;
     }
   }
@@ -215,13 +214,14 @@ void Memtap::Serve(std::vector<vm_event_request_t>& requests) {
     auto tf = Clock::now();
     Fetch(fetch, fetch_buffer_.data());
     fetch_ms = MsSince(tf);
-    for (size_t k = 0; k < fetch.size(); k++) std::memcpy(calls_->staging(k), fetch_buffer_.data() + k * XC_PAGE_SIZE, XC_PAGE_SIZE);
-    calls_->PageIn(opt_.domid, fetch.data(), fetch.size(), &result);
+    for (size_t k = 0; k < fetch.size(); k++) std::memcpy(backend_->staging(k), fetch_buffer_.data() + k * XC_PAGE_SIZE, XC_PAGE_SIZE);
+    backend_->Install(opt_.domid, fetch.data(), fetch.size(), &result);
     for (size_t k = 0; k < fetch.size(); k++)
       if (result[k] == 0) (k < demanded ? faults : prefetched)++;
   }
-  for (const auto& r : requests) ring_->Respond(r);
-  ring_->Notify();
+  VmEventChannel& ring = backend_->channel();
+  for (const auto& r : requests) ring.Respond(r);
+  ring.Notify();
 
   std::lock_guard<std::mutex> lock(mu_);
   // A page Xen refused to load is in already (a duplicate request raced us): either way it is in.

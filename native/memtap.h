@@ -1,5 +1,5 @@
 // memtap: gives a clone its memory on demand. Prepare() turns a freshly built, paused clone
-// into one whose pages are out (loading the few it needs before it runs); Start() runs the
+// into one whose pages are out (fault_backend.h: paged out, or access-restricted) (loading the few it needs before it runs); Start() runs the
 // fault loop on its own thread: each paging request is answered with the page from the
 // memserver (or zeros, for a page the clone's kernel reported free), plus a few neighbours.
 // If the memserver is lost, the clone is paused, not fed garbage, until it comes back.
@@ -17,8 +17,7 @@
 
 #include "page_client.h"
 #include "page_table_state.h"
-#include "paging_hypercalls.h"
-#include "paging_ring.h"
+#include "fault_backend.h"
 #include "xc_handle.h"
 
 namespace snowflock {
@@ -31,6 +30,7 @@ struct MemtapOptions {
   uint32_t vmid = 0;
   uint32_t prefetch = 64;     // neighbours loaded with each fault
   int timeout_ms = 5000;      // per memserver request
+  FaultMode mode = FaultMode::kPaging;
   bool takeover = false;      // attach to the ring of a memtap that ended
   uint32_t xen_port = 0;      // Xen's end of that ring's event channel
 };
@@ -90,8 +90,7 @@ class Memtap {
 
   MemtapOptions opt_;
   XcHandle xc_;
-  std::unique_ptr<PagingHypercalls> calls_;
-  std::unique_ptr<PagingRing> ring_;
+  std::unique_ptr<FaultBackend> backend_;
   PageClient client_;
   std::mutex mu_;  // guards states_ and stats_
   PageStates states_;

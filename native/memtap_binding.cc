@@ -34,6 +34,12 @@ MemtapOptions ParseOptions(Napi::Env env, Napi::Object o) {
   m.vmid = uint32_t(number("vmid", -1, 0xffffffff));
   m.prefetch = uint32_t(number("prefetch", 64, 127));
   m.timeout_ms = int(number("timeoutMs", 5000, 600000));
+  Napi::Value backend = o.Get("backend");
+  if (!backend.IsUndefined()) {
+    std::string b = backend.IsString() ? std::string(backend.As<Napi::String>()) : "";
+    if (b != "paging" && b != "access") throw Napi::RangeError::New(env, "memtap: backend must be \"paging\" or \"access\"");
+    m.mode = b == "access" ? FaultMode::kAccess : FaultMode::kPaging;
+  }
   Napi::Value takeover = o.Get("takeoverPort");
   if (!takeover.IsUndefined()) {
     m.takeover = true;

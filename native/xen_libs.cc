@@ -94,6 +94,8 @@ Loader& Load() {
     SF_RESOLVE(xc_mem_paging_disable);
     SF_RESOLVE(xc_memshr_control);
     SF_RESOLVE(xc_set_mem_access);
+    SF_RESOLVE(xc_monitor_enable);
+    SF_RESOLVE(xc_monitor_disable);
     SF_RESOLVE(xc_domain_hvm_getcontext);
     SF_RESOLVE(xc_domain_hvm_setcontext);
     SF_RESOLVE(xc_hvm_param_get);

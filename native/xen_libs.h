@@ -30,6 +30,8 @@ struct XenLibs {
   SF_XEN_FN(xc_mem_paging_disable);
   SF_XEN_FN(xc_memshr_control);
   SF_XEN_FN(xc_set_mem_access);
+  SF_XEN_FN(xc_monitor_enable);
+  SF_XEN_FN(xc_monitor_disable);
   SF_XEN_FN(xc_domain_hvm_getcontext);
   SF_XEN_FN(xc_domain_hvm_setcontext);
   SF_XEN_FN(xc_hvm_param_get);

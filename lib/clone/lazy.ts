@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { XenControl, XenStore } from '../xen/native.js';
+import type { MemtapBackend, XenControl, XenStore } from '../xen/native.js';
 import { captureDescriptor } from '../descriptor/capture.js';
 import { restoreDescriptor, destroyClone, type Restored } from '../descriptor/restore.js';
 import { encodeDescriptor, type Descriptor } from '../descriptor/format.js';
@@ -25,6 +25,7 @@ export interface LazyRestoreOptions {
   prefetch?: number;
   /** zero-fill pages the clone reports free (default true) */
   heuristics?: boolean;
+  backend?: MemtapBackend;
   /** unpause when ready (default true) */
   start?: boolean;
 }
@@ -48,6 +49,7 @@ export async function restoreLazy(xc: XenControl, xs: XenStore, d: Descriptor, o
     const args = ['memtap', '--domid', String(r.domid), '--server', `${o.server.host}:${o.server.port}`, '--token-file', o.tokenFile, '--vmid', String(o.vmid)];
     if (o.prefetch !== undefined) args.push('--prefetch', String(o.prefetch));
     if (o.heuristics === false) args.push('--no-heuristics');
+    if (o.backend) args.push('--backend', o.backend);
     const tap = await spawnDetached(args, memtapLog, 'ready', 300_000);
     const e = tap.event as { evicted: number; eager: number; evictMs: number };
     if (o.start !== false) xc.unpause(r.domid);
@@ -63,6 +65,7 @@ export interface LazyCloneOptions {
   stateDir?: string;
   prefetch?: number;
   heuristics?: boolean;
+  backend?: MemtapBackend;
   /** address the memserver listens on (clones on other hosts connect to it) */
   listenHost?: string;
   progress?: (message: string) => void;
@@ -118,6 +121,7 @@ export async function cloneLazy(xc: XenControl, xs: XenStore, domid: number, o: 
           logDir: dir,
           prefetch: o.prefetch,
           heuristics: o.heuristics,
+          backend: o.backend,
           start: false,
         }),
       );

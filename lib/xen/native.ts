@@ -200,7 +200,11 @@ export interface MemtapOptions {
   timeoutMs?: number;
   /** take over the ring of a memtap that ended: Xen's end of its event channel */
   takeoverPort?: number;
+  /** paging (default): mem_paging, Xen with CONFIG_MEM_PAGING; access: mem_access, stock Xen on Intel EPT */
+  backend?: MemtapBackend;
 }
+
+export type MemtapBackend = 'paging' | 'access';
 
 export interface MemtapPrepareReport {
   /** Xen's end of the paging ring's event channel: what a successor needs to take over */

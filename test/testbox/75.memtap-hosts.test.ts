@@ -71,7 +71,8 @@ async function serveParent(t: { diagnostic: (s: string) => void }): Promise<void
 }
 
 async function fetchHandoff(): Promise<Handoff> {
-  const deadline = Date.now() + 600_000;
+  // Box 1 runs the single-host memtap suite first: that can take many minutes under TCG.
+  const deadline = Date.now() + 1_500_000;
   for (;;) {
     const reply = await new Promise<string>((resolve) => {
       const c = net.connect(HANDOFF_PORT, '10.99.0.1');

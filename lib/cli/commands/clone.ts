@@ -22,6 +22,11 @@ export function cloneCommand(y: Argv) {
         })
         .option('prefetch', { type: 'number', default: 64, describe: 'on-demand: neighbour pages loaded with each fault (0..127)' })
         .option('heuristics', { type: 'boolean', default: true, describe: 'on-demand: zero-fill pages each clone reports free at fork instead of fetching them' })
+        .option('backend', {
+          choices: ['paging', 'access'] as const,
+          default: 'paging' as const,
+          describe: 'on-demand: paging = mem_paging (Xen with CONFIG_MEM_PAGING, any CPU); access = mem_access (stock Xen, Intel EPT only)',
+        })
         .option('state-dir', { type: 'string', default: DEFAULT_STATE_DIR, describe: 'on-demand: where the family\'s memory image, descriptor and logs live' })
         .option('workdir', { type: 'string', default: join(tmpdir(), 'snowflock'), describe: 'eager: where the temporary memory image goes' })
         .example('$0 clone web -n 4', 'four clones of the domain named web, memory on demand')
@@ -38,7 +43,7 @@ export function cloneCommand(y: Argv) {
           }
           return;
         }
-        const r = await cloneLazy(xc, xs, domid, { count: argv.count, stateDir: argv['state-dir'], prefetch: argv.prefetch, heuristics: argv.heuristics, progress });
+        const r = await cloneLazy(xc, xs, domid, { count: argv.count, stateDir: argv['state-dir'], prefetch: argv.prefetch, heuristics: argv.heuristics, backend: argv.backend, progress });
         if (argv.json) printJson(r);
         else {
           console.log(table(['VMID', 'DOMID', 'NAME', 'PAGED-OUT', 'READY(ms)'], r.clones.map((c) => [c.vmid, c.domid, c.name, c.evicted, c.buildMs])));

@@ -8,7 +8,7 @@ export function demoCommand(y: Argv) {
   return y.command(
     'demo',
     'The main demo: fork a running guest into two clones. On a Xen dom0 it runs here; elsewhere in a test box',
-    (a) => a.option('xen', { choices: ['stock', 'custom'] as const, default: 'stock' as const, describe: 'test box hypervisor when no Xen is here' })
+    (a) => a.option('xen', { choices: ['stock', 'custom'] as const, default: 'custom' as const, describe: 'test box hypervisor when no Xen is here: custom has mem_paging (memory on demand), stock (Debian\'s) does not (eager clones)' })
       .option('timeout', { type: 'number', default: 600 }),
     async (argv) => {
       const onXen = existsSync('/dev/xen/privcmd') || existsSync('/proc/xen/privcmd');

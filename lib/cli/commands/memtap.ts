@@ -24,6 +24,7 @@ export function memtapCommand(y: Argv) {
         .option('vmid', { type: 'number', demandOption: true, describe: 'the clone\'s id in its family (1..n)' })
         .option('prefetch', { type: 'number', default: 64, describe: 'neighbour pages loaded with each fault (0..127)' })
         .option('heuristics', { type: 'boolean', default: true, describe: 'zero-fill the pages the clone reports free at fork (--no-heuristics fetches them)' })
+        .option('backend', { choices: ['paging', 'access'] as const, default: 'paging' as const, describe: 'paging: mem_paging (Xen with CONFIG_MEM_PAGING); access: mem_access (stock Xen, Intel EPT only)' })
         .option('worker', { type: 'boolean', default: false, hidden: true })
         .option('takeover-port', { type: 'number', hidden: true, describe: 'take over a paging ring (Xen event channel port)' })
         .epilogue('Prints one JSON line per event (ready, memserver-lost, memserver-back, memtap-lost, memtap-restarted, free-report, exit). '
@@ -34,12 +35,12 @@ export function memtapCommand(y: Argv) {
       if (argv.worker) {
         process.exitCode = await runMemtapWorker({
           domid: argv.domid, host: server.host, port: server.port, token, vmid: argv.vmid, prefetch: argv.prefetch,
-          takeoverPort: argv['takeover-port'], heuristics: argv.heuristics, emit,
+          takeoverPort: argv['takeover-port'], heuristics: argv.heuristics, backend: argv.backend, emit,
         });
         return;
       }
       const workerArgv = [cliPath(), 'memtap', '--domid', String(argv.domid), '--server', argv.server, '--token-file', argv['token-file'],
-        '--vmid', String(argv.vmid), '--prefetch', String(argv.prefetch), ...(argv.heuristics ? [] : ['--no-heuristics']), '--worker'];
+        '--vmid', String(argv.vmid), '--prefetch', String(argv.prefetch), ...(argv.heuristics ? [] : ['--no-heuristics']), '--backend', argv.backend, '--worker'];
       process.exitCode = await superviseMemtap({ domid: argv.domid, workerArgv, emit });
     },
   );

@@ -1,0 +1,48 @@
+// How a clone is made to fault on the pages it does not have yet, and how a fetched page is
+// put in place. Two ways on today's Xen:
+//   paging  (mem_paging, Xen built with CONFIG_MEM_PAGING, any HAP CPU): page out, load with prep
+//   access  (mem_access, stock Xen on Intel EPT): populate, restrict to no access, write, lift
+// memtap's fault loop is the same for both.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "vm_event_channel.h"
+#include "xen_headers.h"
+
+namespace snowflock {
+
+class FaultBackend {
+ public:
+  // Pages handled per call of Remove/Install.
+  static constexpr size_t kBatch = 128;
+
+  virtual ~FaultBackend() = default;
+  virtual const char* name() const = 0;
+  // Xen's end of the ring's event channel (0 when the ring cannot be taken over).
+  virtual uint32_t xen_port() const = 0;
+  virtual uint64_t ring_gfn() const = 0;
+  VmEventChannel& channel() { return *channel_; }
+
+  // The gfn a request faulted on, or false for a request that is not a fault of ours.
+  virtual bool FaultGfn(const vm_event_request_t& request, uint64_t* gfn) const = 0;
+  // Makes up to kBatch gfns fault on first touch; returns how many; refusals are appended.
+  virtual size_t Remove(uint32_t domid, const uint64_t* gfns, size_t n, std::vector<uint64_t>* refused) = 0;
+  // Page i of the next Install goes here first.
+  virtual uint8_t* staging(size_t i) = 0;
+  // Puts staging(0..n-1) in place at gfns; result[i] is 0 or -errno for that page.
+  virtual void Install(uint32_t domid, const uint64_t* gfns, size_t n, std::vector<long>* result) = 0;
+
+ protected:
+  std::unique_ptr<VmEventChannel> channel_;
+};
+
+enum class FaultMode { kPaging, kAccess };
+
+// takeover (paging only): attach to the ring of a memtap that ended, whose Xen port is xen_port.
+std::unique_ptr<FaultBackend> OpenFaultBackend(FaultMode mode, xc_interface* xch, uint32_t domid, bool takeover, uint32_t xen_port);
+
+}  // namespace snowflock
