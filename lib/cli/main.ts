@@ -10,6 +10,7 @@ import { descriptorCommand } from './commands/descriptor.js';
 import { cloneCommand } from './commands/clone.js';
 import { memtapCommand } from './commands/memtap.js';
 import { memserverCommand } from './commands/memserver.js';
+import { daemonCommand } from '../daemon/command.js';
 import { reportError } from './errors.js';
 import { ExitCode } from './output.js';
 
@@ -39,6 +40,7 @@ async function main(): Promise<void> {
   cli = descriptorCommand(cli);
   cli = memserverCommand(cli);
   cli = memtapCommand(cli);
+  cli = daemonCommand(cli);
   cli = testboxCommand(cli);
   cli = demoCommand(cli);
   try {

@@ -6,7 +6,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadAddon } from '../../lib/xen/native.js';
 import { readConsole, waitForConsole } from '../../lib/xen/console.js';
@@ -128,6 +129,44 @@ test('a lazy clone sees the parent\'s memory as of the fork, fetched page by pag
   fork = undefined;
 });
 
+// Runs while no other fork holds a memory image: dom0's file system is RAM and holds one.
+test('the mem_access backend on a CPU without it fails with the reason and leaves nothing behind', async (t) => {
+  if (skip) return t.skip(skip);
+  const before = xc.listDomains().map((d) => d.domid);
+  const families = () => (existsSync(FAMILIES) ? readdirSync(FAMILIES).sort() : []);
+  const familiesBefore = families();
+  const run = spawnSync(process.execPath, ['dist/lib/cli/main.js', 'clone', String(parent), '--backend', 'access', '--json'], { encoding: 'utf8', timeout: 600_000 });
+  if (run.status === 0) {
+    // A host with Intel EPT: the stock-Xen path works; this box is AMD, the nightly hardware may not be.
+    const f = JSON.parse(run.stdout) as LazyCloneResult;
+    t.diagnostic(`mem_access clone ${f.clones[0]!.domid} built`);
+    return finish(f);
+  }
+  assert.match(run.stdout, /xc_set_mem_access|xc_monitor_enable/, run.stdout + run.stderr);
+  assert.deepEqual(xc.listDomains().map((d) => d.domid), before, 'no half-built clone left');
+  assert.deepEqual(families(), familiesBefore, 'no memory image or memserver left');
+  assert.equal(xc.domainInfo(parent!).paused, false, 'the parent runs on');
+});
+
+test('a full disk for the memory copy fails naming it; the parent runs on and nothing is left', async (t) => {
+  if (skip) return t.skip(skip);
+  const small = mkdtempSync(join(tmpdir(), 'sf-full-'));
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', small]);
+  try {
+    const before = xc.listDomains().map((d) => d.domid);
+    const run = spawnSync(process.execPath, ['dist/lib/cli/main.js', 'clone', String(parent), '--state-dir', small, '--json'], { encoding: 'utf8', timeout: 600_000 });
+    assert.equal(run.status, 1, run.stdout + run.stderr);
+    assert.match(JSON.parse(run.stdout).error, /No space left on device/);
+    assert.deepEqual(xc.listDomains().map((d) => d.domid), before, 'no clone built');
+    assert.deepEqual(readdirSync(join(small, 'families')), [], 'the half-written copy is removed');
+    const seen = memPasses(parentName, 0).length;
+    await waitUntil('the parent passes again', () => memPasses(parentName, 0).length > seen, 120_000);
+  } finally {
+    execFileSync('umount', [small]);
+    rmSync(small, { recursive: true, force: true });
+  }
+});
+
 test('memserver killed: the clone is paused, not fed wrong pages; memserver back: it continues', async (t) => {
   if (skip) return t.skip(skip);
   await abandon();
@@ -166,24 +205,6 @@ test('memtap killed: the clone is paused and a new memtap takes over the ring', 
   const seen = memPasses(c.name, c.vmid).length;
   await waitUntil('the clone passes after the takeover', () => memPasses(c.name, c.vmid).length >= seen + 2, 300_000);
   assert.ok(cloneOk(c), JSON.stringify(memPasses(c.name, c.vmid)));
-});
-
-test('the mem_access backend on a CPU without it fails with the reason and leaves nothing behind', async (t) => {
-  if (skip) return t.skip(skip);
-  const before = xc.listDomains().map((d) => d.domid);
-  const families = () => (existsSync(FAMILIES) ? readdirSync(FAMILIES).sort() : []);
-  const familiesBefore = families();
-  const run = spawnSync(process.execPath, ['dist/lib/cli/main.js', 'clone', String(parent), '--backend', 'access', '--json'], { encoding: 'utf8', timeout: 600_000 });
-  if (run.status === 0) {
-    // A host with Intel EPT: the stock-Xen path works; this box is AMD, the nightly hardware may not be.
-    const f = JSON.parse(run.stdout) as LazyCloneResult;
-    t.diagnostic(`mem_access clone ${f.clones[0]!.domid} built`);
-    return finish(f);
-  }
-  assert.match(run.stdout, /xc_set_mem_access|xc_monitor_enable/, run.stdout + run.stderr);
-  assert.deepEqual(xc.listDomains().map((d) => d.domid), before, 'no half-built clone left');
-  assert.deepEqual(families(), familiesBefore, 'no memory image or memserver left');
-  assert.equal(xc.domainInfo(parent!).paused, false, 'the parent runs on');
 });
 
 test('parent destroyed while the clone runs: the clone keeps working (the image outlives it)', async (t) => {

@@ -1,0 +1,113 @@
+/**
+ * The sf_* calls over a GuestChannel. The fork itself breaks the channel: a clone wakes up in a
+ * new domain (often on another host) inside its parent's pending sf_clone, and the parent may be
+ * resumed with a dead channel too. So sf_clone and sf_exit reconnect
+ * and send the same request again, with the same requestId, until they get an answer or
+ * retryForMs passes: the master answers a resent clone exactly as the first (0 in the parent,
+ * its vmid in a clone). Calls that are not safe to repeat (request_ticket, join, kill) are sent
+ * once; their errors go to the caller.
+ */
+import { randomBytes } from 'node:crypto';
+import { SfError } from '../daemon/errors.js';
+import type { CloneResult, EndReport, GuestRequests, GuestResults, StatusResult, TicketInfo } from '../daemon/protocol.js';
+import type { Connect, GuestChannel } from './channel.js';
+import { startWorkers, type WorkerGroup, type WorkerSpec } from './hierarchical.js';
+
+export interface SfClientOptions {
+  /** How long clone, exit and the read-only calls keep retrying through a dropped channel. Default 120 s. */
+  retryForMs?: number;
+  retryDelayMs?: number;
+}
+
+/** A ticket id, or what sf_request_ticket returned. */
+export type TicketRef = string | { ticket: string };
+
+export interface CloneOptions {
+  /** With a hierarchical ticket: the worker each child starts per extra vCPU (hierarchical.ts). */
+  workers?: WorkerSpec;
+}
+
+export class SfClient {
+  private channel: GuestChannel | null = null;
+  private workers: WorkerGroup | null = null;
+
+  constructor(private readonly connect: Connect, private readonly o: SfClientOptions = {}) {}
+
+  requestTicket(n: number, opts: { hierarchical?: boolean } = {}): Promise<TicketInfo> {
+    return this.once('request_ticket', { n, ...(opts.hierarchical === undefined ? {} : { hierarchical: opts.hierarchical }) });
+  }
+
+  /** 0 in the parent, 1..m in the children. */
+  async clone(ticket: TicketRef, opts: CloneOptions = {}): Promise<number> {
+    return (await this.cloneDetailed(ticket, opts)).vmid;
+  }
+
+  async cloneDetailed(ticket: TicketRef, opts: CloneOptions = {}): Promise<CloneResult> {
+    const r = await this.retrying('clone', { ticket: ticketId(ticket), requestId: randomBytes(12).toString('base64url') });
+    if (r.vmid > 0 && r.hierarchical && opts.workers) this.workers = startWorkers(opts.workers, r);
+    return r;
+  }
+
+  /** A child is done. Waits for its hierarchical workers first. The parent's join destroys the VM. */
+  async exit(): Promise<void> {
+    if (this.workers) await this.workers.done;
+    await this.retrying('exit', {});
+  }
+
+  /** Waits until every child exited (or is lost), then they are destroyed and the ticket is released. */
+  join(ticket: TicketRef): Promise<EndReport> {
+    return this.once('join', { ticket: ticketId(ticket) });
+  }
+
+  /** Destroys the children now. */
+  kill(ticket: TicketRef): Promise<EndReport> {
+    return this.once('kill', { ticket: ticketId(ticket) });
+  }
+
+  status(): Promise<StatusResult> {
+    return this.once('status', {});
+  }
+
+  hosts(): Promise<GuestResults['hosts']> {
+    return this.once('hosts', {});
+  }
+
+  list(): Promise<GuestResults['list']> {
+    return this.once('list', {});
+  }
+
+  close(): void {
+    this.channel?.close();
+    this.channel = null;
+  }
+
+  private async chan(): Promise<GuestChannel> {
+    if (!this.channel || this.channel.closed) this.channel = await this.connect();
+    return this.channel;
+  }
+
+  private async once<K extends keyof GuestResults>(type: K, body: GuestRequests[K]): Promise<GuestResults[K]> {
+    return (await this.chan()).request(type, body);
+  }
+
+  private async retrying<K extends keyof GuestResults>(type: K, body: GuestRequests[K]): Promise<GuestResults[K]> {
+    const deadline = Date.now() + (this.o.retryForMs ?? 120_000);
+    for (;;) {
+      try {
+        return await (await this.chan()).request(type, body);
+      } catch (e) {
+        if (!retriable(e) || Date.now() >= deadline) throw e;
+        this.close();
+        await new Promise((r) => setTimeout(r, this.o.retryDelayMs ?? 200));
+      }
+    }
+  }
+}
+
+function retriable(e: unknown): boolean {
+  return e instanceof SfError && (e.code === 'channel-closed' || e.code === 'master-unavailable');
+}
+
+function ticketId(t: TicketRef): string {
+  return typeof t === 'string' ? t : t.ticket;
+}

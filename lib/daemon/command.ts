@@ -1,0 +1,137 @@
+/**
+ * `snowflock daemon ...`: run the master or a host daemon, or make the cluster key. Events are
+ * JSON lines on stderr. The host daemon has only the fake backend until the Xen backend is wired
+ * in (a dry run: forks are bookkeeping, no VM is touched).
+ */
+import type { Argv, CommandModule } from 'yargs';
+import { InternalClusterManager } from '../cluster/internal.js';
+import { SlurmClusterManager } from '../cluster/slurm/manager.js';
+import type { ClusterManager } from '../cluster/types.js';
+import { FakeBackend } from './fake-backend.js';
+import { TcpGuestTransport, type GuestTransport } from './guest-transport.js';
+import { HostDaemon } from './host-daemon.js';
+import type { Log } from './host-commands.js';
+import { readKeyFile, writeKeyFile } from './key.js';
+import { Master } from './master.js';
+import { MasterServer } from './master-server.js';
+import { VchanGuestTransport } from './vchan-transport.js';
+
+export const DEFAULT_MASTER_PORT = 7311;
+
+const jsonLog = (role: string): Log => (event, detail = {}) => {
+  process.stderr.write(JSON.stringify({ time: new Date().toISOString(), role, event, ...detail }) + '\n');
+};
+
+function untilSignal(close: () => Promise<void>): Promise<void> {
+  return new Promise((resolve) => {
+    const stop = () => void close().finally(resolve);
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+}
+
+function hostPort(text: string, defaultPort: number): { host: string; port: number } {
+  const m = /^(.+?)(?::(\d+))?$/.exec(text);
+  const port = Number(m?.[2] ?? defaultPort);
+  if (!m || !Number.isInteger(port) || port <= 0 || port > 65535) throw new Error(`bad address ${text}: use HOST[:PORT]`);
+  return { host: m[1]!, port };
+}
+
+interface MasterArgs {
+  'key-file': string; listen: string; cluster: string; 'slurm-conf'?: string; partition?: string;
+  'ticket-ttl': number; 'destroy-timeout': number; 'build-timeout': number;
+}
+
+interface HostArgs {
+  name: string; 'key-file': string; master: string; vcpus: number; 'memory-mib': number; backend: string;
+  guests: string; 'guest-listen': string; 'trust-claimed-domid': boolean; 'guest-address': string[]; 'vchan-domid': number[];
+}
+
+const masterModule: CommandModule<object, MasterArgs> = {
+  command: 'master',
+  describe: 'Run the master daemon: tickets and fork families across hosts',
+  builder: (a) => a
+    .option('key-file', { type: 'string', demandOption: true, describe: 'cluster key (64 hex digits, mode 600)' })
+    .option('listen', { type: 'string', default: `0.0.0.0:${DEFAULT_MASTER_PORT}`, describe: 'address for host daemons' })
+    .option('cluster', { choices: ['internal', 'slurm'], default: 'internal', describe: 'cluster manager' })
+    .option('slurm-conf', { type: 'string', describe: 'SLURM_CONF for --cluster slurm' })
+    .option('partition', { type: 'string', describe: 'Slurm partition' })
+    .option('ticket-ttl', { type: 'number', default: 600, describe: 'seconds an unused ticket lives' })
+    .option('destroy-timeout', { type: 'number', default: 15, describe: 'seconds join/kill wait for one host to confirm' })
+    .option('build-timeout', { type: 'number', default: 600, describe: 'seconds one host may take to build its clones' }),
+  handler: async (argv) => {
+    const key = readKeyFile(argv['key-file']);
+    const policy = { ticketTtlMs: argv['ticket-ttl'] * 1000 };
+    const cluster: ClusterManager = argv.cluster === 'slurm'
+      ? new SlurmClusterManager({ ...policy, slurmConf: argv['slurm-conf'], partition: argv.partition })
+      : new InternalClusterManager(policy);
+    const log = jsonLog('master');
+    const master = new Master({ cluster, destroyTimeoutMs: argv['destroy-timeout'] * 1000, buildTimeoutMs: argv['build-timeout'] * 1000, log });
+    const { host, port } = hostPort(argv.listen, DEFAULT_MASTER_PORT);
+    const server = new MasterServer({ master, key, host, port, log });
+    log('listening', await server.listen());
+    await untilSignal(async () => {
+      await server.close();
+      await cluster.close();
+    });
+  },
+};
+
+const hostModule: CommandModule<object, HostArgs> = {
+  command: 'host',
+  describe: 'Run a host (dom0) daemon: serves guests, builds clones',
+  builder: (a) => a
+    .option('name', { type: 'string', demandOption: true, describe: 'this host\'s name in the cluster' })
+    .option('key-file', { type: 'string', demandOption: true, describe: 'cluster key (64 hex digits, mode 600)' })
+    .option('master', { type: 'string', demandOption: true, describe: `master address HOST[:PORT] (default port ${DEFAULT_MASTER_PORT})` })
+    .option('vcpus', { type: 'number', demandOption: true, describe: 'vCPUs clones may use here' })
+    .option('memory-mib', { type: 'number', demandOption: true, describe: 'MiB clones may use here' })
+    .option('backend', { choices: ['fake'], demandOption: true, describe: 'clone backend (the Xen backend is not wired in yet)' })
+    .option('guests', { choices: ['vchan', 'tcp'], default: 'vchan', describe: 'how guests reach this daemon' })
+    .option('guest-listen', { type: 'string', default: '127.0.0.1:7312', describe: 'TCP address for guests (--guests tcp)' })
+    .option('trust-claimed-domid', { type: 'boolean', default: false, describe: 'TCP: believe the domid a guest claims (tests only)' })
+    .option('guest-address', { type: 'string', array: true, default: [], describe: 'TCP: IP=DOMID, which address is which guest' })
+    .option('vchan-domid', { type: 'number', array: true, default: [], describe: 'vchan: guest domains to serve from the start' }),
+  handler: async (argv) => {
+    const key = readKeyFile(argv['key-file']);
+    const log = jsonLog(`host ${argv.name}`);
+    const guests = guestTransport(argv, log);
+    const daemon = new HostDaemon({
+      host: argv.name, key, master: hostPort(argv.master, DEFAULT_MASTER_PORT), backend: new FakeBackend(argv.name),
+      guests, capacity: { vcpus: argv.vcpus, memoryMiB: argv['memory-mib'] }, log,
+    });
+    await daemon.start();
+    log('started', { guests: argv.guests });
+    await untilSignal(() => daemon.close());
+  },
+};
+
+function guestTransport(argv: HostArgs, log: Log): GuestTransport {
+  if (argv.guests === 'vchan') {
+    const t = new VchanGuestTransport({ log });
+    for (const d of argv['vchan-domid']) t.admit(d);
+    return t;
+  }
+  const { host, port } = hostPort(argv['guest-listen'], 7312);
+  const map = new Map(argv['guest-address'].map((pair) => {
+    const [ip, d] = pair.split('=');
+    if (!ip || !Number.isInteger(Number(d))) throw new Error(`bad --guest-address ${pair}: use IP=DOMID`);
+    return [ip, Number(d)] as const;
+  }));
+  return new TcpGuestTransport({ host, port, identify: argv['trust-claimed-domid'] ? 'claimed' : (ip) => map.get(ip.replace(/^::ffff:/, '')) });
+}
+
+const keygenModule: CommandModule<object, { 'key-file': string }> = {
+  command: 'keygen',
+  describe: 'Create a new cluster key file (mode 600); copy it to every daemon\'s host',
+  builder: (a) => a.option('key-file', { type: 'string', demandOption: true }),
+  handler: (argv) => {
+    writeKeyFile(argv['key-file']);
+    process.stderr.write(`snowflock: wrote a new cluster key to ${argv['key-file']}\n`);
+  },
+};
+
+export function daemonCommand(y: Argv): Argv {
+  return y.command('daemon', 'Run the sf_* daemons (master, host) or make their key (keygen)', (d) =>
+    d.command(masterModule).command(hostModule).command(keygenModule).demandCommand(1, 'say which daemon: master, host or keygen'));
+}

@@ -1,0 +1,184 @@
+/**
+ * The per-host (dom0) daemon. It serves the guests of this host through a GuestTransport and
+ * forwards their sf_* requests to the master with the domid the transport vouches for; it keeps
+ * one authenticated link to the master, over which the master drives this host's CloneBackend.
+ * When the link drops it releases parents stopped mid-fork and reconnects with backoff; on every
+ * (re)registration it reports the clones it holds and destroys the ones the master disowns.
+ */
+import net from 'node:net';
+import { authenticateToMaster } from './auth.js';
+import type { CloneBackend, DomainSize } from './backend.js';
+import { SfError } from './errors.js';
+import { FramedSocket, type MessageConnection } from './framed-socket.js';
+import type { GuestTransport } from './guest-transport.js';
+import { HostCommandRunner, type Log } from './host-commands.js';
+import { Notifier } from './notifier.js';
+import { guestRequests, hostCommands, type DaemonResults, type GuestRequests, type HostCommands } from './protocol.js';
+import { RpcPeer } from './rpc.js';
+
+export interface HostDaemonOptions {
+  /** This host's name in the cluster (the cluster manager places clones by it). */
+  host: string;
+  key: Buffer;
+  master: { host: string; port: number };
+  backend: CloneBackend;
+  guests: GuestTransport;
+  /** What clones may use on this host. */
+  capacity: DomainSize;
+  /** First reconnect delay; doubles up to 30 s. Default 1 s. */
+  reconnectMs?: number;
+  /**
+   * The master pings every few seconds; a link silent this long is presumed dead (a master that
+   * vanished without closing its socket) and dropped. Default 30 s.
+   */
+  masterSilenceMs?: number;
+  log?: Log;
+}
+
+const MAX_RECONNECT_MS = 30_000;
+
+export class HostDaemon {
+  private readonly runner: HostCommandRunner;
+  private readonly log: Log;
+  private master: RpcPeer | null = null;
+  /** The current connection to the master, registered or not yet. */
+  private link: FramedSocket | null = null;
+  private readonly changes = new Notifier();
+  private retryTimer: NodeJS.Timeout | null = null;
+  private delay: number;
+  private closing = false;
+  private readonly guestConns = new Set<MessageConnection>();
+
+  constructor(private readonly o: HostDaemonOptions) {
+    this.log = o.log ?? (() => {});
+    this.delay = o.reconnectMs ?? 1000;
+    this.runner = new HostCommandRunner(o.backend, this.log, (domid) => o.guests.admit?.(domid), (domid) => o.guests.dismiss?.(domid));
+  }
+
+  get connected(): boolean {
+    return this.master !== null;
+  }
+
+  /** Recovers what a previous run left, starts serving guests, and connects to the master. */
+  async start(): Promise<void> {
+    await this.runner.recover();
+    await this.o.guests.listen((conn, domid) => this.serveGuest(conn, domid));
+    this.connect();
+  }
+
+  /** Resolves once registered with the master (tests, and callers that must not race the first guest). */
+  whenRegistered(): Promise<void> {
+    return this.changes.wait(() => this.master !== null || this.closing);
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.link?.close('host daemon shutting down');
+    for (const c of this.guestConns) c.close('host daemon shutting down');
+    await this.o.guests.close();
+    this.changes.notify();
+  }
+
+  private serveGuest(conn: MessageConnection, domid: number): void {
+    this.guestConns.add(conn);
+    conn.onClose(() => this.guestConns.delete(conn));
+    new RpcPeer(conn, {
+      requests: guestRequests,
+      maxInFlight: 8,
+      handle: (type, body) => this.forward(domid, type as keyof GuestRequests, body as Record<string, unknown>),
+    });
+  }
+
+  private async forward(domid: number, type: keyof GuestRequests, body: Record<string, unknown>): Promise<unknown> {
+    const master = this.master;
+    if (!master) throw new SfError('master-unavailable', `host ${this.o.host} has no link to the master right now; try again`);
+    let request: Record<string, unknown> = { ...body, domid };
+    if (type === 'request_ticket') {
+      const size = await this.o.backend.describe(domid).catch((e: Error) => {
+        throw new SfError('internal', `host ${this.o.host} cannot read the size of domain ${domid}: ${e.message}`);
+      });
+      request = { ...request, vcpus: size.vcpus, memoryMiB: size.memoryMiB };
+    }
+    try {
+      return await master.call(type, request);
+    } catch (e) {
+      if (e instanceof SfError && e.code === 'channel-closed') {
+        throw new SfError('master-unavailable', `the link to the master dropped during ${type}; try again`);
+      }
+      throw e;
+    }
+  }
+
+  private connect(): void {
+    this.retryTimer = null;
+    if (this.closing) return;
+    this.connectOnce().catch((e) => {
+      this.log('master-connect-failed', { master: `${this.o.master.host}:${this.o.master.port}`, error: (e as Error).message });
+      this.retry();
+    });
+  }
+
+  private retry(): void {
+    if (this.closing || this.retryTimer) return;
+    this.retryTimer = setTimeout(() => this.connect(), this.delay);
+    this.retryTimer.unref();
+    this.delay = Math.min(this.delay * 2, MAX_RECONNECT_MS);
+  }
+
+  private async connectOnce(): Promise<void> {
+    const socket = net.connect(this.o.master.port, this.o.master.host);
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 10_000);
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
+    const conn = new FramedSocket(socket, `master ${this.o.master.host}:${this.o.master.port}`);
+    this.link = conn;
+    if (this.closing) conn.close('host daemon shutting down');
+    let linked = false;
+    let registered = false;
+    conn.onClose((reason) => {
+      if (linked) void this.runner.linkLost(); // the master may have sent commands already
+      if (!registered) return; // connectOnce's caller retries
+      this.master = null;
+      this.log('master-lost', { reason });
+      this.retry();
+    });
+    try {
+      await authenticateToMaster(conn, this.o.key, this.o.host);
+      let heard = Date.now();
+      const peer = new RpcPeer(conn, {
+        requests: hostCommands,
+        handle: (type, body) => {
+          heard = Date.now();
+          return this.runner.run(type as keyof HostCommands, body as never);
+        },
+      });
+      linked = true;
+      const silence = this.o.masterSilenceMs ?? 30_000;
+      const watchdog = setInterval(() => {
+        if (Date.now() - heard > silence) conn.close(`no word from the master for ${silence} ms`);
+      }, Math.min(silence, 5000));
+      watchdog.unref();
+      conn.onClose(() => clearInterval(watchdog));
+      const reg = (await peer.call('register', {
+        vcpus: this.o.capacity.vcpus, memoryMiB: this.o.capacity.memoryMiB, clones: [...this.runner.clones.values()],
+      }, 30_000)) as DaemonResults['register'];
+      if (reg.destroy.length > 0) {
+        const r = await this.runner.destroy(reg.destroy);
+        this.log('orphans-destroyed', { destroyed: r.destroyed, failed: r.failed });
+      }
+      if (conn.closed) throw new Error('the master closed the link during registration');
+      registered = true;
+      this.master = peer;
+    } catch (e) {
+      conn.close('registration failed');
+      throw e;
+    }
+    this.delay = this.o.reconnectMs ?? 1000;
+    this.log('master-connected', { master: `${this.o.master.host}:${this.o.master.port}` });
+    this.changes.notify();
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * The master's network side: accepts host daemons on TCP, runs the key handshake, takes the
+ * host's registration, then passes its requests to the Master and gives the Master a HostLink
+ * for commands. A link that closes, or misses a heartbeat, is reported to the Master as down;
+ * a host that registers again replaces its old link.
+ */
+import net from 'node:net';
+import { authenticateHost } from './auth.js';
+import { SfError } from './errors.js';
+import { FramedSocket } from './framed-socket.js';
+import type { Log } from './host-commands.js';
+import type { HostLink, Master } from './master.js';
+import { daemonRequests, hostResults, type DaemonRequests, type HostCommands, type HostResults } from './protocol.js';
+import { RpcPeer } from './rpc.js';
+
+export interface MasterServerOptions {
+  master: Master;
+  key: Buffer;
+  host?: string;
+  port?: number;
+  /** A host that does not answer a ping within this long is dropped. Default 5 s. */
+  heartbeatMs?: number;
+  log?: Log;
+}
+
+class PeerLink implements HostLink {
+  constructor(readonly host: string, readonly peer: RpcPeer) {}
+
+  async call<K extends keyof HostCommands>(type: K, body: HostCommands[K], timeoutMs: number): Promise<HostResults[K]> {
+    const raw = await this.peer.call(type, body, timeoutMs);
+    try {
+      return hostResults[type](raw, 'result') as HostResults[K];
+    } catch (e) {
+      throw new SfError('internal', `host ${this.host} answered ${type} with a malformed result: ${(e as Error).message}`);
+    }
+  }
+}
+
+export class MasterServer {
+  private readonly server: net.Server;
+  private readonly sockets = new Set<net.Socket>();
+  private readonly registered = new Map<string, FramedSocket>();
+  private readonly log: Log;
+
+  constructor(private readonly o: MasterServerOptions) {
+    this.log = o.log ?? (() => {});
+    this.server = net.createServer({ allowHalfOpen: true }, (s) => {
+      this.accept(s).catch((e) => this.log('connection-failed', { error: (e as Error).message }));
+    });
+  }
+
+  listen(): Promise<{ host: string; port: number }> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.o.port ?? 0, this.o.host ?? '127.0.0.1', () => {
+        const a = this.server.address() as net.AddressInfo;
+        resolve({ host: a.address, port: a.port });
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.o.master.close();
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private async accept(socket: net.Socket): Promise<void> {
+    this.sockets.add(socket);
+    socket.on('close', () => this.sockets.delete(socket));
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 10_000);
+    const conn = new FramedSocket(socket, `${socket.remoteAddress}:${socket.remotePort}`);
+    let host: string;
+    try {
+      host = await authenticateHost(conn, this.o.key);
+    } catch (e) {
+      this.log('auth-refused', { peer: conn.peer, error: (e as Error).message });
+      return;
+    }
+    let link: PeerLink | null = null;
+    let heartbeat: NodeJS.Timeout | null = null;
+    const peer: RpcPeer = new RpcPeer(conn, {
+      requests: daemonRequests,
+      handle: async (type, body) => {
+        if (type === 'register') {
+          if (link) throw new SfError('bad-request', 'this host is already registered on this connection');
+          this.registered.get(host)?.close(`replaced by a new connection from ${host}`);
+          this.registered.set(host, conn);
+          link = new PeerLink(host, peer);
+          heartbeat = this.heartbeat(peer);
+          return this.o.master.hostUp(link, body as DaemonRequests['register']);
+        }
+        if (!link) throw new SfError('not-authenticated', 'register this host before sending requests');
+        return this.o.master.handle(host, type as keyof DaemonRequests, body);
+      },
+    });
+    conn.onClose((reason) => {
+      if (heartbeat) clearInterval(heartbeat);
+      if (this.registered.get(host) === conn) this.registered.delete(host);
+      if (link) this.o.master.hostDown(host, link);
+      this.log('host-disconnected', { host, reason });
+    });
+  }
+
+  private heartbeat(peer: RpcPeer): NodeJS.Timeout {
+    const ms = this.o.heartbeatMs ?? 5000;
+    let waiting = false;
+    const t = setInterval(() => {
+      if (waiting) return;
+      waiting = true;
+      peer.call('ping', {}, ms * 2).then(
+        () => { waiting = false; },
+        (e: Error) => peer.close(`heartbeat missed: ${e.message}`),
+      );
+    }, ms);
+    t.unref();
+    return t;
+  }
+}
