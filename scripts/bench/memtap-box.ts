@@ -25,8 +25,8 @@ const xc = openXen();
 const xs = new (loadAddon().XenStore)();
 const work = mkdtempSync(join(tmpdir(), 'sf-bench-'));
 const image = testGuestImage();
-// Debian's kernel keeps ~50 MiB of the guest to itself; 288 MiB leaves room for the workloads.
-const GUEST_MIB = 288;
+// Debian's kernel keeps ~50 MiB of the guest to itself; 320 MiB (as in the test suite) leaves room for the workloads.
+const GUEST_MIB = 320;
 const GUEST_PAGES = (GUEST_MIB << 20) / 4096;
 
 function cmdline(mode: string, extra: string): string {
@@ -66,7 +66,9 @@ async function lazyRun(label: string, parent: number, o: { heuristics?: boolean;
   const s = await requestMemtapStats(c.memtapPid, c.memtapLog);
   const bad = passes(c.name, c.vmid).reduce((n, p) => n + p.bad, 0);
   await destroyClone(xc, xs, c.domid, c.uuid);
-  await until('memserver exit', () => { try { process.kill(f.memserver.pid, 0); return false; } catch { return true; } }, 30_000).catch(() => process.kill(f.memserver.pid, 'SIGTERM'));
+  await until('memserver exit', () => { try { process.kill(f.memserver.pid, 0); return false; } catch { return true; } }, 60_000).catch(() => process.kill(f.memserver.pid, 'SIGTERM'));
+  // dom0's disk is RAM: the next run needs the space of this fork's memory copy.
+  rmSync(f.dir, { recursive: true, force: true });
   const r: LazyRun = {
     label, fetched: s.fetchedPages, zero: s.zeroFilled, faults: s.faults, prefetched: s.prefetched, readyMs: tReady - t0, firstLineMs: tFirst - t0, bad,
     perFetchMs: s.fetches ? s.fetchMs / s.fetches : 0, perBatchMs: s.batches ? s.handleMs / s.batches : 0, pagesPerFetch: s.fetches ? s.fetchedPages / s.fetches : 0, pauseMs: f.pauseMs,
@@ -121,14 +123,21 @@ async function xlSaveRestoreRun(parentName: string, line: string): Promise<{ rea
   const cfg = join(work, 'xl-restore.cfg');
   writeFileSync(cfg, xlConfig({ name, type: 'pvh', kernel: image.kernel, ramdisk: image.initrd, memoryMiB: GUEST_MIB, vcpus: 1, cmdline: line }));
   const t0 = Date.now();
-  execFileSync('xl', ['save', '-c', parentName, file], { stdio: 'ignore' });
+  const xl = (args: string[]) => {
+    try {
+      execFileSync('xl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    } catch (e) {
+      throw new Error(`xl ${args.join(' ')} failed: ${String((e as { stderr?: Buffer }).stderr ?? e).trim()}`);
+    }
+  };
+  xl(['save', '-c', parentName, file]);
   const tSaved = Date.now();
-  execFileSync('xl', ['restore', '-p', cfg, file], { stdio: 'ignore' });
-  execFileSync('xl', ['unpause', name], { stdio: 'ignore' });
+  xl(['restore', '-p', cfg, file]);
+  xl(['unpause', name]);
   const tReady = Date.now();
   const seen = readConsole(name).length;
   const tFirst = await until('restored guest output', () => readConsole(name).length > seen && /SF-MEM pass/.test(readConsole(name).slice(seen)), 300_000);
-  execFileSync('xl', ['destroy', name], { stdio: 'ignore' });
+  xl(['destroy', name]);
   rmSync(file, { force: true });
   return { readyMs: tReady - t0, firstLineMs: tFirst - t0, saveMs: tSaved - t0 };
 }
