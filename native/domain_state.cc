@@ -128,36 +128,18 @@ void WriteAll(int fd, const uint8_t* data, size_t bytes, const std::string& path
 }
 }  // namespace
 
-namespace {
-
-bool AllZero(const uint8_t* page) {
-  const uint64_t* w = reinterpret_cast<const uint64_t*>(page);
-  for (size_t i = 0; i < XC_PAGE_SIZE / sizeof *w; i++)
-    if (w[i]) return false;
-  return true;
-}
-
-}  // namespace
-
-ImageWritten WriteMemoryImage(uint32_t domid, const std::vector<GfnRange>& populated, const std::string& path,
-                              const std::vector<uint8_t>& header) {
+uint64_t WriteMemoryImage(uint32_t domid, const std::vector<GfnRange>& populated, const std::string& path,
+                          const std::vector<uint8_t>& header) {
   ForeignMemory fmem;
   int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) ThrowXenError("open", path);
-  ImageWritten out;
+  uint64_t written = 0;
   try {
     WriteAll(fd, header.data(), header.size(), path);
     ForEachGfnBatch(populated, kCopyBatch, [&](const std::vector<xen_pfn_t>& gfns) {
       ForeignMapping m = fmem.Map(domid, PROT_READ, gfns, false);
       WriteAll(fd, m.page(0), gfns.size() * XC_PAGE_SIZE, path);
-      for (size_t i = 0; i < gfns.size(); i++) {
-        if (AllZero(m.page(i))) continue;
-        if (!out.nonzero.empty() && out.nonzero.back().start + out.nonzero.back().count == gfns[i])
-          out.nonzero.back().count++;
-        else
-          out.nonzero.push_back({gfns[i], 1});
-      }
-      out.pages += gfns.size();
+      written += gfns.size();
     });
     if (fsync(fd) != 0) ThrowXenError("fsync", path);
   } catch (...) {
@@ -166,7 +148,7 @@ ImageWritten WriteMemoryImage(uint32_t domid, const std::vector<GfnRange>& popul
     throw;
   }
   close(fd);
-  return out;
+  return written;
 }
 
 Napi::Object DomainStateToJs(Napi::Env env, const DomainState& s) {

@@ -37,16 +37,10 @@ struct DomainState {
 // Reads everything but guest RAM. The domain must be paused; PV domains are refused.
 DomainState CaptureDomainState(xc_interface* xch, uint32_t domid);
 
-struct ImageWritten {
-  uint64_t pages = 0;
-  std::vector<GfnRange> nonzero;  // populated gfns whose page is not all zero, ascending, coalesced
-};
-
 // Writes header, then every populated page in the order of `populated`, to path (created,
-// truncated; removed again on failure). Notes the non-zero pages on the way: the copy reads
-// every page anyway, and the memserver need not read the image again to find them.
-ImageWritten WriteMemoryImage(uint32_t domid, const std::vector<GfnRange>& populated, const std::string& path,
-                              const std::vector<uint8_t>& header);
+// truncated; removed again on failure). Returns the number of pages written.
+uint64_t WriteMemoryImage(uint32_t domid, const std::vector<GfnRange>& populated, const std::string& path,
+                          const std::vector<uint8_t>& header);
 
 Napi::Object DomainStateToJs(Napi::Env env, const DomainState& state);
 

@@ -179,22 +179,10 @@ Napi::Value XenControl::WriteMemoryImage(const Napi::CallbackInfo& info) {
   auto hb = info[3].As<Napi::Buffer<uint8_t>>();
   std::vector<uint8_t> header(hb.Data(), hb.Data() + hb.Length());
   Handle(env);
-  return RunAsync<ImageWritten>(
+  return RunAsync<uint64_t>(
       env, "snowflock.writeMemoryImage",
       [domid, ranges, path, header] { return snowflock::WriteMemoryImage(domid, ranges, path, header); },
-      [](Napi::Env env, ImageWritten& w) -> Napi::Value {
-        Napi::Object o = Napi::Object::New(env);
-        o.Set("pages", double(w.pages));
-        Napi::Array nonzero = Napi::Array::New(env, w.nonzero.size());
-        for (size_t i = 0; i < w.nonzero.size(); i++) {
-          Napi::Array r = Napi::Array::New(env, 2);
-          r[uint32_t(0)] = double(w.nonzero[i].start);
-          r[uint32_t(1)] = double(w.nonzero[i].count);
-          nonzero[uint32_t(i)] = r;
-        }
-        o.Set("nonzero", nonzero);
-        return o;
-      });
+      [](Napi::Env env, uint64_t& pages) -> Napi::Value { return Napi::Number::New(env, double(pages)); });
 }
 
 Napi::Value XenControl::BuildDomain(const Napi::CallbackInfo& info) {

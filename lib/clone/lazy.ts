@@ -100,12 +100,10 @@ export async function cloneLazy(xc: XenControl, xs: XenStore, domid: number, o: 
     const captured = await captureDescriptor(xc, xs, domid, { memoryImage: image, progress: o.progress });
     const encoded = encodeDescriptor(captured.descriptor);
     writeFileSync(descriptorPath, encoded);
-    const nonzeroMap = join(dir, 'nonzero.json');
-    writeFileSync(nonzeroMap, JSON.stringify({ imageId: captured.descriptor.meta.memory.imageId, nonzero: captured.nonzero ?? [] }));
     o.progress?.('starting the memserver');
     const log = join(dir, 'memserver.log');
     const server = await spawnDetached(
-      ['memserver', '--json', '--descriptor', descriptorPath, '--image', image, '--token-file', tokenFile, '--clones', String(o.count), '--host', o.listenHost ?? '0.0.0.0', '--remove-on-exit', dir, '--nonzero-map', nonzeroMap],
+      ['memserver', '--json', '--descriptor', descriptorPath, '--image', image, '--token-file', tokenFile, '--clones', String(o.count), '--host', o.listenHost ?? '0.0.0.0', '--remove-on-exit', dir],
       log,
       'listening',
       300_000,

@@ -2,7 +2,7 @@
 // guest. The parent is stopped only between its cooperative suspend and the end of the
 // copy, then carries on through the fast resume path.
 import { hostname } from 'node:os';
-import type { GfnRange, XenControl, XenStore } from '../xen/native.js';
+import type { XenControl, XenStore } from '../xen/native.js';
 import { suspendDomain, resumeSuspended } from '../xen/suspend.js';
 import { listDevices, domainPath } from '../xen/domain-xenstore.js';
 import { DescriptorError } from './errors.js';
@@ -25,8 +25,6 @@ export interface CaptureResult {
   /** from suspend request to parent running again (to the end of capture when kept stopped) */
   pauseMs: number;
   imagePages?: number;
-  /** with an image: the populated gfns whose page is not all zero (what a lazy clone must fetch) */
-  nonzero?: GfnRange[];
   /** resumes a parent kept stopped; a no-op otherwise, and idempotent */
   resumeParent: () => void;
 }
@@ -48,7 +46,6 @@ export async function captureDescriptor(xc: XenControl, xs: XenStore, domid: num
   xc.pause(domid);
   let state;
   let imagePages: number | undefined;
-  let nonzero: GfnRange[] | undefined;
   const imageId = opts.memoryImage ? newImageId() : undefined;
   let stopped = true;
   const resumeParent = () => {
@@ -60,7 +57,7 @@ export async function captureDescriptor(xc: XenControl, xs: XenStore, domid: num
     if (opts.memoryImage) {
       const pages = state.populated.reduce((n, [, c]) => n + c, 0);
       opts.progress?.(`writing ${Math.round((pages * 4) / 1024)} MiB memory image`);
-      ({ pages: imagePages, nonzero } = await xc.writeMemoryImage(domid, state.populated, opts.memoryImage, imageHeader(imageId!, pages)));
+      imagePages = await xc.writeMemoryImage(domid, state.populated, opts.memoryImage, imageHeader(imageId!, pages));
     }
   } catch (e) {
     resumeParent();
@@ -95,5 +92,5 @@ export async function captureDescriptor(xc: XenControl, xs: XenStore, domid: num
     memoryMap: state.populated,
     specialPages: state.special,
   };
-  return { descriptor, pauseMs, imagePages, nonzero, resumeParent };
+  return { descriptor, pauseMs, imagePages, resumeParent };
 }

@@ -4,7 +4,6 @@
 import { readFileSync, rmSync } from 'node:fs';
 import { relative, isAbsolute, resolve } from 'node:path';
 import { decodeDescriptor } from '../descriptor/format.js';
-import type { GfnRange } from '../xen/native.js';
 import { MemServer } from './server.js';
 import { readTokenFile } from './token.js';
 
@@ -19,8 +18,6 @@ export interface RunMemServerOptions {
   /** a directory holding the image or descriptor, removed once every clone is finished */
   removeOnExit?: string;
   eagerPagesPerCpu?: number;
-  /** JSON {imageId, nonzero} written with the image: spares the scan for zero pages */
-  nonzeroMap?: string;
   /** where lines go (default: process stdout/stderr) */
   stdout?: (line: string) => void;
   stderr?: (line: string) => void;
@@ -36,17 +33,6 @@ const inside = (dir: string, file: string) => {
 function human(event: Record<string, unknown>): string {
   const { event: name, ...rest } = event;
   return `memserver: ${String(name)} ${Object.entries(rest).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(' ')}`.trimEnd();
-}
-
-function readNonzeroMap(path: string, imageId: string | undefined): GfnRange[] {
-  let map: { imageId?: string; nonzero?: GfnRange[] };
-  try {
-    map = JSON.parse(readFileSync(path, 'utf8')) as typeof map;
-  } catch (e) {
-    throw new Error(`cannot read non-zero map ${path}: ${(e as Error).message}`);
-  }
-  if (map.imageId !== imageId || !Array.isArray(map.nonzero)) throw new Error(`non-zero map ${path} belongs to another memory image`);
-  return map.nonzero;
 }
 
 /** Returns the exit code; never throws. */
@@ -70,8 +56,7 @@ export async function runMemServer(o: RunMemServerOptions): Promise<number> {
     }
     const descriptor = decodeDescriptor(bytes, o.descriptor);
     const token = readTokenFile(o.tokenFile);
-    const nonzero = o.nonzeroMap ? readNonzeroMap(o.nonzeroMap, descriptor.meta.memory.imageId) : undefined;
-    server = new MemServer({ descriptor, imagePath: o.image, token, host: o.host ?? '127.0.0.1', port, clones: o.clones, eagerPagesPerCpu: o.eagerPagesPerCpu, nonzero, log });
+    server = new MemServer({ descriptor, imagePath: o.image, token, host: o.host ?? '127.0.0.1', port, clones: o.clones, eagerPagesPerCpu: o.eagerPagesPerCpu, log });
     const addr = await server.listen();
     const p = server.plan;
     out(JSON.stringify({ event: 'listening', host: addr.host, port: addr.port, pages: p.pages, evictPages: p.evictPages, zeroPages: p.zeroPages, eagerPages: p.eagerPages }));

@@ -24,8 +24,6 @@ export interface MemServerOptions {
   /** the server closes itself once this many distinct vmids said BYE */
   clones: number;
   eagerPagesPerCpu?: number;
-  /** the non-zero pages, as the image writer found them; without it the image is scanned */
-  nonzero?: GfnRange[];
   log?: (event: Record<string, unknown>) => void;
 }
 
@@ -108,7 +106,7 @@ export class MemServer extends EventEmitter {
     const index = new ImageIndex(this.o.imagePath, d.memoryMap);
     this.index = index;
     try {
-      this.summary = await buildPlan(d, index, this.o.eagerPagesPerCpu ?? 128, Infinity, this.o.nonzero);
+      this.summary = await buildPlan(d, index, this.o.eagerPagesPerCpu ?? 128);
       this.welcome = encodeWelcome({
         pages: index.pages, imageId: Buffer.from(d.meta.memory.imageId!, 'hex'), evict: this.summary.evict, eager: this.summary.eager,
       });
@@ -303,21 +301,8 @@ export class MemServer extends EventEmitter {
  * non-zero and not special (the rest a fresh clone already has right). `maxRanges` only
  * lowers the limit the WELCOME frame sets (tests).
  */
-/** A non-zero map from the image writer, checked against the image's memory map. */
-function knownZero(index: ImageIndex, nonzero: GfnRange[]): { zeroPages: number; nonzero: GfnRange[] } {
-  let pages = 0;
-  let last = -1;
-  for (const [start, count] of nonzero) {
-    if (!Number.isInteger(start) || !Number.isInteger(count) || count < 1 || start <= last) throw new Error(`non-zero map: bad range [${start}, ${count}]`);
-    if (!allPopulated(index, start, start + count)) throw new Error(`non-zero map: [${start}, ${count}] is not in the image`);
-    last = start + count - 1;
-    pages += count;
-  }
-  return { zeroPages: index.pages - pages, nonzero };
-}
-
-export async function buildPlan(d: Descriptor, index: ImageIndex, eagerPerCpu: number, maxRanges = Infinity, known?: GfnRange[]): Promise<ServePlan> {
-  const { zeroPages, nonzero } = known ? knownZero(index, known) : await index.scanZero();
+export async function buildPlan(d: Descriptor, index: ImageIndex, eagerPerCpu: number, maxRanges = Infinity): Promise<ServePlan> {
+  const { zeroPages, nonzero } = await index.scanZero();
   const special = new Set(d.specialPages.map((p) => p.gfn));
   for (const [param, value] of d.params) {
     if (value === 0n) continue; // unset; gfn 0 is ordinary memory

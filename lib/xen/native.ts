@@ -180,8 +180,8 @@ export interface XenControl {
   resume(domid: number, fast: boolean): void;
   /** the domain must be paused or suspended */
   captureState(domid: number): Promise<DomainState>;
-  /** writes `header` then every populated page in range order; also reports the non-zero pages */
-  writeMemoryImage(domid: number, populated: GfnRange[], path: string, header: Buffer): Promise<{ pages: number; nonzero: GfnRange[] }>;
+  /** writes `header` then every populated page in range order; resolves to the page count */
+  writeMemoryImage(domid: number, populated: GfnRange[], path: string, header: Buffer): Promise<number>;
   /** builds a paused domain; a failure destroys what was built */
   buildDomain(spec: BuildSpec): Promise<BuildResult>;
 }

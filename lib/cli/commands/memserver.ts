@@ -9,7 +9,6 @@ interface MemserverArgs {
   'token-file': string;
   clones: number;
   'remove-on-exit'?: string;
-  'nonzero-map'?: string;
   json?: boolean;
 }
 
@@ -25,13 +24,12 @@ export const memserverModule: CommandModule<object, MemserverArgs> = {
       .option('token-file', { type: 'string', demandOption: true, describe: 'file with the fork\'s 64-hex-digit session key' })
       .option('clones', { type: 'number', demandOption: true, describe: 'exit once this many clones said goodbye' })
       .option('remove-on-exit', { type: 'string', describe: 'directory holding the image, removed once every clone is finished' })
-      .option('nonzero-map', { type: 'string', describe: 'JSON {imageId, nonzero} written with the image (spares scanning it for zero pages)' })
       .epilogue('The first stdout line is JSON: {"event":"listening","host","port","pages","evictPages","zeroPages","eagerPages"}. '
         + 'With --json, every later event is a JSON line on stdout too; otherwise they go to stderr.'),
   handler: async (argv) => {
     process.exitCode = await runMemServer({
       descriptor: argv.descriptor, image: argv.image, host: argv.host, port: argv.port, tokenFile: argv['token-file'],
-      clones: argv.clones, removeOnExit: argv['remove-on-exit'], nonzeroMap: argv['nonzero-map'], json: argv.json,
+      clones: argv.clones, removeOnExit: argv['remove-on-exit'], json: argv.json,
     });
   },
 };

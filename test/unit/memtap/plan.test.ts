@@ -35,17 +35,6 @@ describe('buildPlan', () => {
     expect(plan.evictPages).toBe(pages.length);
   });
 
-  it('takes the image writer\'s non-zero map instead of scanning, with the same result', async () => {
-    const scanned = await index.scanZero();
-    const plan = await buildPlan(fx.descriptor, index, 128, Infinity, scanned.nonzero);
-    expect(plan).toEqual(await buildPlan(fx.descriptor, index, 128));
-  });
-
-  it('refuses a non-zero map that does not fit the image', async () => {
-    await expect(buildPlan(fx.descriptor, index, 128, Infinity, [[38, 4]])).rejects.toThrow(/\[38, 4\] is not in the image/);
-    await expect(buildPlan(fx.descriptor, index, 128, Infinity, [[4, 2], [2, 1]])).rejects.toThrow(/bad range/);
-  });
-
   it('fails clearly when even bridging cannot make it fit', async () => {
     await expect(buildPlan(fx.descriptor, index, 128, 2)).rejects.toThrow(/too fragmented/);
   });
