@@ -144,27 +144,48 @@ async function xlSaveRestoreRun(parentName: string, line: string): Promise<{ rea
 
 const ratio = (a: number, b: number) => (b ? (a / b).toFixed(2) + 'x' : 'n/a');
 
+/** Each measurement on its own parent, so one failure (or a crashed parent) costs only that row. */
+async function measure<T>(label: string, line: string, fn: (parent: number, name: string) => Promise<T>): Promise<T | undefined> {
+  const name = `bench-${label.replace(/[^a-z0-9]+/gi, '-')}`.slice(0, 60);
+  let parent: number | undefined;
+  try {
+    parent = await startParent(name, line);
+    return await fn(parent, name);
+  } catch (e) {
+    say(`${label}: FAILED: ${(e as Error).message}`);
+    return undefined;
+  } finally {
+    if (parent !== undefined) {
+      try {
+        const info = xc.domainInfo(parent);
+        if (info.shutdownReason) say(`${label}: NOTE the parent is shut down (${info.shutdownReason}) after the fork`);
+        await xc.destroy(parent);
+      } catch {
+        say(`${label}: NOTE the parent is gone after the fork`);
+      }
+    }
+  }
+}
+
 async function main(): Promise<void> {
-  const results: Record<string, unknown> = {};
-  say(`guest: ${GUEST_MIB} MiB PVH (${GUEST_PAGES} pages), 1 vCPU; memtest workloads from images/testguest/memtest.c`);
-
+  say(`guest: ${GUEST_MIB} MiB PVH (${GUEST_PAGES} pages), 1 vCPU; memtest workloads from images/testguest/memtest.c; a fresh parent per row`);
   const readLine = cmdline('verify', 'sf.mb=128');
-  const reader = await startParent('bench-read', readLine);
-  const readH = await lazyRun('read-mostly, heuristics on', reader, {});
-  const readN = await lazyRun('read-mostly, heuristics off', reader, { heuristics: false });
-  const eager = await eagerRun(reader);
-  say(`eager: ${JSON.stringify(eager)}`);
-  const xl = await xlSaveRestoreRun('bench-read', readLine);
-  say(`xl save+restore: ${JSON.stringify(xl)}`);
-  const readP0 = await lazyRun('read-mostly, prefetch 0 (60 s sample)', reader, { prefetch: 0, forMs: 60_000 });
-  await xc.destroy(reader);
-
   const allocLine = cmdline('alloc', 'sf.mb=32 sf.allocmb=128');
-  const allocator = await startParent('bench-alloc', allocLine);
-  const allocH = await lazyRun('allocate-after-fork, heuristics on', allocator, {});
-  const allocN = await lazyRun('allocate-after-fork, heuristics off', allocator, { heuristics: false });
-  await xc.destroy(allocator);
-
+  const readH = await measure('read-mostly, heuristics on', readLine, (p) => lazyRun('read-mostly, heuristics on', p, {}));
+  const readN = await measure('read-mostly, heuristics off', readLine, (p) => lazyRun('read-mostly, heuristics off', p, { heuristics: false }));
+  const allocH = await measure('allocate-after-fork, heuristics on', allocLine, (p) => lazyRun('allocate-after-fork, heuristics on', p, {}));
+  const allocN = await measure('allocate-after-fork, heuristics off', allocLine, (p) => lazyRun('allocate-after-fork, heuristics off', p, { heuristics: false }));
+  const eager = await measure('eager', readLine, async (p) => {
+    const r = await eagerRun(p);
+    say(`eager: ${JSON.stringify(r)}`);
+    return r;
+  });
+  const xl = await measure('xl', readLine, async (_p, name) => {
+    const r = await xlSaveRestoreRun(name, readLine);
+    say(`xl save+restore: ${JSON.stringify(r)}`);
+    return r;
+  });
+  const readP0 = await measure('prefetch 0', readLine, (p) => lazyRun('read-mostly, prefetch 0 (60 s sample)', p, { prefetch: 0, forMs: 60_000 }));
   const tcp = await rawTcpRoundTripMs(2000);
   say(`raw TCP 4 KiB round trip (dom0 loopback, same endpoints as memtap-memserver): ${tcp.toFixed(3)} ms`);
 
@@ -172,23 +193,28 @@ async function main(): Promise<void> {
   say('| workload | heuristics | pages fetched | % of guest memory | zero-filled (free at fork) | bad pages |');
   say('|---|---|---|---|---|---|');
   for (const r of [readH, readN, allocH, allocN]) {
+    if (!r) continue;
     say(`| ${r.label.split(',')[0]} | ${r.label.endsWith('on') ? 'on' : 'off'} | ${r.fetched} | ${((100 * r.fetched) / GUEST_PAGES).toFixed(1)}% | ${r.zero} | ${r.bad} |`);
   }
-  say(`allocate-after-fork: heuristics fetch ${ratio(allocH.fetched, allocN.fetched)} the pages; read-mostly: ${ratio(readH.fetched, readN.fetched)}`);
+  if (allocH && allocN) say(`allocate-after-fork: heuristics fetch ${ratio(allocH.fetched, allocN.fetched)} the pages`);
+  if (readH && readN) say(`read-mostly: heuristics fetch ${ratio(readH.fetched, readN.fetched)} the pages`);
   say('');
-  say('| per fault (prefetch 0) | ms | vs raw 4 KiB TCP round trip |');
+  say('| per fault | ms | vs raw 4 KiB TCP round trip |');
   say('|---|---|---|');
-  say(`| memserver fetch (1 page) | ${readP0.perFetchMs.toFixed(3)} | ${ratio(readP0.perFetchMs, tcp)} |`);
-  say(`| dom0 handling (fetch + load + answer) | ${readP0.perBatchMs.toFixed(3)} | ${ratio(readP0.perBatchMs, tcp)} |`);
-  say(`| with prefetch 64: fetch of ${readH.pagesPerFetch.toFixed(0)} pages | ${readH.perFetchMs.toFixed(3)} | ${ratio(readH.perFetchMs, tcp)} |`);
+  if (readP0) {
+    say(`| memserver fetch, 1 page (prefetch 0) | ${readP0.perFetchMs.toFixed(3)} | ${ratio(readP0.perFetchMs, tcp)} |`);
+    say(`| dom0 handling: fetch + load + answer (prefetch 0) | ${readP0.perBatchMs.toFixed(3)} | ${ratio(readP0.perBatchMs, tcp)} |`);
+  }
+  if (readH) say(`| prefetch 64: one fetch of ${readH.pagesPerFetch.toFixed(0)} pages | ${readH.perFetchMs.toFixed(3)} | ${ratio(readH.perFetchMs, tcp)} |`);
   say('');
-  say('| fork to ... | on-demand | eager restore | xl save+restore | on-demand vs eager | on-demand vs xl |');
-  say('|---|---|---|---|---|---|');
-  say(`| clone ready to run (ms) | ${readH.readyMs} | ${eager.readyMs} | ${xl.readyMs} | ${ratio(readH.readyMs, eager.readyMs)} | ${ratio(readH.readyMs, xl.readyMs)} |`);
-  say(`| clone's first output (ms) | ${readH.firstLineMs} | ${eager.firstLineMs} | ${xl.firstLineMs} | ${ratio(readH.firstLineMs, eager.firstLineMs)} | ${ratio(readH.firstLineMs, xl.firstLineMs)} |`);
-  say(`parent stopped for the fork: on-demand ${readH.pauseMs} ms (descriptor + local memory copy); xl save ${xl.saveMs} ms`);
-  Object.assign(results, { readH, readN, readP0, allocH, allocN, eager, xl, tcpMs: tcp });
-  say(`json ${JSON.stringify(results)}`);
+  if (readH && eager && xl) {
+    say('| fork to ... | on-demand | eager restore | xl save+restore | on-demand vs eager | on-demand vs xl |');
+    say('|---|---|---|---|---|---|');
+    say(`| clone ready to run (ms) | ${readH.readyMs} | ${eager.readyMs} | ${xl.readyMs} | ${ratio(readH.readyMs, eager.readyMs)} | ${ratio(readH.readyMs, xl.readyMs)} |`);
+    say(`| clone's first output (ms) | ${readH.firstLineMs} | ${eager.firstLineMs} | ${xl.firstLineMs} | ${ratio(readH.firstLineMs, eager.firstLineMs)} | ${ratio(readH.firstLineMs, xl.firstLineMs)} |`);
+    say(`parent stopped for the fork: on-demand ${readH.pauseMs} ms (descriptor + local memory copy); xl save ${xl.saveMs} ms`);
+  }
+  say(`json ${JSON.stringify({ readH, readN, readP0, allocH, allocN, eager, xl, tcpMs: tcp })}`);
 }
 
 try {
