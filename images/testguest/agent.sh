@@ -8,7 +8,7 @@
 #   sf.workload=memtest   sf-memtest (memtest.c): fills memory with a pattern and verifies it
 #                         every interval, reports "SF-MEM ..." lines; options from
 #                         sf.mb (default 64), sf.mode=verify|rewrite|alloc (default verify),
-#                         sf.allocmb (default 32), sf.reportfree=1 (run sf-freepages --xenstore
+#                         sf.allocmb (default 32), sf.churnmb (write and free that much first), sf.reportfree=1 (run sf-freepages --xenstore
 #                         when it finds itself in a clone)
 #   sf.interval=N         seconds between lines (counter, spin) or passes (memtest)
 mount -t proc proc /proc
@@ -37,6 +37,7 @@ case $WORKLOAD in
     MB=$(arg sf.mb); MODE=$(arg sf.mode); ALLOCMB=$(arg sf.allocmb)
     set -- --mb "${MB:-64}" --mode "${MODE:-verify}" --alloc-mb "${ALLOCMB:-32}" --interval "$INTERVAL"
     [ "$(arg sf.reportfree)" = 1 ] && set -- "$@" --report-free
+    CHURN=$(arg sf.churnmb); [ -n "$CHURN" ] && set -- "$@" --churn-mb "$CHURN"
     sf-memtest "$@"
     echo "SF-AGENT sf-memtest exited rc=$?"; poweroff -f ;;
   *)

@@ -2,7 +2,9 @@
  * sf-memtest: a memory workload whose output proves that a clone sees exactly its parent's
  * memory as of the fork.
  *
- *   sf-memtest --mb N [--mode verify|rewrite|alloc] [--alloc-mb M] [--interval S] [--report-free]
+ *   sf-memtest --mb N [--mode verify|rewrite|alloc] [--alloc-mb M] [--churn-mb C] [--interval S] [--report-free]
+ *   --churn-mb C: at start, write C MiB and free it again, leaving that much free-but-dirty memory in the
+ *   kernel (what a long-running guest has, and what the free-page heuristic saves fetching)
  *
  * Fills N MiB (anonymous mmap, mlock'ed if possible) with a pattern that depends on
  * (generation, page index, word index), generation 1, then once per pass (every S seconds):
@@ -180,7 +182,7 @@ static void sleep_seconds(double s)
 
 static void usage(void)
 {
-  fprintf(stderr, "usage: sf-memtest --mb N [--mode verify|rewrite|alloc] [--alloc-mb M] "
+  fprintf(stderr, "usage: sf-memtest --mb N [--mode verify|rewrite|alloc] [--alloc-mb M] [--churn-mb C] "
                   "[--interval S] [--report-free]\n");
   exit(2);
 }
@@ -195,7 +197,7 @@ static long parse_mb(const char *s)
 
 int main(int argc, char **argv)
 {
-  long mb = 0, alloc_mb = 32;
+  long mb = 0, alloc_mb = 32, churn_mb = 0;
   double interval = 1;
   int report = 0;
   enum { VERIFY, REWRITE, ALLOC } mode = VERIFY;
@@ -207,6 +209,7 @@ int main(int argc, char **argv)
     const char *v = argv[++i];
     if (!strcmp(a, "--mb")) mb = parse_mb(v);
     else if (!strcmp(a, "--alloc-mb")) alloc_mb = parse_mb(v);
+    else if (!strcmp(a, "--churn-mb")) churn_mb = parse_mb(v);
     else if (!strcmp(a, "--interval")) {
       char *end;
       interval = strtod(v, &end);
@@ -223,6 +226,15 @@ int main(int argc, char **argv)
   /* xenstore-read in the test guest is dynamically linked against these. */
   setenv("LD_LIBRARY_PATH", "/lib/x86_64-linux-gnu", 0);
 
+  if (churn_mb > 0) {
+    size_t bytes = (size_t)churn_mb << 20;
+    void *churn = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (churn != MAP_FAILED) {
+      memset(churn, 0xa5, bytes);
+      munmap(churn, bytes);
+      printf("SF-MEM churned mb=%ld\n", churn_mb);
+    }
+  }
   if (map_area(&main_area, (size_t)mb, MAIN_SALT, "main") != 0) return 1;
   uint64_t gen = 1;
   fill_area(&main_area, gen);
