@@ -11,7 +11,7 @@ import { captureDescriptor } from '../descriptor/capture.js';
 import { restoreDescriptor, destroyClone, type Restored } from '../descriptor/restore.js';
 import { encodeDescriptor, type Descriptor } from '../descriptor/format.js';
 import { domainName } from '../xen/resolve.js';
-import { spawnDetached } from '../memtap/spawn.js';
+import { spawnDetached, startMemServer } from '../memtap/spawn.js';
 
 export const DEFAULT_STATE_DIR = process.env.SNOWFLOCK_STATE ?? '/var/lib/snowflock';
 
@@ -102,12 +102,9 @@ export async function cloneLazy(xc: XenControl, xs: XenStore, domid: number, o: 
     writeFileSync(descriptorPath, encoded);
     o.progress?.('starting the memserver');
     const log = join(dir, 'memserver.log');
-    const server = await spawnDetached(
-      ['memserver', '--json', '--descriptor', descriptorPath, '--image', image, '--token-file', tokenFile, '--clones', String(o.count), '--host', o.listenHost ?? '0.0.0.0', '--remove-on-exit', dir],
-      log,
-      'listening',
-      300_000,
-    );
+    const server = await startMemServer({
+      descriptor: descriptorPath, image, tokenFile, clones: o.count, logFile: log, host: o.listenHost ?? '0.0.0.0', removeOnExit: dir,
+    });
     serverPid = server.pid;
     const ev = server.event as { port: number; evictPages: number; zeroPages: number; eagerPages: number };
     for (let vmid = 1; vmid <= o.count; vmid++) {

@@ -49,3 +49,36 @@ export async function spawnDetached(args: string[], logFile: string, ready: stri
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+export interface MemServerProcess {
+  descriptor: string;
+  image: string;
+  tokenFile: string;
+  clones: number;
+  logFile: string;
+  host?: string;
+  port?: number;
+  /** the fork's directory, removed by the memserver once every clone is finished */
+  removeOnExit?: string;
+  /** how long it may take to start listening (default 300 s: it scans the image first) */
+  timeoutMs?: number;
+}
+
+/** Starts `snowflock memserver` detached; resolves with its pid and port once it listens. */
+export async function startMemServer(o: MemServerProcess): Promise<{ pid: number; port: number; event: Record<string, unknown> }> {
+  const args = ['memserver', '--json', '--descriptor', o.descriptor, '--image', o.image, '--token-file', o.tokenFile, '--clones', String(o.clones)];
+  if (o.host) args.push('--host', o.host);
+  if (o.port !== undefined) args.push('--port', String(o.port));
+  if (o.removeOnExit) args.push('--remove-on-exit', o.removeOnExit);
+  const s = await spawnDetached(args, o.logFile, 'listening', o.timeoutMs ?? 300_000);
+  return { pid: s.pid, port: Number(s.event.port), event: s.event };
+}
+
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -19,6 +19,7 @@ import { cloneLazy, type LazyCloneResult } from '../../lib/clone/lazy.js';
 import { cloneEager } from '../../lib/clone/eager.js';
 import { destroyClone } from '../../lib/descriptor/restore.js';
 import { requestMemtapStats } from '../../lib/memtap/stats.js';
+import { processAlive } from '../../lib/memtap/spawn.js';
 
 const say = (s: string) => process.stdout.write(`snowflock-bench: ${s}\n`);
 const xc = openXen();
@@ -66,7 +67,7 @@ async function lazyRun(label: string, parent: number, o: { heuristics?: boolean;
   const s = await requestMemtapStats(c.memtapPid, c.memtapLog);
   const bad = passes(c.name, c.vmid).reduce((n, p) => n + p.bad, 0);
   await destroyClone(xc, xs, c.domid, c.uuid);
-  await until('memserver exit', () => { try { process.kill(f.memserver.pid, 0); return false; } catch { return true; } }, 60_000).catch(() => process.kill(f.memserver.pid, 'SIGTERM'));
+  await until('memserver exit', () => !processAlive(f.memserver.pid), 60_000).catch(() => process.kill(f.memserver.pid, 'SIGTERM'));
   // dom0's disk is RAM: the next run needs the space of this fork's memory copy.
   rmSync(f.dir, { recursive: true, force: true });
   const r: LazyRun = {

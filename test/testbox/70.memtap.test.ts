@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { loadAddon } from '../../lib/xen/native.js';
 import { readConsole, waitForConsole } from '../../lib/xen/console.js';
 import { destroyClone } from '../../lib/descriptor/restore.js';
-import { spawnDetached } from '../../lib/memtap/spawn.js';
+import { processAlive, startMemServer } from '../../lib/memtap/spawn.js';
 import { requestMemtapStats } from '../../lib/memtap/stats.js';
 import { DEFAULT_STATE_DIR, type LazyCloneResult } from '../../lib/clone/lazy.js';
 
@@ -75,21 +75,12 @@ function forkOne(): LazyCloneResult {
   return JSON.parse(run.stdout) as LazyCloneResult;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Tears a fork down after a failed test, so the next one starts with a clean host. */
 async function abandon(): Promise<void> {
   if (!fork) return;
   for (const c of fork.clones) await destroyClone(xc, xs, c.domid, c.uuid).catch(() => {});
-  if (alive(fork.memserver.pid)) process.kill(fork.memserver.pid, 'SIGTERM');
-  await waitUntil('memserver gone', () => !alive(fork!.memserver.pid), 30_000).catch(() => {});
+  if (processAlive(fork.memserver.pid)) process.kill(fork.memserver.pid, 'SIGTERM');
+  await waitUntil('memserver gone', () => !processAlive(fork!.memserver.pid), 30_000).catch(() => {});
   rmSync(fork.dir, { recursive: true, force: true });
   fork = undefined;
 }
@@ -101,7 +92,7 @@ async function finish(f: LazyCloneResult): Promise<void> {
   f.clones.splice(0);
   await waitUntil('memtap exits', () => events(c.memtapLog).some((e) => e.event === 'exit'), 30_000);
   assert.equal(xs.read(`/local/domain/0/snowflock/memtap/${c.domid}/xen-port`), null, 'memtap record removed');
-  await waitUntil('memserver finished', () => !alive(f.memserver.pid), 30_000);
+  await waitUntil('memserver finished', () => !processAlive(f.memserver.pid), 30_000);
 }
 
 test('a lazy clone sees the parent\'s memory as of the fork, fetched page by page', async (t) => {
@@ -183,12 +174,10 @@ test('memserver killed: the clone is paused, not fed wrong pages; memserver back
   const seen = memPasses(c.name, c.vmid).length;
   await sleep(3000);
   assert.equal(memPasses(c.name, c.vmid).length, seen, 'a paused clone makes no progress');
-  const server = await spawnDetached(
-    ['memserver', '--json', '--descriptor', `${fork.dir}/parent.sfd`, '--image', `${fork.dir}/parent.mem`, '--token-file', `${fork.dir}/token`, '--clones', '1', '--port', String(fork.memserver.port), '--remove-on-exit', fork.dir],
-    `${fork.dir}/memserver-2.log`,
-    'listening',
-    120_000,
-  );
+  const server = await startMemServer({
+    descriptor: `${fork.dir}/parent.sfd`, image: `${fork.dir}/parent.mem`, tokenFile: `${fork.dir}/token`, clones: 1,
+    logFile: `${fork.dir}/memserver-2.log`, port: fork.memserver.port, removeOnExit: fork.dir, timeoutMs: 120_000,
+  });
   fork.memserver.pid = server.pid;
   await waitUntil('memtap reports the memserver back', () => events(c.memtapLog).some((e) => e.event === 'memserver-back'), 60_000);
   assert.equal(xc.domainInfo(c.domid).paused, false, 'the clone runs again');

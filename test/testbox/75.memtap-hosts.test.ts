@@ -15,7 +15,7 @@ import { captureDescriptor } from '../../lib/descriptor/capture.js';
 import { decodeDescriptor, encodeDescriptor } from '../../lib/descriptor/format.js';
 import { destroyClone } from '../../lib/descriptor/restore.js';
 import { restoreLazy, type LazyClone } from '../../lib/clone/lazy.js';
-import { spawnDetached } from '../../lib/memtap/spawn.js';
+import { processAlive, startMemServer } from '../../lib/memtap/spawn.js';
 import { destroyQuietly, env, openXen, sleep, startTestGuest, waitUntil } from './helpers.js';
 import { memPasses, memtestCmdline } from './memtest.js';
 
@@ -47,23 +47,13 @@ async function serveParent(t: { diagnostic: (s: string) => void }): Promise<void
   writeFileSync(descriptorPath, encodeDescriptor(captured.descriptor));
   const token = randomBytes(32).toString('hex');
   writeFileSync(join(work, 'token'), token, { mode: 0o600 });
-  const server = await spawnDetached(
-    ['memserver', '--json', '--descriptor', descriptorPath, '--image', image, '--token-file', join(work, 'token'), '--clones', '1', '--host', '10.99.0.1'],
-    join(work, 'memserver.log'),
-    'listening',
-    120_000,
-  );
-  const handoff: Handoff = { descriptor: encodeDescriptor(captured.descriptor).toString('base64'), token, port: Number(server.event.port) };
+  const server = await startMemServer({
+    descriptor: descriptorPath, image, tokenFile: join(work, 'token'), clones: 1, logFile: join(work, 'memserver.log'), host: '10.99.0.1', timeoutMs: 120_000,
+  });
+  const handoff: Handoff = { descriptor: encodeDescriptor(captured.descriptor).toString('base64'), token, port: server.port };
   const side = net.createServer((s) => s.end(JSON.stringify(handoff))).listen(HANDOFF_PORT, '10.99.0.1');
   // The memserver ends when box 2's clone says goodbye.
-  await waitUntil('the remote clone to finish with the memserver', () => {
-    try {
-      process.kill(server.pid, 0);
-      return false;
-    } catch {
-      return true;
-    }
-  }, 900_000);
+  await waitUntil('the remote clone to finish with the memserver', () => !processAlive(server.pid), 900_000);
   side.close();
   const log = readFileSync(join(work, 'memserver.log'), 'utf8');
   t.diagnostic(`memserver log tail: ${log.trim().split('\n').slice(-2).join(' | ')}`);

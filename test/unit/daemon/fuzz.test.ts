@@ -1,6 +1,7 @@
 // Random and mutated frames at a live host daemon (guest port) and master (daemon port): every
 // connection gets only well-formed replies (or is closed), the daemons never crash or hang, and
 // they serve good peers afterwards.
+import { prng } from '../prng.js';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -13,15 +14,6 @@ import { Master } from '../../../lib/daemon/master.js';
 import { MasterServer } from '../../../lib/daemon/master-server.js';
 import { MAX_FRAME_BYTES, parseEnvelope, request } from '../../../lib/daemon/protocol.js';
 import { connectTcp } from '../../../lib/api/tcp-channel.js';
-
-function prng(seed: number) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const key = randomBytes(32);
 const master = new Master({ cluster: new InternalClusterManager({ ticketTtlMs: 1000 }) });

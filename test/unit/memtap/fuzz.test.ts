@@ -1,5 +1,6 @@
 // 20,000 random and mutated frames at a live server: it must answer each connection with
 // well-formed frames only (at most one ERROR, last), never crash, and serve a good client after.
+import { prng } from '../prng.js';
 import { rmSync } from 'node:fs';
 import net from 'node:net';
 import { afterAll, expect, it } from 'vitest';
@@ -12,15 +13,6 @@ import { serverFixture, startServer } from './server-fixture.js';
 
 const fx = serverFixture();
 afterAll(() => rmSync(fx.dir, { recursive: true, force: true }));
-
-function prng(seed: number) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const FRAMES = 20_000;
 const PER_CONNECTION = 4; // a connection ends at its first ERROR: few frames each, so most are read
