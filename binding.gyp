@@ -5,16 +5,20 @@
   'variables': {
     'have_xen_headers%': '<!(test -f /usr/include/xenctrl.h -a -f /usr/include/xenforeignmemory.h -a -f /usr/include/xenstore.h && echo 1 || echo 0)',
   },
-  'targets': [{
-    'target_name': 'snowflock',
-    'sources': ['native/addon.cc', 'native/xen_error.cc', 'native/crash_trace.cc'],
-    'include_dirs': ["<!(node -p \"require('node-addon-api').include_dir\")"],
-    'defines': ['NAPI_VERSION=8', 'NAPI_CPP_EXCEPTIONS'],
+  # Shared by the addon and the native unit tests.
+  'target_defaults': {
     'cflags!': ['-fno-exceptions'],
     'cflags_cc!': ['-fno-exceptions', '-std=gnu++17', '-std=c++17'],
     # Xen's headers have no extern "C" guards of their own and use GNU extensions.
-    'cflags_cc': ['-std=gnu++17', '-g', '-rdynamic', '-fexceptions', '-Wall', '-Wextra', '-Wno-unused-parameter', '-Wno-missing-field-initializers'],
+    'cflags_cc': ['-std=gnu++17', '-g', '-fexceptions', '-Wall', '-Wextra', '-Wno-unused-parameter', '-Wno-missing-field-initializers'],
     'libraries': ['-ldl'],
+  },
+  'targets': [{
+    'target_name': 'snowflock',
+    'sources': ['native/addon.cc', 'native/xen_error.cc', 'native/xen_error_js.cc', 'native/crash_trace.cc'],
+    'include_dirs': ["<!(node -p \"require('node-addon-api').include_dir\")"],
+    'defines': ['NAPI_VERSION=8', 'NAPI_CPP_EXCEPTIONS'],
+    'cflags_cc': ['-rdynamic'],
     'ldflags': ['-rdynamic'],
     'conditions': [
       ['have_xen_headers==1', {
@@ -32,6 +36,7 @@
           'native/xenstore.cc',
           'native/foreign_memory.cc',
           'native/domain_state.cc',
+          'native/suspend_cancel.cc',
           'native/domain_builder.cc',
           'native/build_spec.cc',
           'native/paging_hypercalls.cc',
@@ -48,4 +53,28 @@
       }],
     ],
   }],
+  'conditions': [
+    # Native unit tests: the Xen-facing C++ against fake Xen libraries, no Node, no Xen.
+    # build/Release/access_backend_test prints TAP; test/unit/native runs it.
+    ['have_xen_headers==1', {
+      'targets': [{
+        'target_name': 'access_backend_test',
+        'type': 'executable',
+        'defines': ['SNOWFLOCK_HAVE_XEN=1'],
+        'sources': [
+          'native/test/access_backend_test.cc',
+          'native/test/fake_xen.cc',
+          'native/access_backend.cc',
+          'native/fault_backend.cc',
+          'native/paging_backend.cc',
+          'native/paging_hypercalls.cc',
+          'native/vm_event_channel.cc',
+          'native/foreign_memory.cc',
+          'native/xen_error.cc',
+          'native/xen_logger.cc',
+          'native/xen_libs.cc',
+        ],
+      }],
+    }],
+  ],
 }

@@ -85,9 +85,15 @@ class AccessBackend : public FaultBackend {
       if (m.error(i)) (*result)[i] = m.error(i);
       else std::memcpy(m.page(i), staging(i), XC_PAGE_SIZE);
     }
-    ForEachRun(gfns, n, [&](size_t first, size_t count) {
-      if (Xen().xc_set_mem_access(xch_, domid, XENMEM_access_rwx, gfns[first], uint32_t(count)))
-        for (size_t k = first; k < first + count; k++) (*result)[k] = -errno;
+    // Lift the restriction only where the page was written: a page that did not map stays
+    // restricted, so the guest faults on it again instead of reading the zeros under it.
+    std::vector<uint64_t> written;
+    std::vector<size_t> index;
+    for (size_t i = 0; i < n; i++)
+      if ((*result)[i] == 0) written.push_back(gfns[i]), index.push_back(i);
+    ForEachRun(written.data(), written.size(), [&](size_t first, size_t count) {
+      if (Xen().xc_set_mem_access(xch_, domid, XENMEM_access_rwx, written[first], uint32_t(count)))
+        for (size_t k = first; k < first + count; k++) (*result)[index[k]] = -errno;
     });
   }
 

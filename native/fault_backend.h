@@ -33,7 +33,8 @@ class FaultBackend {
   virtual size_t Remove(uint32_t domid, const uint64_t* gfns, size_t n, std::vector<uint64_t>* refused) = 0;
   // Page i of the next Install goes here first.
   virtual uint8_t* staging(size_t i) = 0;
-  // Puts staging(0..n-1) in place at gfns; result[i] is 0 or -errno for that page.
+  // Puts staging(0..n-1) in place at gfns. result[i] is 0 when page i is in place (or was
+  // already: a racing duplicate), else -errno: that page still faults, and is fetched again.
   virtual void Install(uint32_t domid, const uint64_t* gfns, size_t n, std::vector<long>* result) = 0;
 
  protected:

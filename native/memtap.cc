@@ -200,13 +200,16 @@ void Memtap::Serve(std::vector<vm_event_request_t>& requests) {
   }
 
   std::vector<long> result;
+  std::vector<uint64_t> installed;  // pages now in place; any other page still faults
   uint64_t zero_filled = 0, faults = 0, prefetched = 0;
   if (!zero.empty()) {
     for (size_t i = 0; i < zero.size(); i += FaultBackend::kBatch) {
       size_t n = std::min(FaultBackend::kBatch, zero.size() - i);
       for (size_t k = 0; k < n; k++) std::memset(backend_->staging(k), 0, XC_PAGE_SIZE);
       backend_->Install(opt_.domid, &zero[i], n, &result);
-      for (size_t k = 0; k < n; k++) zero_filled += result[k] == 0;
+      for (size_t k = 0; k < n; k++) {
+        if (result[k] == 0) zero_filled++, installed.push_back(zero[i + k]);
+      }
     }
   }
   double fetch_ms = 0;
@@ -216,17 +219,19 @@ void Memtap::Serve(std::vector<vm_event_request_t>& requests) {
     fetch_ms = MsSince(tf);
     for (size_t k = 0; k < fetch.size(); k++) std::memcpy(backend_->staging(k), fetch_buffer_.data() + k * XC_PAGE_SIZE, XC_PAGE_SIZE);
     backend_->Install(opt_.domid, fetch.data(), fetch.size(), &result);
-    for (size_t k = 0; k < fetch.size(); k++)
-      if (result[k] == 0) (k < demanded ? faults : prefetched)++;
+    for (size_t k = 0; k < fetch.size(); k++) {
+      if (result[k] != 0) continue;
+      (k < demanded ? faults : prefetched)++;
+      installed.push_back(fetch[k]);
+    }
   }
   VmEventChannel& ring = backend_->channel();
   for (const auto& r : requests) ring.Respond(r);
   ring.Notify();
 
   std::lock_guard<std::mutex> lock(mu_);
-  // A page Xen refused to load is in already (a duplicate request raced us): either way it is in.
-  for (uint64_t g : zero) states_.Set(g, PageState::kIn);
-  for (uint64_t g : fetch) states_.Set(g, PageState::kIn);
+  // A page that failed to go in stays out (or free): its next fault tries again.
+  for (uint64_t g : installed) states_.Set(g, PageState::kIn);
   stats_.requests += requests.size();
   stats_.duplicates += duplicates;
   stats_.zero_filled += zero_filled;

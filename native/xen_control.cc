@@ -9,6 +9,7 @@
 #include "domains.h"
 #include "feature_probe.h"
 #include "host_info.h"
+#include "suspend_cancel.h"
 #include "xen_error.h"
 #include "xen_libs.h"
 
@@ -149,14 +150,15 @@ Napi::Value XenControl::ProbeFeatures(const Napi::CallbackInfo& info) {
 }
 
 // resume(domid, fast): fast=true cancels a cooperative suspend (the guest carries on
-// where it was); fast=false lets the guest run its full resume path.
+// where it was, see suspend_cancel.cc); fast=false lets the guest run its full resume path.
 Napi::Value XenControl::Resume(const Napi::CallbackInfo& info) {
   uint32_t domid = DomidArg(info);
   bool fast = info.Length() > 1 && info[1].ToBoolean();
   auto h = Handle(info.Env());
   Guard(info.Env(), [&] {
+    if (fast) return CancelSuspend(h->get(), domid);
     ClearXenLog();
-    if (Xen().xc_domain_resume(h->get(), domid, fast ? 1 : 0)) ThrowXenError("xc_domain_resume", "domain " + std::to_string(domid));
+    if (Xen().xc_domain_resume(h->get(), domid, 0)) ThrowXenError("xc_domain_resume", "domain " + std::to_string(domid));
   });
   return info.Env().Undefined();
 }

@@ -7,6 +7,7 @@ namespace snowflock {
 
 namespace {
 thread_local std::string last_xen_log;
+}  // namespace
 
 const char* ErrnoName(int err) {
 #ifdef __GLIBC__
@@ -16,7 +17,6 @@ const char* ErrnoName(int err) {
   return "EUNKNOWN";
 #endif
 }
-}  // namespace
 
 void ClearXenLog() { last_xen_log.clear(); }
 std::string TakeXenLog() {
@@ -42,16 +42,6 @@ XenError::XenError(std::string call, std::string subject, int err, std::string x
       subject_(std::move(subject)),
       xen_log_(std::move(xen_log)),
       errno_(err) {}
-
-Napi::Error XenError::ToJs(Napi::Env env) const {
-  Napi::Error e = Napi::Error::New(env, what());
-  e.Set("call", Napi::String::New(env, call_));
-  e.Set("subject", Napi::String::New(env, subject_));
-  e.Set("errno", Napi::Number::New(env, errno_));
-  e.Set("code", Napi::String::New(env, errno_ ? ErrnoName(errno_) : "ENOXEN"));
-  e.Set("xenLog", Napi::String::New(env, xen_log_));
-  return e;
-}
 
 void ThrowXenError(const char* call, const std::string& subject) {
   int err = errno;

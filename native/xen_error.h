@@ -1,10 +1,15 @@
 // Errors from Xen calls: which call, errno, and the last line Xen's own logger printed.
 #pragma once
 
-#include <napi.h>
-
 #include <stdexcept>
 #include <string>
+
+// Declared, not included: code that only throws XenError (and the native unit tests) stays
+// free of N-API; ToJs is defined in xen_error_js.cc, which only the addon links.
+namespace Napi {
+class Env;
+class Error;
+}  // namespace Napi
 
 namespace snowflock {
 
@@ -30,6 +35,9 @@ class XenError : public std::runtime_error {
 void ClearXenLog();
 std::string TakeXenLog();
 void RecordXenLog(const std::string& line);
+
+// errno's symbolic name, e.g. "EINVAL" (the JS error's code).
+const char* ErrnoName(int err);
 
 // Throws XenError for the calling thread's errno and Xen log line.
 [[noreturn]] void ThrowXenError(const char* call, const std::string& subject);

@@ -152,12 +152,22 @@ Loader& Load() {
   return loader;
 }
 
+// Set only by OverrideXenLibsForTest.
+const XenLibs* test_override = nullptr;
+
 }  // namespace
 
 const XenLibs& Xen() {
+  if (test_override) return *test_override;
   Loader& loader = Load();
   if (!loader.failure.empty()) ThrowUnavailable(loader.failure);
   return loader.libs;
+}
+
+void OverrideXenLibsForTest(const XenLibs& fake) {
+  static XenLibs copy;
+  copy = fake;
+  test_override = &copy;
 }
 
 std::vector<LoadedLibrary> DescribeLibraries() { return Load().loaded; }

@@ -99,6 +99,11 @@ struct LoadedLibrary {
 // library or symbol when Xen's user-space libraries are not installed.
 const XenLibs& Xen();
 
+// For native unit tests (native/test/) only: from now on Xen() returns a copy of `fake`
+// and loads nothing, so code behind Xen() runs against fakes on a machine without Xen.
+// Call before anything uses Xen(); it is not synchronised with callers on other threads.
+void OverrideXenLibsForTest(const XenLibs& fake);
+
 // What was (or could not be) loaded, for `snowflock doctor`. Never throws.
 std::vector<LoadedLibrary> DescribeLibraries();
 

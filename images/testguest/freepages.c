@@ -9,6 +9,11 @@
  *                             "starthex+counthex" items, then (last) "count" = number of
  *                             chunk keys and "pages" = total free pages.
  *                             Prints "SF-FREE pages=N ranges=R chunks=C ms=T".
+ *   --wait-applied S          after --xenstore, wait up to S seconds for the host to say it has
+ *                             applied the report (data/snowflock/free-applied, written by memtap)
+ *                             and print "SF-FREE applied=N" (pages the host will zero-fill) or
+ *                             "SF-FREE applied=timeout". Run before allocating: a page the
+ *                             guest touches before the host applied the report is fetched.
  *   --loose                   also report pages with no flags and no mappings (see below)
  *   --stats                   also print an "SF-FREE check ..." line (stderr with --print)
  *
@@ -48,6 +53,7 @@ extern char **environ;
 #define CHUNK_ENTRIES 65536           /* PFNs read per read() of each file */
 #define XS_VALUE_MAX 2000             /* bytes per xenstore chunk value */
 #define XS_DIR "data/snowflock/free"
+#define XS_APPLIED "data/snowflock/free-applied"
 #define XS_BATCH 16                   /* chunk keys per xenstore-write invocation */
 
 struct range { uint64_t start, count; };
@@ -208,6 +214,8 @@ static unsigned write_xenstore(void)
   /* Drop a previous report, so that a reader never sees a stale count; may not exist. */
   char *rm[] = { "xenstore-rm", XS_DIR, NULL };
   run(rm);
+  char *rm_applied[] = { "xenstore-rm", XS_APPLIED, NULL };
+  run(rm_applied);
 
   char value[XS_VALUE_MAX + 1], key[64], item[48];
   size_t len = 0;
@@ -249,20 +257,41 @@ static long long now_ms(void)
   return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Polls the host's acknowledgement; prints what it said, or that it did not come. */
+static void wait_applied(long seconds)
+{
+  long long deadline = now_ms() + seconds * 1000;
+  for (;;) {
+    char value[32] = "";
+    FILE *f = popen("xenstore-read " XS_APPLIED " 2>/dev/null", "r");
+    if (f) {
+      if (!fgets(value, sizeof value, f)) value[0] = 0;
+      pclose(f);
+    }
+    value[strcspn(value, "\n")] = 0;
+    if (value[0]) { printf("SF-FREE applied=%s\n", value); return; }
+    if (now_ms() >= deadline) { printf("SF-FREE applied=timeout\n"); return; }
+    struct timespec pause = { 0, 100 * 1000 * 1000 };
+    nanosleep(&pause, NULL);
+  }
+}
+
 static void usage(void)
 {
-  fprintf(stderr, "usage: sf-freepages --print|--xenstore [--loose] [--stats]\n");
+  fprintf(stderr, "usage: sf-freepages --print|--xenstore [--wait-applied S] [--loose] [--stats]\n");
   exit(2);
 }
 
 int main(int argc, char **argv)
 {
   int print = 0, xs = 0, loose = 0, stats = 0;
+  long wait_s = -1;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--print")) print = 1;
     else if (!strcmp(argv[i], "--xenstore")) xs = 1;
     else if (!strcmp(argv[i], "--loose")) loose = 1;
     else if (!strcmp(argv[i], "--stats")) stats = 1;
+    else if (!strcmp(argv[i], "--wait-applied") && i + 1 < argc) wait_s = atol(argv[++i]);
     else usage();
   }
   if (!print && !xs) usage();
@@ -289,6 +318,7 @@ int main(int argc, char **argv)
     unsigned chunks = write_xenstore();
     printf("SF-FREE pages=%llu ranges=%zu chunks=%u ms=%lld\n", (unsigned long long)total_pages,
            nranges, chunks, now_ms() - t0);
+    if (wait_s >= 0) wait_applied(wait_s);
   }
   return 0;
 }

@@ -10,8 +10,8 @@
  * (generation, page index, word index), generation 1, then once per pass (every S seconds):
  *   - reads the clone id with `xenstore-read snowflock/vmid` (missing or unreadable: 0);
  *   - when the id differs from the previous pass's (the program now runs in a clone): prints
- *     "SF-MEM forked ...", then with --report-free runs `sf-freepages --xenstore` before
- *     touching the test memory, then in alloc mode maps M MiB more and writes every page of it
+ *     "SF-MEM forked ...", then with --report-free runs `sf-freepages --xenstore --wait-applied 5`
+ *     (the host applies the report before this process allocates) before touching the test memory, then in alloc mode maps M MiB more and writes every page of it
  *     (an allocation after the fork gets pages that were free at the fork); that extra area has
  *     its own pattern and is verified from then on. On a later fork (a clone of a clone) the
  *     previous extra area is unmapped first, then a new one is allocated;
@@ -151,7 +151,8 @@ static void report_free(void)
     snprintf(path, sizeof path, "%.*s/sf-freepages", (int)(slash - self_path), self_path);
     if (access(path, X_OK) == 0) prog = path;
   }
-  char *argv[] = { (char *)prog, "--xenstore", NULL };
+  /* Waits (bounded) for the host to apply the report before this process allocates. */
+  char *argv[] = { (char *)prog, "--xenstore", "--wait-applied", "5", NULL };
   pid_t pid;
   fflush(stdout);
   int err = posix_spawnp(&pid, prog, NULL, NULL, argv, environ);

@@ -46,11 +46,11 @@ export async function restoreLazy(xc: XenControl, xs: XenStore, d: Descriptor, o
   const r = await restoreDescriptor(xc, xs, d, { vmid: o.vmid, name: o.name, start: false });
   const memtapLog = join(o.logDir, `memtap-${r.domid}.log`);
   try {
-    const args = ['memtap', '--domid', String(r.domid), '--server', `${o.server.host}:${o.server.port}`, '--token-file', o.tokenFile, '--vmid', String(o.vmid)];
-    if (o.prefetch !== undefined) args.push('--prefetch', String(o.prefetch));
-    if (o.heuristics === false) args.push('--no-heuristics');
-    if (o.backend) args.push('--backend', o.backend);
-    const tap = await spawnDetached(args, memtapLog, 'ready', 300_000);
+    const options = {
+      domid: r.domid, host: o.server.host, port: o.server.port, tokenFile: o.tokenFile, vmid: o.vmid,
+      prefetch: o.prefetch, heuristics: o.heuristics, backend: o.backend,
+    };
+    const tap = await spawnDetached({ role: 'memtap', options }, memtapLog, 'ready', 300_000);
     const e = tap.event as { evicted: number; eager: number; evictMs: number };
     if (o.start !== false) xc.unpause(r.domid);
     return { ...r, memtapPid: tap.pid, memtapLog, buildMs: Date.now() - t0, evicted: e.evicted, eager: e.eager, evictMs: e.evictMs };

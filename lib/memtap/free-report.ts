@@ -8,6 +8,15 @@ export function freeReportPath(domid: number): string {
   return `/local/domain/${domid}/data/snowflock/free`;
 }
 
+/**
+ * Where memtap acknowledges a report: the number of pages it will zero-fill ("0" when the
+ * heuristic is off), or "rejected". The guest waits for it before allocating, so that what
+ * it allocates next was already applied.
+ */
+export function freeAppliedPath(domid: number): string {
+  return `/local/domain/${domid}/data/snowflock/free-applied`;
+}
+
 /** Parses one chunk; throws naming the bad item (the guest wrote it, so trust nothing). */
 export function parseFreeChunk(text: string, maxGfn: number): GfnRange[] {
   const out: GfnRange[] = [];

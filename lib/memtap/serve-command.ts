@@ -6,17 +6,10 @@ import { relative, isAbsolute, resolve } from 'node:path';
 import { decodeDescriptor } from '../descriptor/format.js';
 import { MemServer } from './server.js';
 import { readTokenFile } from './token.js';
+import type { MemServerProcessOptions } from './fork-process.js';
 
-export interface RunMemServerOptions {
-  descriptor: string;
-  image: string;
-  tokenFile: string;
-  clones: number;
-  host?: string;
-  port?: number;
+export interface RunMemServerOptions extends MemServerProcessOptions {
   json?: boolean;
-  /** a directory holding the image or descriptor, removed once every clone is finished */
-  removeOnExit?: string;
   eagerPagesPerCpu?: number;
   /** where lines go (default: process stdout/stderr) */
   stdout?: (line: string) => void;

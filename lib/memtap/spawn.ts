@@ -3,27 +3,23 @@
 // follows that file until the process says it is ready, fails, or exits.
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-
-/** The CLI entry point next to this module (dist/lib/cli/main.js). */
-export function cliPath(): string {
-  return fileURLToPath(new URL('../cli/main.js', import.meta.url));
-}
+import { forkProcessArgv, type ForkProcess, type MemServerProcessOptions } from './fork-process.js';
 
 export interface Spawned {
   pid: number;
   event: Record<string, unknown>;
 }
 
-export async function spawnDetached(args: string[], logFile: string, ready: string, timeoutMs: number): Promise<Spawned> {
+export async function spawnDetached(p: ForkProcess, logFile: string, ready: string, timeoutMs: number): Promise<Spawned> {
+  const what = p.role;
   const fd = openSync(logFile, 'a');
-  const child = spawn(process.execPath, [cliPath(), ...args], { detached: true, stdio: ['ignore', fd, fd] });
+  const child = spawn(process.execPath, forkProcessArgv(p), { detached: true, stdio: ['ignore', fd, fd] });
   closeSync(fd);
   child.unref();
   let exited: string | undefined;
   child.once('exit', (code, signal) => (exited = signal ? `signal ${signal}` : `code ${code}`));
   const pid = child.pid;
-  if (pid === undefined) throw new Error(`could not start ${args[0]}`);
+  if (pid === undefined) throw new Error(`could not start ${what}`);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const lines = readFileSync(logFile, 'utf8').split('\n').filter(Boolean);
@@ -35,42 +31,31 @@ export async function spawnDetached(args: string[], logFile: string, ready: stri
         continue;
       }
       if (event.event === ready) return { pid, event };
-      if (event.event === 'error') throw new Error(`${args[0]}: ${String(event.message)}`);
+      if (event.event === 'error') throw new Error(`${what}: ${String(event.message)}`);
     }
-    if (exited) throw new Error(`${args[0]} exited (${exited}) before it was ready: ${lines.slice(-3).join(' | ') || 'no output'} (log ${logFile})`);
+    if (exited) throw new Error(`${what} exited (${exited}) before it was ready: ${lines.slice(-3).join(' | ') || 'no output'} (log ${logFile})`);
     if (Date.now() > deadline) {
       try {
         process.kill(pid, 'SIGTERM');
       } catch {
         /* gone */
       }
-      throw new Error(`${args[0]} not ready after ${timeoutMs} ms (log ${logFile})`);
+      throw new Error(`${what} not ready after ${timeoutMs} ms (log ${logFile})`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }
 }
 
-export interface MemServerProcess {
-  descriptor: string;
-  image: string;
-  tokenFile: string;
-  clones: number;
+export interface MemServerStart extends MemServerProcessOptions {
   logFile: string;
-  host?: string;
-  port?: number;
-  /** the fork's directory, removed by the memserver once every clone is finished */
-  removeOnExit?: string;
   /** how long it may take to start listening (default 300 s: it scans the image first) */
   timeoutMs?: number;
 }
 
-/** Starts `snowflock memserver` detached; resolves with its pid and port once it listens. */
-export async function startMemServer(o: MemServerProcess): Promise<{ pid: number; port: number; event: Record<string, unknown> }> {
-  const args = ['memserver', '--json', '--descriptor', o.descriptor, '--image', o.image, '--token-file', o.tokenFile, '--clones', String(o.clones)];
-  if (o.host) args.push('--host', o.host);
-  if (o.port !== undefined) args.push('--port', String(o.port));
-  if (o.removeOnExit) args.push('--remove-on-exit', o.removeOnExit);
-  const s = await spawnDetached(args, o.logFile, 'listening', o.timeoutMs ?? 300_000);
+/** Starts a fork's memserver detached; resolves with its pid and port once it listens. */
+export async function startMemServer(o: MemServerStart): Promise<{ pid: number; port: number; event: Record<string, unknown> }> {
+  const { logFile, timeoutMs, ...options } = o;
+  const s = await spawnDetached({ role: 'memserver', options }, logFile, 'listening', timeoutMs ?? 300_000);
   return { pid: s.pid, port: Number(s.event.port), event: s.event };
 }
 

@@ -4,16 +4,17 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { openXen } from '../xen/control.js';
+import { forkProcessArgv, type MemtapProcessOptions } from './fork-process.js';
 
 export interface SupervisorOptions {
-  domid: number;
-  /** argv for the worker (the CLI's own `memtap ... --worker`), without a takeover port */
-  workerArgv: string[];
+  /** what each worker is started with (a restarted worker also gets the ring to take over) */
+  worker: Omit<MemtapProcessOptions, 'takeoverPort'>;
   emit: (event: Record<string, unknown>) => void;
   maxRestarts?: number;
 }
 
 export async function superviseMemtap(o: SupervisorOptions): Promise<number> {
+  const domid = o.worker.domid;
   const xc = openXen();
   let takeoverPort: number | undefined;
   let pausedByUs = false;
@@ -27,14 +28,14 @@ export async function superviseMemtap(o: SupervisorOptions): Promise<number> {
   for (const s of ['SIGTERM', 'SIGINT', 'SIGUSR1'] as const) process.on(s, forward(s));
   const domainExists = () => {
     try {
-      return !xc.domainInfo(o.domid).dying;
+      return !xc.domainInfo(domid).dying;
     } catch {
       return false;
     }
   };
   try {
     for (;;) {
-      const argv = [...o.workerArgv, ...(takeoverPort !== undefined ? ['--takeover-port', String(takeoverPort)] : [])];
+      const argv = forkProcessArgv({ role: 'memtap-worker', options: { ...o.worker, takeoverPort } });
       child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
       const lines = createInterface({ input: child.stdout! });
       // Its output may end before or after the exit is seen: listen for both from the start.
@@ -51,9 +52,9 @@ export async function superviseMemtap(o: SupervisorOptions): Promise<number> {
         if (event.event === 'ready') {
           takeoverPort = Number(event.xenPort);
           if (pausedByUs) {
-            xc.unpause(o.domid);
+            xc.unpause(domid);
             pausedByUs = false;
-            o.emit({ event: 'memtap-restarted', domid: o.domid, restarts });
+            o.emit({ event: 'memtap-restarted', domid: domid, restarts });
           }
         }
       });
@@ -62,12 +63,12 @@ export async function superviseMemtap(o: SupervisorOptions): Promise<number> {
       if (code === 0 || stopping || !domainExists()) return code ?? 0;
       if (takeoverPort === undefined) return code ?? 1; // never ready: nothing to take over
       if (!pausedByUs) {
-        xc.pause(o.domid);
+        xc.pause(domid);
         pausedByUs = true;
       }
-      o.emit({ event: 'memtap-lost', domid: o.domid, code, signal, paused: true });
+      o.emit({ event: 'memtap-lost', domid: domid, code, signal, paused: true });
       if (++restarts > (o.maxRestarts ?? 5)) {
-        o.emit({ event: 'error', message: `memtap for domain ${o.domid} died ${restarts} times; the clone stays paused` });
+        o.emit({ event: 'error', message: `memtap for domain ${domid} died ${restarts} times; the clone stays paused` });
         return 1;
       }
     }

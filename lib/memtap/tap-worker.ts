@@ -3,7 +3,7 @@
 // the clone's domain is gone. Every event is one JSON line on stdout.
 import { loadAddon, isNativeXenError, type MemtapOptions, type MemtapPrepareReport } from '../xen/native.js';
 import { openXen } from '../xen/control.js';
-import { readFreeReport } from './free-report.js';
+import { freeAppliedPath, readFreeReport } from './free-report.js';
 import { removeMemtapRecord, writeMemtapRecord } from './records.js';
 
 export interface MemtapWorkerOptions extends Omit<MemtapOptions, 'timeoutMs'> {
@@ -56,6 +56,13 @@ export async function runMemtapWorker(o: MemtapWorkerOptions): Promise<number> {
       o.emit({ event: e.type, ...(e.message ? { message: e.message } : {}) });
       if (e.type === 'failed') void finish('failed', 1);
     });
+    const acknowledge = (value: string) => {
+      try {
+        xs.write(freeAppliedPath(o.domid), value);
+      } catch {
+        /* the domain is going away; the guest stops waiting on its own */
+      }
+    };
     const watch = setInterval(() => {
       try {
         if (xc.domainInfo(o.domid).dying) return void finish('domain-gone', 0);
@@ -69,9 +76,11 @@ export async function runMemtapWorker(o: MemtapWorkerOptions): Promise<number> {
         freeReportDone = true;
         const marked = o.heuristics === false ? 0 : tap.markFree(ranges);
         const pages = ranges.reduce((n, [, c]) => n + c, 0);
+        acknowledge(String(marked));
         o.emit({ event: 'free-report', ranges: ranges.length, pages, marked, applied: o.heuristics !== false });
       } catch (e) {
         freeReportDone = true;
+        acknowledge('rejected');
         o.emit({ event: 'free-report-rejected', message: (e as Error).message });
       }
     }, 250);

@@ -7,6 +7,8 @@ import { artifacts, type XenFlavour } from './paths.js';
 // -smap: TCG's SMAP crashes a PV dom0 at once. -rdtscp: a PVH guest dies in SVM insn-length emulation.
 // SNOWFLOCK_TESTBOX_CPU, SNOWFLOCK_TESTBOX_XENARGS and SNOWFLOCK_TESTBOX_DOM0ARGS override the
 // CPU model and add Xen and dom0 boot options, for experiments.
+// The emulator; SNOWFLOCK_QEMU names another build (its firmware is found next to it).
+const QEMU_BINARY = process.env.SNOWFLOCK_QEMU ?? 'qemu-system-x86_64';
 const CPU_MODEL = process.env.SNOWFLOCK_TESTBOX_CPU ?? 'max,-smap,-rdtscp';
 
 export interface BoxSpec {
@@ -80,7 +82,7 @@ export function qemuArgv(spec: BoxSpec): string[] {
 
 export function bootBox(spec: BoxSpec, onLine: (line: string) => void): Promise<BoxResult> {
   const started = Date.now();
-  const qemu = ['timeout', '--foreground', '-k', '5', String(spec.timeoutSec), 'qemu-system-x86_64', ...qemuArgv(spec)];
+  const qemu = ['timeout', '--foreground', '-k', '5', String(spec.timeoutSec), QEMU_BINARY, ...qemuArgv(spec)];
   const argv = spec.network ? ['ip', 'netns', 'exec', spec.network.namespace, ...qemu] : qemu;
   const child = spawn(argv[0]!, argv.slice(1), { stdio: spec.interactive ? 'inherit' : ['ignore', 'pipe', 'pipe'] });
   const log = createWriteStream(spec.logFile);

@@ -53,7 +53,7 @@ async function until(what: string, cond: () => boolean, ms: number): Promise<num
   return Date.now();
 }
 
-interface LazyRun { label: string; fetched: number; zero: number; faults: number; prefetched: number; readyMs: number; firstLineMs: number; bad: number; perFetchMs: number; perBatchMs: number; pagesPerFetch: number; pauseMs: number }
+interface LazyRun { label: string; fetched: number; zero: number; freeMarked: number; freeAck: string; faults: number; prefetched: number; readyMs: number; firstLineMs: number; bad: number; perFetchMs: number; perBatchMs: number; pagesPerFetch: number; pauseMs: number }
 
 async function lazyRun(label: string, parent: number, o: { heuristics?: boolean; prefetch?: number; passes?: number; forMs?: number }): Promise<LazyRun> {
   const t0 = Date.now();
@@ -66,12 +66,14 @@ async function lazyRun(label: string, parent: number, o: { heuristics?: boolean;
   else await until('clone passes', () => passes(c.name, c.vmid).length >= (o.passes ?? 3), 900_000);
   const s = await requestMemtapStats(c.memtapPid, c.memtapLog);
   const bad = passes(c.name, c.vmid).reduce((n, p) => n + p.bad, 0);
+  // What memtap told the clone's agent about its free-page report ("timeout": it never heard back).
+  const freeAck = /SF-FREE applied=(\S+)/.exec(readConsole(c.name))?.[1] ?? 'no report';
   await destroyClone(xc, xs, c.domid, c.uuid);
   await until('memserver exit', () => !processAlive(f.memserver.pid), 60_000).catch(() => process.kill(f.memserver.pid, 'SIGTERM'));
   // dom0's disk is RAM: the next run needs the space of this fork's memory copy.
   rmSync(f.dir, { recursive: true, force: true });
   const r: LazyRun = {
-    label, fetched: s.fetchedPages, zero: s.zeroFilled, faults: s.faults, prefetched: s.prefetched, readyMs: tReady - t0, firstLineMs: tFirst - t0, bad,
+    label, fetched: s.fetchedPages, zero: s.zeroFilled, freeMarked: s.freeMarked, freeAck, faults: s.faults, prefetched: s.prefetched, readyMs: tReady - t0, firstLineMs: tFirst - t0, bad,
     perFetchMs: s.fetches ? s.fetchMs / s.fetches : 0, perBatchMs: s.batches ? s.handleMs / s.batches : 0, pagesPerFetch: s.fetches ? s.fetchedPages / s.fetches : 0, pauseMs: f.pauseMs,
   };
   say(`${label}: ${JSON.stringify(r)}`);

@@ -116,6 +116,11 @@ test('a lazy clone sees the parent\'s memory as of the fork, fetched page by pag
   const stats = await requestMemtapStats(c.memtapPid, c.memtapLog);
   t.diagnostic(`memtap: ${JSON.stringify(stats)}`);
   assert.ok(stats.faults + stats.prefetched > 40_000, 'the clone fetched the pattern it read');
+  // The clone reported the pages its kernel had free; memtap applied the report and said so
+  // before the clone went on (what it marked is the share not already fetched by then).
+  const applied = /SF-FREE applied=(\S+)/.exec(readConsole(c.name));
+  assert.ok(applied && /^\d+$/.test(applied[1]!), `memtap acknowledged the free-page report: ${applied?.[0] ?? 'no SF-FREE applied line'}`);
+  assert.equal(stats.freeMarked, Number(applied[1]), 'the acknowledgement is what memtap marked');
   await finish(fork);
   fork = undefined;
 });

@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { qemuArgv } from '../../lib/testbox/qemu.js';
 import { newTapSummary, readTapLine } from '../../lib/testbox/tap.js';
+import { emulatorTripleFaults, type TestboxBoxReport, type TestboxReport } from '../../lib/testbox/run.js';
 import { xlConfig } from '../../lib/xen/xl.js';
 
 const spec = {
@@ -74,5 +75,22 @@ describe('xl guest config', () => {
     expect(cfg).toContain('type = "pvh"');
     expect(cfg).toContain('extra = "console=hvc0 noxsave sf.workload=spin"');
     expect(cfg).toContain('memory = 128');
+  });
+});
+
+describe('runs the emulated CPU broke', () => {
+  const box = (n: number, tripleFaults: string[], failed: string[] = []): TestboxBoxReport => ({
+    box: n, jobRc: failed.length ? 1 : 0, qemuExit: 0, timedOut: false, watchdogFired: false, seconds: 1, logFile: `box${n}.log`,
+    tap: { ...newTapSummary(), failed }, marks: [], tripleFaults,
+  });
+  const report = (ok: boolean, job: string, boxes: TestboxBoxReport[]): TestboxReport => ({ ok, hosts: boxes.length, flavour: 'custom', job, runDir: '/r', boxes });
+
+  it('names the guests that triple-faulted in a failed test run', () => {
+    expect(emulatorTripleFaults(report(false, 'test', [box(1, ['d5v0'], ['a test']), box(2, [])]))).toEqual(['box 1: d5v0']);
+  });
+  it('asks for nothing when the run passed, failed without one, or was not a test run', () => {
+    expect(emulatorTripleFaults(report(true, 'test', [box(1, ['d5v0'])]))).toEqual([]);
+    expect(emulatorTripleFaults(report(false, 'test', [box(1, [], ['a test'])]))).toEqual([]);
+    expect(emulatorTripleFaults(report(false, 'bench', [box(1, ['d2v0'])]))).toEqual([]);
   });
 });

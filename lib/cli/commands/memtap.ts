@@ -1,7 +1,5 @@
 import type { Argv } from 'yargs';
-import { cliPath } from '../../memtap/spawn.js';
 import { readTokenFile } from '../../memtap/token.js';
-import { runMemtapWorker } from '../../memtap/tap-worker.js';
 import { superviseMemtap } from '../../memtap/tap-supervisor.js';
 
 const emit = (event: Record<string, unknown>) => process.stdout.write(JSON.stringify({ time: new Date().toISOString(), ...event }) + '\n');
@@ -25,23 +23,15 @@ export function memtapCommand(y: Argv) {
         .option('prefetch', { type: 'number', default: 64, describe: 'neighbour pages loaded with each fault (0..127)' })
         .option('heuristics', { type: 'boolean', default: true, describe: 'zero-fill the pages the clone reports free at fork (--no-heuristics fetches them)' })
         .option('backend', { choices: ['paging', 'access'] as const, default: 'paging' as const, describe: 'paging: mem_paging (Xen with CONFIG_MEM_PAGING); access: mem_access (stock Xen, Intel EPT only)' })
-        .option('worker', { type: 'boolean', default: false, hidden: true })
-        .option('takeover-port', { type: 'number', hidden: true, describe: 'take over a paging ring (Xen event channel port)' })
         .epilogue('Prints one JSON line per event (ready, memserver-lost, memserver-back, memtap-lost, memtap-restarted, free-report, exit). '
           + 'If the memserver is lost the clone is paused until it is back; if the fault loop dies the clone is paused and a new one takes over.'),
     async (argv) => {
       const server = parseServer(argv.server);
-      const token = readTokenFile(argv['token-file']);
-      if (argv.worker) {
-        process.exitCode = await runMemtapWorker({
-          domid: argv.domid, host: server.host, port: server.port, token, vmid: argv.vmid, prefetch: argv.prefetch,
-          takeoverPort: argv['takeover-port'], heuristics: argv.heuristics, backend: argv.backend, emit,
-        });
-        return;
-      }
-      const workerArgv = [cliPath(), 'memtap', '--domid', String(argv.domid), '--server', argv.server, '--token-file', argv['token-file'],
-        '--vmid', String(argv.vmid), '--prefetch', String(argv.prefetch), ...(argv.heuristics ? [] : ['--no-heuristics']), '--backend', argv.backend, '--worker'];
-      process.exitCode = await superviseMemtap({ domid: argv.domid, workerArgv, emit });
+      readTokenFile(argv['token-file']); // a bad key file fails here, not in the worker
+      process.exitCode = await superviseMemtap({
+        worker: { domid: argv.domid, host: server.host, port: server.port, tokenFile: argv['token-file'], vmid: argv.vmid, prefetch: argv.prefetch, heuristics: argv.heuristics, backend: argv.backend },
+        emit,
+      });
     },
   );
 }

@@ -1,6 +1,6 @@
 import type { Argv } from 'yargs';
 import { prepareArtifacts } from '../../testbox/prepare.js';
-import { runTestbox, type TestboxReport } from '../../testbox/run.js';
+import { emulatorTripleFaults, runTestbox, type TestboxReport } from '../../testbox/run.js';
 import { runSuiteOnHost } from '../../testbox/on-host.js';
 import { bootBox } from '../../testbox/qemu.js';
 import { artifacts, type XenFlavour } from '../../testbox/paths.js';
@@ -62,7 +62,7 @@ export async function boxJob(job: 'test' | 'demo' | 'bench', argv: BoxArgs): Pro
   if (argv.only !== undefined && !/^[\w.-]+(,[\w.-]+)*$/.test(argv.only)) throw new UsageError(`--only takes file-name prefixes separated by commas, got "${argv.only}"`);
   await prepareArtifacts(argv.xen, progress, { dom0: true });
   progress(`booting ${argv.hosts} test box(es), Xen ${argv.xen}, job ${job} (timeout ${argv.timeout}s)`);
-  const report = await runTestbox({
+  const run = () => runTestbox({
     hosts: argv.hosts,
     flavour: argv.xen,
     job,
@@ -76,6 +76,13 @@ export async function boxJob(job: 'test' | 'demo' | 'bench', argv: BoxArgs): Pro
       if (job !== 'test' && !argv.verbose && /^snowflock-(demo|bench):/.test(line)) process.stdout.write(`[box${box}] ${line}\n`);
     },
   });
+  let report: TestboxReport & { firstAttempt?: TestboxReport } = await run();
+  const faults = emulatorTripleFaults(report);
+  if (faults.length) {
+    if (!argv.json) summarize(report);
+    progress(`the emulated CPU triple-faulted ${faults.join(', ')} (a known test box problem: docs/ARCHITECTURE.md, test box notes); running the job once more`);
+    report = { ...(await run()), firstAttempt: report };
+  }
   if (argv.json) printJson(report);
   else summarize(report);
   process.exitCode = report.ok ? ExitCode.ok : ExitCode.failed;
