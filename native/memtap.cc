@@ -27,7 +27,7 @@ struct StopRequested {};
 }  // namespace
 
 Memtap::Memtap(MemtapOptions options)
-    : opt_(std::move(options)), client_(opt_.host, opt_.port, opt_.token, opt_.vmid, opt_.timeout_ms) {
+    : opt_(std::move(options)), client_(opt_.host, opt_.port, opt_.token, opt_.vmid, opt_.timeout_ms), prefetch_(opt_.prefetch) {
   fetch_buffer_.resize(FaultBackend::kBatch * XC_PAGE_SIZE);
 }
 
@@ -126,6 +126,8 @@ uint64_t Memtap::MarkFree(const std::vector<GfnRange>& ranges) {
   return n;
 }
 
+void Memtap::SetPrefetch(uint32_t pages) { prefetch_.store(std::min<uint32_t>(pages, FaultBackend::kBatch - 1)); }
+
 MemtapStats Memtap::Stats() {
   std::lock_guard<std::mutex> lock(mu_);
   return stats_;
@@ -190,10 +192,11 @@ void Memtap::Serve(std::vector<vm_event_request_t>& requests) {
     demanded = fetch.size();
     // Neighbours of the first faults, up to one batch in all.
     size_t room = FaultBackend::kBatch > fetch.size() ? FaultBackend::kBatch - fetch.size() : 0;
-    size_t want = std::min<size_t>(room, opt_.prefetch);
+    uint32_t prefetch = prefetch_.load();
+    size_t want = std::min<size_t>(room, prefetch);
     std::vector<uint64_t> near;
     for (size_t i = 0; i < fetch.size() && near.size() < want; i++)
-      states_.NextOut(fetch[i], want - near.size(), 4 * uint64_t(opt_.prefetch), &near);
+      states_.NextOut(fetch[i], want - near.size(), 4 * uint64_t(prefetch), &near);
     for (uint64_t g : near)
       if (wanted.insert(g).second) fetch.push_back(g);
     if (fetch.size() > FaultBackend::kBatch) fetch.resize(FaultBackend::kBatch);

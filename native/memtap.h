@@ -77,6 +77,8 @@ class Memtap {
   void Start(std::function<void(const MemtapEvent&)> emit);
   void Stop();  // joins the thread; the ring stays for a successor
   uint64_t MarkFree(const std::vector<GfnRange>& ranges);
+  // Neighbours loaded with each fault from now on (at most 127).
+  void SetPrefetch(uint32_t pages);
   MemtapStats Stats();
   // Tells the memserver this clone is finished (after the domain is gone).
   void SayGoodbye();
@@ -97,6 +99,7 @@ class Memtap {
   MemtapStats stats_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
+  std::atomic<uint32_t> prefetch_;
   std::function<void(const MemtapEvent&)> emit_;
   std::vector<uint8_t> fetch_buffer_;
   std::array<uint8_t, 16> image_id_{};  // the image this clone was built from

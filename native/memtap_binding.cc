@@ -76,6 +76,7 @@ void MemtapBinding::Register(Napi::Env env, Napi::Object exports) {
                                        InstanceMethod("start", &MemtapBinding::Start),
                                        InstanceMethod("stop", &MemtapBinding::Stop),
                                        InstanceMethod("markFree", &MemtapBinding::MarkFree),
+                                       InstanceMethod("setPrefetch", &MemtapBinding::SetPrefetch),
                                        InstanceMethod("stats", &MemtapBinding::Stats),
                                        InstanceMethod("goodbye", &MemtapBinding::Goodbye),
                                    });
@@ -158,6 +159,15 @@ Napi::Value MemtapBinding::MarkFree(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1) throw Napi::TypeError::New(env, "markFree(ranges)");
   return Napi::Number::New(env, double(memtap_->MarkFree(ParseRanges(env, info[0]))));
+}
+
+Napi::Value MemtapBinding::SetPrefetch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "setPrefetch(pages)");
+  double pages = info[0].As<Napi::Number>().DoubleValue();
+  if (!(pages >= 0 && pages <= 127) || pages != double(uint32_t(pages))) throw Napi::RangeError::New(env, "prefetch must be an integer 0..127");
+  memtap_->SetPrefetch(uint32_t(pages));
+  return env.Undefined();
 }
 
 Napi::Value MemtapBinding::Stats(const Napi::CallbackInfo& info) { return StatsToJs(info.Env(), memtap_->Stats()); }

@@ -21,6 +21,7 @@ class MemtapBinding : public Napi::ObjectWrap<MemtapBinding> {
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value Stop(const Napi::CallbackInfo& info);
   Napi::Value MarkFree(const Napi::CallbackInfo& info);
+  Napi::Value SetPrefetch(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
   Napi::Value Goodbye(const Napi::CallbackInfo& info);
 

@@ -16,3 +16,9 @@ export function reportError(e: unknown, json: boolean): number {
   }
   return code;
 }
+
+/** A duration option in seconds, 0..max; names the flag when it is not one. */
+export function secondsOption(value: number, flag: string, max = 3600): number {
+  if (!Number.isFinite(value) || value < 0 || value > max) throw new UsageError(`${flag} takes 0..${max} seconds, got ${value}`);
+  return value;
+}

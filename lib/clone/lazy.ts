@@ -25,6 +25,8 @@ export interface LazyRestoreOptions {
   prefetch?: number;
   /** zero-fill pages the clone reports free (default true) */
   heuristics?: boolean;
+  /** hold neighbour prefetch until the clone's free-page report is applied, at most this long (default 0) */
+  freeReportWaitMs?: number;
   backend?: MemtapBackend;
   /** unpause when ready (default true) */
   start?: boolean;
@@ -48,7 +50,7 @@ export async function restoreLazy(xc: XenControl, xs: XenStore, d: Descriptor, o
   try {
     const options = {
       domid: r.domid, host: o.server.host, port: o.server.port, tokenFile: o.tokenFile, vmid: o.vmid,
-      prefetch: o.prefetch, heuristics: o.heuristics, backend: o.backend,
+      prefetch: o.prefetch, heuristics: o.heuristics, freeReportWaitMs: o.freeReportWaitMs, backend: o.backend,
     };
     const tap = await spawnDetached({ role: 'memtap', options }, memtapLog, 'ready', 300_000);
     const e = tap.event as { evicted: number; eager: number; evictMs: number };
@@ -65,6 +67,7 @@ export interface LazyCloneOptions {
   stateDir?: string;
   prefetch?: number;
   heuristics?: boolean;
+  freeReportWaitMs?: number;
   backend?: MemtapBackend;
   /** address the memserver listens on (clones on other hosts connect to it) */
   listenHost?: string;
@@ -118,6 +121,7 @@ export async function cloneLazy(xc: XenControl, xs: XenStore, domid: number, o: 
           logDir: dir,
           prefetch: o.prefetch,
           heuristics: o.heuristics,
+          freeReportWaitMs: o.freeReportWaitMs,
           backend: o.backend,
           start: false,
         }),

@@ -25,6 +25,8 @@ export interface MemtapProcessOptions {
   prefetch?: number;
   /** zero-fill the pages the clone reports free (default true) */
   heuristics?: boolean;
+  /** hold neighbour prefetch until the clone's free-page report is applied, at most this long */
+  freeReportWaitMs?: number;
   backend?: MemtapBackend;
   /** a worker only: take over this paging ring (Xen's event channel port) */
   takeoverPort?: number;

@@ -9,6 +9,13 @@ import { removeMemtapRecord, writeMemtapRecord } from './records.js';
 export interface MemtapWorkerOptions extends Omit<MemtapOptions, 'timeoutMs'> {
   /** apply the clone's free-page report (default true); off only to measure what it saves */
   heuristics?: boolean;
+  /**
+   * With the heuristic on, load no neighbours until the clone's free-page report is applied, at
+   * most this long (default 0: prefetch from the start). Neighbours loaded before the report
+   * may be pages it names, fetched for nothing; holding costs the clone's early faults their
+   * neighbours, so it pays only for guests whose agent reports.
+   */
+  freeReportWaitMs?: number;
   emit: (event: Record<string, unknown>) => void;
 }
 
@@ -42,6 +49,7 @@ export async function runMemtapWorker(o: MemtapWorkerOptions): Promise<number> {
       if (finished) return;
       finished = true;
       clearInterval(watch);
+      clearTimeout(holdTimer);
       await tap.stop();
       if (why === 'domain-gone') {
         await tap.goodbye();
@@ -52,11 +60,24 @@ export async function runMemtapWorker(o: MemtapWorkerOptions): Promise<number> {
       xc.close();
       resolve(code);
     };
+    // Hold neighbour prefetch (see freeReportWaitMs) from the first fault on.
+    const prefetch = o.prefetch ?? 64;
+    let holding = o.heuristics !== false && prefetch > 0 && (o.freeReportWaitMs ?? 0) > 0;
+    const resumePrefetch = (why: string) => {
+      if (!holding) return;
+      holding = false;
+      clearTimeout(holdTimer);
+      tap.setPrefetch(prefetch);
+      o.emit({ event: 'prefetch-resumed', why, pages: prefetch });
+    };
+    if (holding) tap.setPrefetch(0);
+    const holdTimer = holding ? setTimeout(() => resumePrefetch('no free-page report in time'), o.freeReportWaitMs) : undefined;
     tap.start((e) => {
       o.emit({ event: e.type, ...(e.message ? { message: e.message } : {}) });
       if (e.type === 'failed') void finish('failed', 1);
     });
     const acknowledge = (value: string) => {
+      resumePrefetch('free-page report applied');
       try {
         xs.write(freeAppliedPath(o.domid), value);
       } catch {

@@ -249,6 +249,8 @@ export interface Memtap {
   stop(): Promise<void>;
   /** pages the clone's kernel reported free at fork: zero-filled, never fetched; returns how many changed */
   markFree(ranges: GfnRange[]): number;
+  /** neighbours loaded with each fault from now on (0..127) */
+  setPrefetch(pages: number): void;
   stats(): MemtapStats;
   /** tells the memserver this clone is finished */
   goodbye(): Promise<void>;

@@ -6,6 +6,7 @@ import { resolveDomain } from '../../xen/resolve.js';
 import { cloneEager } from '../../clone/eager.js';
 import { cloneLazy, DEFAULT_STATE_DIR } from '../../clone/lazy.js';
 import { printJson, progress, table } from '../output.js';
+import { secondsOption } from '../errors.js';
 
 export function cloneCommand(y: Argv) {
   return y.command(
@@ -22,6 +23,7 @@ export function cloneCommand(y: Argv) {
         })
         .option('prefetch', { type: 'number', default: 64, describe: 'on-demand: neighbour pages loaded with each fault (0..127)' })
         .option('heuristics', { type: 'boolean', default: true, describe: 'on-demand: zero-fill pages each clone reports free at fork instead of fetching them' })
+        .option('free-report-wait', { type: 'number', default: 0, describe: 'on-demand: load no neighbours of a fault until the clone\'s free-page report is applied, at most this many seconds (for guests whose agent reports)' })
         .option('backend', {
           choices: ['paging', 'access'] as const,
           default: 'paging' as const,
@@ -32,6 +34,7 @@ export function cloneCommand(y: Argv) {
         .example('$0 clone web -n 4', 'four clones of the domain named web, memory on demand')
         .example('$0 clone web --memory eager', 'one clone with a full copy of the memory'),
     async (argv) => {
+      const freeReportWaitMs = secondsOption(argv['free-report-wait'], '--free-report-wait') * 1000;
       await withXenSession(async (xc, xs) => {
         const domid = resolveDomain(xc, xs, argv.domain);
         if (argv.memory === 'eager') {
@@ -43,7 +46,7 @@ export function cloneCommand(y: Argv) {
           }
           return;
         }
-        const r = await cloneLazy(xc, xs, domid, { count: argv.count, stateDir: argv['state-dir'], prefetch: argv.prefetch, heuristics: argv.heuristics, backend: argv.backend, progress });
+        const r = await cloneLazy(xc, xs, domid, { count: argv.count, stateDir: argv['state-dir'], prefetch: argv.prefetch, heuristics: argv.heuristics, freeReportWaitMs, backend: argv.backend, progress });
         if (argv.json) printJson(r);
         else {
           console.log(table(['VMID', 'DOMID', 'NAME', 'PAGED-OUT', 'READY(ms)'], r.clones.map((c) => [c.vmid, c.domid, c.name, c.evicted, c.buildMs])));

@@ -1,5 +1,6 @@
 import type { Argv } from 'yargs';
 import { readTokenFile } from '../../memtap/token.js';
+import { secondsOption } from '../errors.js';
 import { superviseMemtap } from '../../memtap/tap-supervisor.js';
 
 const emit = (event: Record<string, unknown>) => process.stdout.write(JSON.stringify({ time: new Date().toISOString(), ...event }) + '\n');
@@ -22,6 +23,7 @@ export function memtapCommand(y: Argv) {
         .option('vmid', { type: 'number', demandOption: true, describe: 'the clone\'s id in its family (1..n)' })
         .option('prefetch', { type: 'number', default: 64, describe: 'neighbour pages loaded with each fault (0..127)' })
         .option('heuristics', { type: 'boolean', default: true, describe: 'zero-fill the pages the clone reports free at fork (--no-heuristics fetches them)' })
+        .option('free-report-wait', { type: 'number', default: 0, describe: 'load no neighbours of a fault until the clone\'s free-page report is applied, at most this many seconds' })
         .option('backend', { choices: ['paging', 'access'] as const, default: 'paging' as const, describe: 'paging: mem_paging (Xen with CONFIG_MEM_PAGING); access: mem_access (stock Xen, Intel EPT only)' })
         .epilogue('Prints one JSON line per event (ready, memserver-lost, memserver-back, memtap-lost, memtap-restarted, free-report, exit). '
           + 'If the memserver is lost the clone is paused until it is back; if the fault loop dies the clone is paused and a new one takes over.'),
@@ -29,7 +31,7 @@ export function memtapCommand(y: Argv) {
       const server = parseServer(argv.server);
       readTokenFile(argv['token-file']); // a bad key file fails here, not in the worker
       process.exitCode = await superviseMemtap({
-        worker: { domid: argv.domid, host: server.host, port: server.port, tokenFile: argv['token-file'], vmid: argv.vmid, prefetch: argv.prefetch, heuristics: argv.heuristics, backend: argv.backend },
+        worker: { domid: argv.domid, host: server.host, port: server.port, tokenFile: argv['token-file'], vmid: argv.vmid, prefetch: argv.prefetch, heuristics: argv.heuristics, freeReportWaitMs: secondsOption(argv['free-report-wait'], '--free-report-wait') * 1000, backend: argv.backend },
         emit,
       });
     },
