@@ -1,13 +1,14 @@
 /**
  * `snowflock daemon ...`: run the master or a host daemon, or make the cluster key. Events are
- * JSON lines on stderr. The host daemon has only the fake backend until the Xen backend is wired
- * in (a dry run: forks are bookkeeping, no VM is touched).
+ * JSON lines on stderr. A host daemon forks real VMs with `--backend xen` (memory on demand,
+ * xen-backend.ts); `--backend fake` is a dry run: forks are bookkeeping, no VM is touched.
  */
 import type { Argv, CommandModule } from 'yargs';
 import { InternalClusterManager } from '../cluster/internal.js';
 import { SlurmClusterManager } from '../cluster/slurm/manager.js';
 import type { ClusterManager } from '../cluster/types.js';
 import { FakeBackend } from './fake-backend.js';
+import type { CloneBackend } from './backend.js';
 import { TcpGuestTransport, type GuestTransport } from './guest-transport.js';
 import { HostDaemon } from './host-daemon.js';
 import type { Log } from './host-commands.js';
@@ -44,6 +45,7 @@ interface MasterArgs {
 
 interface HostArgs {
   name: string; 'key-file': string; master: string; vcpus: number; 'memory-mib': number; backend: string;
+  advertise?: string; 'state-dir'?: string;
   guests: string; 'guest-listen': string; 'trust-claimed-domid': boolean; 'guest-address': string[]; 'vchan-domid': number[];
 }
 
@@ -86,25 +88,42 @@ const hostModule: CommandModule<object, HostArgs> = {
     .option('master', { type: 'string', demandOption: true, describe: `master address HOST[:PORT] (default port ${DEFAULT_MASTER_PORT})` })
     .option('vcpus', { type: 'number', demandOption: true, describe: 'vCPUs clones may use here' })
     .option('memory-mib', { type: 'number', demandOption: true, describe: 'MiB clones may use here' })
-    .option('backend', { choices: ['fake'], demandOption: true, describe: 'clone backend (the Xen backend is not wired in yet)' })
+    .option('backend', { choices: ['xen', 'fake'], demandOption: true, describe: 'xen: fork real VMs, memory on demand; fake: bookkeeping only (a dry run)' })
+    .option('advertise', { type: 'string', describe: 'xen: the address other hosts reach this host\'s memservers at' })
+    .option('state-dir', { type: 'string', describe: 'xen: where fork images live (default $SNOWFLOCK_STATE or /var/lib/snowflock)' })
     .option('guests', { choices: ['vchan', 'tcp'], default: 'vchan', describe: 'how guests reach this daemon' })
     .option('guest-listen', { type: 'string', default: '127.0.0.1:7312', describe: 'TCP address for guests (--guests tcp)' })
     .option('trust-claimed-domid', { type: 'boolean', default: false, describe: 'TCP: believe the domid a guest claims (tests only)' })
     .option('guest-address', { type: 'string', array: true, default: [], describe: 'TCP: IP=DOMID, which address is which guest' })
     .option('vchan-domid', { type: 'number', array: true, default: [], describe: 'vchan: guest domains to serve from the start' }),
   handler: async (argv) => {
+    if (argv.backend === 'xen' && !argv.advertise) throw new Error('--backend xen needs --advertise ADDRESS: where clones on other hosts reach this host\'s memservers');
     const key = readKeyFile(argv['key-file']);
     const log = jsonLog(`host ${argv.name}`);
+    const { backend, close } = await cloneBackend(argv);
     const guests = guestTransport(argv, log);
     const daemon = new HostDaemon({
-      host: argv.name, key, master: hostPort(argv.master, DEFAULT_MASTER_PORT), backend: new FakeBackend(argv.name),
+      host: argv.name, key, master: hostPort(argv.master, DEFAULT_MASTER_PORT), backend,
       guests, capacity: { vcpus: argv.vcpus, memoryMiB: argv['memory-mib'] }, log,
     });
     await daemon.start();
-    log('started', { guests: argv.guests });
-    await untilSignal(() => daemon.close());
+    log('started', { guests: argv.guests, backend: argv.backend });
+    await untilSignal(async () => {
+      await daemon.close();
+      close();
+    });
   },
 };
+
+async function cloneBackend(argv: HostArgs): Promise<{ backend: CloneBackend; close: () => void }> {
+  if (argv.backend === 'fake') return { backend: new FakeBackend(argv.name), close: () => {} };
+  // Loaded only here: the fake backend runs where there is no Xen.
+  const [{ XenBackend }, { openXen }, { loadAddon }] = await Promise.all([import('./xen-backend.js'), import('../xen/control.js'), import('../xen/native.js')]);
+  const xc = openXen();
+  const xs = new (loadAddon().XenStore)();
+  const backend = new XenBackend(xc, xs, { advertiseHost: argv.advertise!, stateDir: argv['state-dir'] });
+  return { backend, close: () => (xs.close(), xc.close()) };
+}
 
 function guestTransport(argv: HostArgs, log: Log): GuestTransport {
   if (argv.guests === 'vchan') {

@@ -17,7 +17,7 @@ import { requestMemtapStats } from '../../lib/memtap/stats.js';
 import { DEFAULT_STATE_DIR, type LazyCloneResult } from '../../lib/clone/lazy.js';
 
 const FAMILIES = join(DEFAULT_STATE_DIR, 'families');
-import { destroyQuietly, env, openXen, startTestGuest, waitUntil, sleep } from './helpers.js';
+import { destroyQuietly, memPagingSkip, openXen, startTestGuest, waitUntil, sleep } from './helpers.js';
 import { memPasses, memtestCmdline } from './memtest.js';
 
 const xc = openXen();
@@ -34,12 +34,7 @@ const clone = () => fork!.clones[0]!;
 const cloneOk = (c = clone()) => memPasses(c.name, c.vmid).every((p) => p.bad === 0);
 
 before(async () => {
-  if (env.flavour === 'stock') skip = 'Debian\'s Xen has no mem_paging (run with --xen custom)';
-  else if (env.box !== 1) skip = 'single-host part runs on box 1';
-  else {
-    const f = await xc.probeFeatures();
-    if (!f.memPaging.available) skip = `this Xen has no mem_paging: ${f.memPaging.reason}`;
-  }
+  skip = await memPagingSkip(xc);
   if (skip) return;
   // Debian's kernel keeps ~50 MiB of a 256 MiB guest to itself, and the clone runs the
   // free-page report on top: 320 MiB leaves room for 200 MiB of pattern.

@@ -42,3 +42,11 @@ export async function waitUntil(what: string, cond: () => boolean, timeoutMs: nu
     await sleep(100);
   }
 }
+
+/** Why a single-host memory-on-demand file cannot run here, or false when it can (box 1 with mem_paging). */
+export async function memPagingSkip(xc: XenControl): Promise<string | false> {
+  if (env.flavour === 'stock') return 'Debian\'s Xen has no mem_paging (run with --xen custom)';
+  if (env.box !== 1) return 'single-host part runs on box 1';
+  const f = await xc.probeFeatures();
+  return f.memPaging.available ? false : `this Xen has no mem_paging: ${f.memPaging.reason}`;
+}

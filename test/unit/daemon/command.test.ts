@@ -22,9 +22,9 @@ it('daemon keygen writes a usable key file', async () => {
   expect(readKeyFile(path)).toHaveLength(32);
 });
 
-it('daemon host insists on naming its backend (only the fake one exists)', async () => {
-  await expect(cli(['daemon', 'host', '--name', 'h1', '--key-file', 'k', '--master', 'm', '--vcpus', '2', '--memory-mib', '1024']))
-    .rejects.toThrow(/Missing required argument: backend/);
-  await expect(cli(['daemon', 'host', '--name', 'h1', '--key-file', 'k', '--master', 'm', '--vcpus', '2', '--memory-mib', '1024', '--backend', 'xen']))
-    .rejects.toThrow(/Invalid values/);
+it('daemon host insists on naming its backend, and the Xen one on an address for its memservers', async () => {
+  const base = ['daemon', 'host', '--name', 'h1', '--key-file', 'k', '--master', 'm', '--vcpus', '2', '--memory-mib', '1024'];
+  await expect(cli(base)).rejects.toThrow(/Missing required argument: backend/);
+  await expect(cli([...base, '--backend', 'kvm'])).rejects.toThrow(/Invalid values/);
+  await expect(cli([...base, '--backend', 'xen'])).rejects.toThrow(/--backend xen needs --advertise ADDRESS/);
 });

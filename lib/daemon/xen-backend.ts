@@ -1,0 +1,213 @@
+/**
+ * The CloneBackend of a real Xen dom0, with memory on demand. Capture (parent's host): the
+ * parent suspends, its descriptor and a copy of its memory are taken, a memserver starts on
+ * that copy, and the parent stays stopped until release(). The fork image carries the
+ * descriptor itself (deflated; ~25 KB becomes a few) and the memserver's address and key, so a
+ * clone's host needs nothing else: it builds each clone from the descriptor with its memory out
+ * and starts its memtap (lib/clone/lazy.ts). What this backend holds is written to dom0-only
+ * xenstore, so that a restarted daemon finds its clones and lets go of a parent it left stopped.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import type { XenControl, XenStore } from '../xen/native.js';
+import { captureDescriptor } from '../descriptor/capture.js';
+import { decodeDescriptor, encodeDescriptor } from '../descriptor/format.js';
+import { destroyClone } from '../descriptor/restore.js';
+import { DEFAULT_STATE_DIR, restoreLazy } from '../clone/lazy.js';
+import { startMemServer } from '../memtap/spawn.js';
+import { domainName } from '../xen/resolve.js';
+import { resumeSuspended } from '../xen/suspend.js';
+import type { BuiltClone, CloneBackend, DomainSize, ForkImage, ForkInfo, HeldClone } from './backend.js';
+
+export interface XenBackendOptions {
+  /** the address clones on other hosts reach this host's memservers at */
+  advertiseHost: string;
+  stateDir?: string;
+  prefetch?: number;
+  heuristics?: boolean;
+  freeReportWaitMs?: number;
+}
+
+const IMAGE_FORMAT = 'snowflock-fork-image/1';
+const RECORDS = '/local/domain/0/snowflock/daemon';
+
+interface CloneRecord {
+  fork: string;
+  vmid: number;
+  uuid: string;
+}
+
+export class XenBackend implements CloneBackend {
+  private readonly stateDir: string;
+  /** parents stopped by capture(), with what lets them run on */
+  private readonly stopped = new Map<number, () => void>();
+
+  constructor(
+    private readonly xc: XenControl,
+    private readonly xs: XenStore,
+    private readonly o: XenBackendOptions,
+  ) {
+    this.stateDir = o.stateDir ?? DEFAULT_STATE_DIR;
+  }
+
+  async describe(domid: number): Promise<DomainSize> {
+    const d = this.xc.domainInfo(domid); // ESRCH names an unknown domain
+    return { vcpus: d.maxVcpuId + 1, memoryMiB: Math.ceil((d.maxPages * 4) / 1024) };
+  }
+
+  async capture(parent: number, fork: ForkInfo): Promise<ForkImage> {
+    const dir = this.forkDir(fork.fork);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const token = randomBytes(32).toString('hex');
+    const tokenFile = join(dir, 'token');
+    writeFileSync(tokenFile, token, { mode: 0o600 });
+    const captured = await captureDescriptor(this.xc, this.xs, parent, { memoryImage: join(dir, 'parent.mem'), keepParentStopped: true });
+    this.stopped.set(parent, captured.resumeParent);
+    this.xs.write(`${RECORDS}/stopped/${parent}`, fork.fork);
+    try {
+      const encoded = encodeDescriptor(captured.descriptor);
+      const descriptorFile = join(dir, 'parent.sfd');
+      writeFileSync(descriptorFile, encoded);
+      const server = await startMemServer({
+        descriptor: descriptorFile, image: join(dir, 'parent.mem'), tokenFile, clones: fork.clones,
+        host: '0.0.0.0', removeOnExit: dir, logFile: join(dir, 'memserver.log'),
+      });
+      return {
+        format: IMAGE_FORMAT,
+        parentName: domainName(this.xs, parent),
+        descriptor: deflateRawSync(encoded).toString('base64'),
+        memserver: { host: this.o.advertiseHost, port: server.port },
+        token,
+      };
+    } catch (e) {
+      await this.release(parent);
+      throw e;
+    }
+  }
+
+  async build(image: ForkImage, fork: ForkInfo, vmids: number[]): Promise<BuiltClone[]> {
+    const { descriptor, memserver, token, parentName } = parseImage(image);
+    const dir = this.forkDir(fork.fork);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const tokenFile = join(dir, 'token');
+    writeFileSync(tokenFile, token, { mode: 0o600 });
+    const built: BuiltClone[] = [];
+    try {
+      for (const vmid of vmids) {
+        const c = await restoreLazy(this.xc, this.xs, descriptor, {
+          vmid, name: `${parentName}-${fork.fork.slice(0, 8)}-${vmid}`, server: memserver, tokenFile, logDir: dir,
+          prefetch: this.o.prefetch, heuristics: this.o.heuristics, freeReportWaitMs: this.o.freeReportWaitMs, start: false,
+        });
+        this.writeClone(c.domid, { fork: fork.fork, vmid, uuid: c.uuid });
+        built.push({ vmid, domid: c.domid });
+      }
+      return built;
+    } catch (e) {
+      for (const b of built) await this.destroy(b.domid);
+      throw e;
+    }
+  }
+
+  async start(domids: number[]): Promise<void> {
+    for (const domid of domids) {
+      if (!this.readClone(domid)) throw new Error(`domain ${domid} is not a clone built here`);
+    }
+    for (const domid of domids) this.xc.unpause(domid);
+  }
+
+  async release(parent: number): Promise<void> {
+    const resume = this.stopped.get(parent);
+    this.stopped.delete(parent);
+    this.removeRecord(`${RECORDS}/stopped/${parent}`);
+    resume?.();
+  }
+
+  async destroy(domid: number): Promise<void> {
+    const record = this.readClone(domid);
+    if (!record) {
+      if (this.exists(domid)) throw new Error(`refusing to destroy domain ${domid}: it is not a clone built here`);
+      return;
+    }
+    await destroyClone(this.xc, this.xs, domid, record.uuid);
+    this.removeRecord(`${RECORDS}/clones/${domid}`);
+  }
+
+  async recover(): Promise<HeldClone[]> {
+    // A parent an earlier daemon left suspended runs on (its fork is void).
+    for (const id of this.xs.directory(`${RECORDS}/stopped`) ?? []) {
+      const parent = Number(id);
+      try {
+        if (this.xc.domainInfo(parent).shutdownReason === 'suspend') resumeSuspended(this.xc, parent);
+      } catch {
+        /* gone */
+      }
+      this.removeRecord(`${RECORDS}/stopped/${id}`);
+    }
+    const held: HeldClone[] = [];
+    for (const id of this.xs.directory(`${RECORDS}/clones`) ?? []) {
+      const domid = Number(id);
+      const r = this.readClone(domid);
+      if (r && this.exists(domid)) held.push({ domid, fork: r.fork, vmid: r.vmid });
+      else this.removeRecord(`${RECORDS}/clones/${id}`);
+    }
+    return held;
+  }
+
+  private forkDir(fork: string): string {
+    if (!/^[\w-]{1,64}$/.test(fork)) throw new Error(`bad fork id "${fork}"`);
+    return join(this.stateDir, 'families', fork);
+  }
+
+  private writeClone(domid: number, r: CloneRecord): void {
+    this.xs.write(`${RECORDS}/clones/${domid}`, JSON.stringify(r));
+  }
+
+  private readClone(domid: number): CloneRecord | null {
+    const raw = this.xs.read(`${RECORDS}/clones/${domid}`);
+    if (raw === null) return null;
+    try {
+      return JSON.parse(raw) as CloneRecord;
+    } catch {
+      return null;
+    }
+  }
+
+  private exists(domid: number): boolean {
+    try {
+      return !this.xc.domainInfo(domid).dying;
+    } catch {
+      return false;
+    }
+  }
+
+  private removeRecord(path: string): void {
+    try {
+      this.xs.rm(path);
+    } catch {
+      /* already gone */
+    }
+  }
+}
+
+/** Reads a fork image made by capture(); throws naming what is wrong (it crossed the network). */
+export function parseImage(image: ForkImage) {
+  if (image.format !== IMAGE_FORMAT) throw new Error(`fork image format "${String(image.format)}" is not ${IMAGE_FORMAT}`);
+  const m = image.memserver as { host?: unknown; port?: unknown } | undefined;
+  if (typeof m?.host !== 'string' || !Number.isInteger(m.port)) throw new Error('fork image: memserver address missing');
+  if (typeof image.token !== 'string' || !/^[0-9a-f]{64}$/.test(image.token)) throw new Error('fork image: memserver key missing or malformed');
+  if (typeof image.descriptor !== 'string') throw new Error('fork image: descriptor missing');
+  let bytes: Buffer;
+  try {
+    bytes = inflateRawSync(Buffer.from(image.descriptor, 'base64'));
+  } catch (e) {
+    throw new Error(`fork image: descriptor does not inflate: ${(e as Error).message}`);
+  }
+  return {
+    descriptor: decodeDescriptor(bytes, 'fork image'),
+    memserver: { host: m.host, port: m.port as number },
+    token: image.token,
+    parentName: typeof image.parentName === 'string' && /^[\w.-]{1,40}$/.test(image.parentName) ? image.parentName : 'clone',
+  };
+}
