@@ -6,6 +6,7 @@ import type { XenControl, XenStore } from '../xen/native.js';
 import { captureDescriptor } from '../descriptor/capture.js';
 import { restoreDescriptor, destroyClone, type Restored } from '../descriptor/restore.js';
 import { domainName } from '../xen/resolve.js';
+import { cloneName } from './names.js';
 import { encodeDescriptor } from '../descriptor/format.js';
 import { randomBytes } from 'node:crypto';
 
@@ -40,7 +41,7 @@ export async function cloneEager(xc: XenControl, xs: XenStore, domid: number, op
       for (let vmid = 1; vmid <= opts.count; vmid++) {
         const t1 = Date.now();
         opts.progress?.(`building clone ${vmid}/${opts.count}`);
-        const r = await restoreDescriptor(xc, xs, captured.descriptor, { memoryImage: image, vmid, name: `${parentName}-${family}-${vmid}`, start: false });
+        const r = await restoreDescriptor(xc, xs, captured.descriptor, { memoryImage: image, vmid, name: cloneName(parentName, family, vmid), start: false });
         clones.push({ ...r, buildMs: Date.now() - t1 });
       }
     } finally {

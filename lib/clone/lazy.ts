@@ -11,6 +11,7 @@ import { captureDescriptor } from '../descriptor/capture.js';
 import { restoreDescriptor, destroyClone, type Restored } from '../descriptor/restore.js';
 import { encodeDescriptor, type Descriptor } from '../descriptor/format.js';
 import { domainName } from '../xen/resolve.js';
+import { cloneName } from './names.js';
 import { spawnDetached, startMemServer } from '../memtap/spawn.js';
 
 export const DEFAULT_STATE_DIR = process.env.SNOWFLOCK_STATE ?? '/var/lib/snowflock';
@@ -115,7 +116,7 @@ export async function cloneLazy(xc: XenControl, xs: XenStore, domid: number, o: 
       clones.push(
         await restoreLazy(xc, xs, captured.descriptor, {
           vmid,
-          name: `${parentName}-${family}-${vmid}`,
+          name: cloneName(parentName, family, vmid),
           server: { host: '127.0.0.1', port: ev.port },
           tokenFile,
           logDir: dir,

@@ -16,6 +16,7 @@ import { captureDescriptor } from '../descriptor/capture.js';
 import { decodeDescriptor, encodeDescriptor } from '../descriptor/format.js';
 import { destroyClone } from '../descriptor/restore.js';
 import { DEFAULT_STATE_DIR, restoreLazy } from '../clone/lazy.js';
+import { cloneName } from '../clone/names.js';
 import { startMemServer } from '../memtap/spawn.js';
 import { domainName } from '../xen/resolve.js';
 import { resumeSuspended } from '../xen/suspend.js';
@@ -97,7 +98,7 @@ export class XenBackend implements CloneBackend {
     try {
       for (const vmid of vmids) {
         const c = await restoreLazy(this.xc, this.xs, descriptor, {
-          vmid, name: `${parentName}-${fork.fork.slice(0, 8)}-${vmid}`, server: memserver, tokenFile, logDir: dir,
+          vmid, name: cloneName(parentName, fork.fork.slice(0, 8), vmid), server: memserver, tokenFile, logDir: dir,
           prefetch: this.o.prefetch, heuristics: this.o.heuristics, freeReportWaitMs: this.o.freeReportWaitMs, start: false,
         });
         this.writeClone(c.domid, { fork: fork.fork, vmid, uuid: c.uuid });
@@ -208,6 +209,6 @@ export function parseImage(image: ForkImage) {
     descriptor: decodeDescriptor(bytes, 'fork image'),
     memserver: { host: m.host, port: m.port as number },
     token: image.token,
-    parentName: typeof image.parentName === 'string' && /^[\w.-]{1,40}$/.test(image.parentName) ? image.parentName : 'clone',
+    parentName: typeof image.parentName === 'string' && /^[\w.-]{1,64}$/.test(image.parentName) ? image.parentName : 'clone',
   };
 }

@@ -60,24 +60,33 @@ async function lazyRun(label: string, parent: number, o: { heuristics?: boolean;
   const f: LazyCloneResult = await cloneLazy(xc, xs, parent, { count: 1, stateDir: work, heuristics: o.heuristics, prefetch: o.prefetch, freeReportWaitMs: o.freeReportWaitMs });
   const tReady = Date.now();
   const c = f.clones[0]!;
-  const tFirst = await until('clone output', () => /SF-MEM forked/.test(readConsole(c.name)), 300_000);
-  // forMs: sample the fault stream for a while instead of waiting for whole passes (prefetch 0 is slow).
-  if (o.forMs) await new Promise((r) => setTimeout(r, o.forMs));
-  else await until('clone passes', () => passes(c.name, c.vmid).length >= (o.passes ?? 3), 900_000);
-  const s = await requestMemtapStats(c.memtapPid, c.memtapLog);
-  const bad = passes(c.name, c.vmid).reduce((n, p) => n + p.bad, 0);
-  // What memtap told the clone's agent about its free-page report ("timeout": it never heard back).
-  const freeAck = /SF-FREE applied=(\S+)/.exec(readConsole(c.name))?.[1] ?? 'no report';
-  await destroyClone(xc, xs, c.domid, c.uuid);
-  await until('memserver exit', () => !processAlive(f.memserver.pid), 60_000).catch(() => process.kill(f.memserver.pid, 'SIGTERM'));
-  // dom0's disk is RAM: the next run needs the space of this fork's memory copy.
-  rmSync(f.dir, { recursive: true, force: true });
-  const r: LazyRun = {
-    label, fetched: s.fetchedPages, zero: s.zeroFilled, freeMarked: s.freeMarked, freeAck, faults: s.faults, prefetched: s.prefetched, readyMs: tReady - t0, firstLineMs: tFirst - t0, bad,
-    perFetchMs: s.fetches ? s.fetchMs / s.fetches : 0, perBatchMs: s.batches ? s.handleMs / s.batches : 0, pagesPerFetch: s.fetches ? s.fetchedPages / s.fetches : 0, pauseMs: f.pauseMs,
+  // A clone that shut down (the test box's emulated CPU triple-faults one now and then) ends the row at once.
+  const running = (cond: () => boolean) => () => {
+    const why = xc.domainInfo(c.domid).shutdownReason;
+    if (why) throw new Error(`the clone shut down (${why}); see the console log for "Triple fault"`);
+    return cond();
   };
-  say(`${label}: ${JSON.stringify(r)}`);
-  return r;
+  try {
+    const tFirst = await until('clone output', running(() => /SF-MEM forked/.test(readConsole(c.name))), 300_000);
+    // forMs: sample the fault stream for a while instead of waiting for whole passes (prefetch 0 is slow).
+    if (o.forMs) await new Promise((r) => setTimeout(r, o.forMs));
+    else await until('clone passes', running(() => passes(c.name, c.vmid).length >= (o.passes ?? 3)), 900_000);
+    const s = await requestMemtapStats(c.memtapPid, c.memtapLog);
+    const bad = passes(c.name, c.vmid).reduce((n, p) => n + p.bad, 0);
+    // What memtap told the clone's agent about its free-page report ("timeout": it never heard back).
+    const freeAck = /SF-FREE applied=(\S+)/.exec(readConsole(c.name))?.[1] ?? 'no report';
+    const r: LazyRun = {
+      label, fetched: s.fetchedPages, zero: s.zeroFilled, freeMarked: s.freeMarked, freeAck, faults: s.faults, prefetched: s.prefetched, readyMs: tReady - t0, firstLineMs: tFirst - t0, bad,
+      perFetchMs: s.fetches ? s.fetchMs / s.fetches : 0, perBatchMs: s.batches ? s.handleMs / s.batches : 0, pagesPerFetch: s.fetches ? s.fetchedPages / s.fetches : 0, pauseMs: f.pauseMs,
+    };
+    say(`${label}: ${JSON.stringify(r)}`);
+    return r;
+  } finally {
+    await destroyClone(xc, xs, c.domid, c.uuid);
+    await until('memserver exit', () => !processAlive(f.memserver.pid), 60_000).catch(() => process.kill(f.memserver.pid, 'SIGTERM'));
+    // dom0's disk is RAM: the next run needs the space of this fork's memory copy.
+    rmSync(f.dir, { recursive: true, force: true });
+  }
 }
 
 async function rawTcpRoundTripMs(rounds: number): Promise<number> {
@@ -153,7 +162,8 @@ const only = process.argv[2];
 
 async function measure<T>(label: string, line: string, fn: (parent: number, name: string) => Promise<T>): Promise<T | undefined> {
   if (only && !label.includes(only)) return undefined;
-  const name = `bench-${label.replace(/[^a-z0-9]+/gi, '-')}`.slice(0, 60);
+  // Clone names add "-<family>-<vmid>" to this and domain names are at most 64 characters.
+  const name = `bench-${label.replace(/[^a-z0-9]+/gi, '-')}`.slice(0, 40).replace(/-$/, '');
   let parent: number | undefined;
   try {
     parent = await startParent(name, line);
