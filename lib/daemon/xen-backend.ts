@@ -33,6 +33,7 @@ export interface XenBackendOptions {
 
 const IMAGE_FORMAT = 'snowflock-fork-image/1';
 const RECORDS = '/local/domain/0/snowflock/daemon';
+const DESTROY_WAIT_MS = 30_000;
 
 interface CloneRecord {
   fork: string;
@@ -133,6 +134,13 @@ export class XenBackend implements CloneBackend {
     }
     await destroyClone(this.xc, this.xs, domid, record.uuid);
     this.removeRecord(`${RECORDS}/clones/${domid}`);
+    // A destroyed domain lingers (dying) until its last mapping goes: the memtap's ring and
+    // foreign mappings, released when it sees the domain die. "Destroyed" means gone.
+    const deadline = Date.now() + DESTROY_WAIT_MS;
+    while (this.present(domid)) {
+      if (Date.now() > deadline) throw new Error(`domain ${domid} is still dying ${DESTROY_WAIT_MS / 1000} s after destroy (something still maps its memory)`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 
   async recover(): Promise<HeldClone[]> {
@@ -172,6 +180,16 @@ export class XenBackend implements CloneBackend {
       return JSON.parse(raw) as CloneRecord;
     } catch {
       return null;
+    }
+  }
+
+  /** In Xen's domain list at all, dying or not. */
+  private present(domid: number): boolean {
+    try {
+      this.xc.domainInfo(domid);
+      return true;
+    } catch {
+      return false;
     }
   }
 
