@@ -32,6 +32,8 @@ export interface TestboxReport {
   job: string;
   runDir: string;
   boxes: TestboxBoxReport[];
+  /** runs spoiled by the emulated CPU (emulatorTripleFaults), oldest first, when this one is a rerun */
+  earlierAttempts?: TestboxReport[];
 }
 
 export async function runTestbox(opts: TestboxRunOptions): Promise<TestboxReport> {
@@ -82,7 +84,7 @@ export async function runTestbox(opts: TestboxRunOptions): Promise<TestboxReport
  * so Xen decodes every intercepted instruction itself) a busy PVH guest now and then
  * triple-faults at an intercepted instruction, the same one in parents and clones, and once
  * with Xen's own code segment in the guest's saved state: the emulated CPU, not the guest.
- * A failed test run that shows one is run once more; the first attempt stays in the report.
+ * A failed test run that shows one is run again (twice at most); earlier attempts stay in the report.
  * This is for the test box only: on a real Xen host a triple fault fails the run.
  */
 export function emulatorTripleFaults(report: TestboxReport): string[] {
