@@ -84,7 +84,7 @@ export async function runTestbox(opts: TestboxRunOptions): Promise<TestboxReport
  * so Xen decodes every intercepted instruction itself) a busy PVH guest now and then
  * triple-faults at an intercepted instruction, the same one in parents and clones, and once
  * with Xen's own code segment in the guest's saved state: the emulated CPU, not the guest.
- * A failed test run that shows one is run again (twice at most); earlier attempts stay in the report.
+ * A failed test run that shows one is run again (three times at most); earlier attempts stay in the report.
  * This is for the test box only: on a real Xen host a triple fault fails the run.
  */
 export function emulatorTripleFaults(report: TestboxReport): string[] {
