@@ -13,6 +13,7 @@ import { encodeDescriptor, type Descriptor } from '../descriptor/format.js';
 import { domainName } from '../xen/resolve.js';
 import { cloneName } from './names.js';
 import { spawnDetached, startMemServer } from '../memtap/spawn.js';
+import { writeTokenFile } from '../memtap/token.js';
 
 export const DEFAULT_STATE_DIR = process.env.SNOWFLOCK_STATE ?? '/var/lib/snowflock';
 
@@ -96,7 +97,7 @@ export async function cloneLazy(xc: XenControl, xs: XenStore, domid: number, o: 
   const image = join(dir, 'parent.mem');
   const descriptorPath = join(dir, 'parent.sfd');
   const tokenFile = join(dir, 'token');
-  writeFileSync(tokenFile, randomBytes(32).toString('hex'), { mode: 0o600 });
+  writeTokenFile(tokenFile);
   let serverPid: number | undefined;
   const clones: LazyClone[] = [];
   try {

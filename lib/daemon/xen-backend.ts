@@ -7,7 +7,6 @@
  * and starts its memtap (lib/clone/lazy.ts). What this backend holds is written to dom0-only
  * xenstore, so that a restarted daemon finds its clones and lets go of a parent it left stopped.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
@@ -18,6 +17,7 @@ import { destroyClone } from '../descriptor/restore.js';
 import { DEFAULT_STATE_DIR, restoreLazy } from '../clone/lazy.js';
 import { cloneName } from '../clone/names.js';
 import { startMemServer } from '../memtap/spawn.js';
+import { writeTokenFile } from '../memtap/token.js';
 import { domainName } from '../xen/resolve.js';
 import { resumeSuspended } from '../xen/suspend.js';
 import type { BuiltClone, CloneBackend, DomainSize, ForkImage, ForkInfo, HeldClone } from './backend.js';
@@ -62,10 +62,10 @@ export class XenBackend implements CloneBackend {
   async capture(parent: number, fork: ForkInfo): Promise<ForkImage> {
     const dir = this.forkDir(fork.fork);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const token = randomBytes(32).toString('hex');
     const tokenFile = join(dir, 'token');
-    writeFileSync(tokenFile, token, { mode: 0o600 });
-    const captured = await captureDescriptor(this.xc, this.xs, parent, { memoryImage: join(dir, 'parent.mem'), keepParentStopped: true });
+    const token = writeTokenFile(tokenFile);
+    const image = join(dir, 'parent.mem');
+    const captured = await captureDescriptor(this.xc, this.xs, parent, { memoryImage: image, keepParentStopped: true });
     this.stopped.set(parent, captured.resumeParent);
     this.xs.write(`${RECORDS}/stopped/${parent}`, fork.fork);
     try {
@@ -73,7 +73,7 @@ export class XenBackend implements CloneBackend {
       const descriptorFile = join(dir, 'parent.sfd');
       writeFileSync(descriptorFile, encoded);
       const server = await startMemServer({
-        descriptor: descriptorFile, image: join(dir, 'parent.mem'), tokenFile, clones: fork.clones,
+        descriptor: descriptorFile, image, tokenFile, clones: fork.clones,
         host: '0.0.0.0', removeOnExit: dir, logFile: join(dir, 'memserver.log'),
       });
       return {
@@ -94,7 +94,7 @@ export class XenBackend implements CloneBackend {
     const dir = this.forkDir(fork.fork);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const tokenFile = join(dir, 'token');
-    writeFileSync(tokenFile, token, { mode: 0o600 });
+    writeTokenFile(tokenFile, token);
     const built: BuiltClone[] = [];
     try {
       for (const vmid of vmids) {
@@ -129,7 +129,7 @@ export class XenBackend implements CloneBackend {
   async destroy(domid: number): Promise<void> {
     const record = this.readClone(domid);
     if (!record) {
-      if (this.exists(domid)) throw new Error(`refusing to destroy domain ${domid}: it is not a clone built here`);
+      if (this.state(domid) === 'live') throw new Error(`refusing to destroy domain ${domid}: it is not a clone built here`);
       return;
     }
     await destroyClone(this.xc, this.xs, domid, record.uuid);
@@ -137,7 +137,7 @@ export class XenBackend implements CloneBackend {
     // A destroyed domain lingers (dying) until its last mapping goes: the memtap's ring and
     // foreign mappings, released when it sees the domain die. "Destroyed" means gone.
     const deadline = Date.now() + DESTROY_WAIT_MS;
-    while (this.present(domid)) {
+    while (this.state(domid) !== 'gone') {
       if (Date.now() > deadline) throw new Error(`domain ${domid} is still dying ${DESTROY_WAIT_MS / 1000} s after destroy (something still maps its memory)`);
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -158,7 +158,7 @@ export class XenBackend implements CloneBackend {
     for (const id of this.xs.directory(`${RECORDS}/clones`) ?? []) {
       const domid = Number(id);
       const r = this.readClone(domid);
-      if (r && this.exists(domid)) held.push({ domid, fork: r.fork, vmid: r.vmid });
+      if (r && this.state(domid) === 'live') held.push({ domid, fork: r.fork, vmid: r.vmid });
       else this.removeRecord(`${RECORDS}/clones/${id}`);
     }
     return held;
@@ -183,21 +183,12 @@ export class XenBackend implements CloneBackend {
     }
   }
 
-  /** In Xen's domain list at all, dying or not. */
-  private present(domid: number): boolean {
+  /** Whether Xen still lists the domain: 'live', 'dying' (destroyed, memory still mapped) or 'gone'. */
+  private state(domid: number): 'live' | 'dying' | 'gone' {
     try {
-      this.xc.domainInfo(domid);
-      return true;
+      return this.xc.domainInfo(domid).dying ? 'dying' : 'live';
     } catch {
-      return false;
-    }
-  }
-
-  private exists(domid: number): boolean {
-    try {
-      return !this.xc.domainInfo(domid).dying;
-    } catch {
-      return false;
+      return 'gone';
     }
   }
 
