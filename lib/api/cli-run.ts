@@ -78,7 +78,7 @@ async function run(client: SfClient, a: Parsed, io: CliIo): Promise<number> {
     case 'kill': {
       const r = a.op === 'join' ? await client.join(a.ticket!) : await client.kill(a.ticket!);
       out(r, summary(r));
-      return r.lost.length + r.unconfirmed.length > 0 ? Exit.incomplete : Exit.ok;
+      return r.lost.length + r.unconfirmed.length + (r.died?.length ?? 0) > 0 ? Exit.incomplete : Exit.ok;
     }
     case 'status': {
       const s = await client.status();
@@ -106,5 +106,6 @@ function summary(r: EndReport): string {
   const lines = [`${r.outcome} ${r.ticket}: ${r.clones} clones, destroyed ${r.destroyed.length ? r.destroyed.join(' ') : 'none'}`];
   for (const l of r.lost) lines.push(`lost clone ${l.vmid} on ${l.host} (its host dropped out; destroyed when it returns)`);
   for (const u of r.unconfirmed) lines.push(`unconfirmed clone ${u.vmid} on ${u.host}: ${u.reason}`);
+  for (const d of r.died ?? []) lines.push(`clone ${d.vmid} on ${d.host} died before sf_exit (${d.reason})`);
   return lines.join('\n');
 }

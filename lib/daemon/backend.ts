@@ -69,4 +69,11 @@ export interface CloneBackend {
    * run again, and lists the clones that exist on this host (the master decides their fate).
    */
   recover(): Promise<HeldClone[]>;
+
+  /**
+   * Why a clone built here no longer runs on its own account (e.g. 'crash', 'poweroff', 'gone'),
+   * or null while it runs. The daemon asks every few seconds, so a clone that dies does not keep
+   * its parent's sf_join waiting. Must be cheap and must not throw for a domain that vanished.
+   */
+  ended(domid: number): string | null;
 }

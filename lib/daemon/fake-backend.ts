@@ -6,7 +6,7 @@
  */
 import type { BuiltClone, CloneBackend, DomainSize, ForkImage, ForkInfo, HeldClone } from './backend.js';
 
-export type FakeState = 'running' | 'stopped' | 'building' | 'paused';
+export type FakeState = 'running' | 'stopped' | 'building' | 'paused' | 'crashed';
 
 export interface FakeDomain {
   domid: number;
@@ -95,6 +95,17 @@ export class FakeBackend implements CloneBackend {
     if (d.kind !== 'clone') throw new Error(`${this.name}: refusing to destroy domain ${domid}: it is not a clone`);
     await this.hooks.beforeDestroy?.(domid);
     this.domains.delete(domid);
+  }
+
+  ended(domid: number): string | null {
+    const d = this.domains.get(domid);
+    if (!d) return 'gone';
+    return d.state === 'crashed' ? 'crash' : null;
+  }
+
+  /** A test's way to make a clone crash. */
+  crash(domid: number): void {
+    this.domain(domid).state = 'crashed';
   }
 
   async recover(): Promise<HeldClone[]> {

@@ -18,6 +18,8 @@ export interface Child {
   domid: number | null;
   state: ChildState;
   vcpus: number;
+  /** Why it stopped running without sf_exit, once its host said so. */
+  died?: string;
 }
 
 /** How many finished forks are remembered, so a late resend or join gets a precise answer. */
@@ -48,7 +50,7 @@ export class Fork {
 
   /** Every child exited, or is beyond reach: join may proceed. */
   allFinished(): boolean {
-    return this.children.every((c) => c.state === 'exited' || c.state === 'lost' || c.state === 'destroyed');
+    return this.children.every((c) => c.state === 'exited' || c.state === 'died' || c.state === 'lost' || c.state === 'destroyed');
   }
 }
 

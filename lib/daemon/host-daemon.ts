@@ -32,6 +32,8 @@ export interface HostDaemonOptions {
    * vanished without closing its socket) and dropped. Default 30 s.
    */
   masterSilenceMs?: number;
+  /** How often the backend is asked whether clones still run (ended()). Default 2 s. */
+  cloneWatchMs?: number;
   log?: Log;
 }
 
@@ -48,6 +50,9 @@ export class HostDaemon {
   private delay: number;
   private closing = false;
   private readonly guestConns = new Set<MessageConnection>();
+  private cloneWatch: NodeJS.Timeout | null = null;
+  /** Clones whose end the master has been told of. */
+  private readonly reportedEnded = new Set<number>();
 
   constructor(private readonly o: HostDaemonOptions) {
     this.log = o.log ?? (() => {});
@@ -64,6 +69,8 @@ export class HostDaemon {
     await this.runner.recover();
     await this.o.guests.listen((conn, domid) => this.serveGuest(conn, domid));
     this.connect();
+    this.cloneWatch = setInterval(() => void this.reportEndedClones(), this.o.cloneWatchMs ?? 2000);
+    this.cloneWatch.unref();
   }
 
   /** Resolves once registered with the master (tests, and callers that must not race the first guest). */
@@ -74,10 +81,26 @@ export class HostDaemon {
   async close(): Promise<void> {
     this.closing = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.cloneWatch) clearInterval(this.cloneWatch);
     this.link?.close('host daemon shutting down');
     for (const c of this.guestConns) c.close('host daemon shutting down');
     await this.o.guests.close();
     this.changes.notify();
+  }
+
+  /** Tells the master about clones that stopped without sf_exit; retried until it heard. */
+  private async reportEndedClones(): Promise<void> {
+    for (const domid of this.reportedEnded) if (!this.runner.clones.has(domid)) this.reportedEnded.delete(domid);
+    const master = this.master;
+    if (!master) return;
+    for (const domid of this.runner.clones.keys()) {
+      if (this.reportedEnded.has(domid)) continue;
+      const reason = this.o.backend.ended(domid);
+      if (reason === null) continue;
+      this.reportedEnded.add(domid);
+      this.log('clone-ended', { domid, reason });
+      await master.call('clone_ended', { domid, reason }).catch(() => this.reportedEnded.delete(domid));
+    }
   }
 
   private serveGuest(conn: MessageConnection, domid: number): void {

@@ -125,6 +125,7 @@ export class Master {
       case 'status': return this.status(caller!);
       case 'hosts': return this.hosts();
       case 'list': return this.list(caller);
+      case 'clone_ended': return this.cloneEnded(host, body as DaemonRequests['clone_ended']);
       case 'register': throw new SfError('bad-request', 'register is only valid once, right after the handshake');
     }
   }
@@ -189,6 +190,18 @@ export class Master {
     if (e.child.state === 'building' || e.child.state === 'running') e.child.state = 'exited';
     this.changes.notify();
     return { vmid: e.child.vmid };
+  }
+
+  /** A clone's host saw it stop without sf_exit: join need not wait for it, and reports it. */
+  cloneEnded(host: string, r: DaemonRequests['clone_ended']): Record<string, never> {
+    const e = this.books.childOf({ host, domid: r.domid });
+    if (e && (e.child.state === 'building' || e.child.state === 'running')) {
+      e.child.state = 'died';
+      e.child.died = r.reason;
+      this.o.log('clone-died', { fork: e.fork.ticket.id, vmid: e.child.vmid, host, domid: r.domid, reason: r.reason });
+      this.changes.notify();
+    }
+    return {};
   }
 
   async join(caller: Caller, ticketId: string): Promise<EndReport> {
@@ -274,6 +287,7 @@ export class Master {
       destroyed: fork.children.filter((c) => c.state === 'destroyed').map((c) => c.vmid),
       lost: fork.children.filter((c) => c.state === 'lost').map((c) => ({ vmid: c.vmid, host: c.host })),
       unconfirmed,
+      died: fork.children.filter((c) => c.died !== undefined).map((c) => ({ vmid: c.vmid, host: c.host, reason: c.died! })),
     };
     this.books.endFork(fork, { error: null, report });
     this.o.log(reason === 'join' ? 'joined' : 'killed', { fork: fork.ticket.id, family: fork.family.id, destroyed: report.destroyed, lost: report.lost, unconfirmed });

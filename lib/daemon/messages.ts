@@ -50,6 +50,8 @@ export const daemonRequests = {
   hosts: obj({ domid: optional(domid) }),
   /** Without a domid: every family (a dom0 administrator); with one: that guest's family only. */
   list: obj({ domid: optional(domid) }),
+  /** A clone of this host stopped running without sf_exit (crashed, powered off, vanished). */
+  clone_ended: obj({ domid, reason: str(/^[a-z_]{1,32}$/, 'a reason of 1-32 of a-z _') }),
 };
 
 export const forkInfo = obj({ fork: ticketId, family: familyId, clones: int(1, MAX_CLONES) });
@@ -138,6 +140,8 @@ export interface EndReport {
   lost: ChildReport[];
   /** Their host was connected but did not confirm destruction in time (or failed). */
   unconfirmed: (ChildReport & { reason: string })[];
+  /** They stopped running without sf_exit (their host saw the domain crash, power off or vanish). */
+  died: (ChildReport & { reason: string })[];
 }
 
 export type Role = 'parent' | 'child' | 'none';
@@ -160,7 +164,7 @@ export interface HostView {
   usedMemoryMiB?: number;
 }
 
-export type ChildState = 'building' | 'running' | 'exited' | 'lost' | 'destroyed';
+export type ChildState = 'building' | 'running' | 'exited' | 'died' | 'lost' | 'destroyed';
 
 export interface FamilyView {
   family: string;
@@ -183,4 +187,5 @@ export interface GuestResults {
 export type DaemonResults = GuestResults & {
   /** Domains the host must destroy: clones the master does not count as live (lost, or from before a restart). */
   register: { destroy: number[] };
+  clone_ended: Record<string, never>;
 };

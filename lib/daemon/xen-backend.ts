@@ -143,6 +143,17 @@ export class XenBackend implements CloneBackend {
     }
   }
 
+  ended(domid: number): string | null {
+    if (this.state(domid) === 'gone') return 'gone';
+    try {
+      const reason = this.xc.domainInfo(domid).shutdownReason;
+      // A clone shut down for 'suspend' is being forked itself (a clone of a clone).
+      return reason === undefined || reason === 'suspend' ? null : reason;
+    } catch {
+      return 'gone';
+    }
+  }
+
   async recover(): Promise<HeldClone[]> {
     // A parent an earlier daemon left suspended runs on (its fork is void).
     for (const id of this.xs.directory(`${RECORDS}/stopped`) ?? []) {

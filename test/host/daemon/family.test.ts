@@ -193,6 +193,25 @@ describe('bad requests get their error and leave no clone', () => {
     expect(report.destroyed).toHaveLength(4 - onH2.length);
     expect(clonesLeft(lab)).toBe(0); // the restarted daemon destroyed them when it registered
   });
+
+  it('a clone that crashes before sf_exit: join reports it died instead of waiting; it is destroyed', async () => {
+    lab = await startLab();
+    parentApi(lab);
+    let crashed = 0;
+    lab.childProgram = async (c) => {
+      if (c.vmid !== 2) return c.client.exit();
+      crashed = c.domid;
+      lab!.hosts[c.host].fake.crash(c.domid); // its host daemon notices within cloneWatchMs
+    };
+    const t = await sf_request_ticket(3);
+    await sf_clone(t);
+    await lab.children();
+    const report = await sf_join(t);
+    expect(report.died).toEqual([{ vmid: 2, host: expect.any(String), reason: 'crash' }]);
+    expect(report.destroyed.sort()).toEqual([1, 2, 3]);
+    expect(crashed).toBeGreaterThan(0);
+    expect(clonesLeft(lab)).toBe(0);
+  });
 });
 
 describe('daemon authentication', () => {

@@ -90,7 +90,7 @@ export async function startLab(o: { ticketTtlMs?: number; key?: Buffer } = {}): 
     const guests = new TcpGuestTransport({ port, identify: 'claimed' });
     const daemon = new HostDaemon({
       host: name, key, master: { host: '127.0.0.1', port: masterPort }, backend: fake, guests,
-      capacity: { vcpus: 4, memoryMiB: 8192 }, reconnectMs: 50,
+      capacity: { vcpus: 4, memoryMiB: 8192 }, reconnectMs: 50, cloneWatchMs: 100,
     });
     await daemon.start();
     await daemon.whenRegistered();

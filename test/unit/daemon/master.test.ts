@@ -56,6 +56,21 @@ describe('a family', () => {
     expect(joined).toBe(true);
   });
 
+  it('a child its host reports dead does not keep join waiting; the report names it', async () => {
+    const l = await lab();
+    const { t } = await forkFour(l);
+    const kids = l.children();
+    for (const k of kids.slice(1)) await l.master.exit(k);
+    const dead = kids[0]!;
+    expect(l.master.cloneEnded(dead.host, { domid: dead.domid, reason: 'crash' })).toEqual({});
+    expect(l.master.cloneEnded(dead.host, { domid: 9999, reason: 'gone' })).toEqual({}); // not a child: ignored
+    const report = await l.master.join(l.parent, t.ticket);
+    expect(report.died).toEqual([{ vmid: dead.vmid, host: dead.host, reason: 'crash' }]);
+    expect(report.destroyed.sort()).toEqual([1, 2, 3, 4]);
+    expect(l.children()).toEqual([]);
+    await expect(l.master.exit(dead)).rejects.toMatchObject({ code: 'not-child' });
+  });
+
   it('kill during work destroys every child at once; their later sf_exit is refused', async () => {
     const l = await lab();
     const { t } = await forkFour(l);
