@@ -11,6 +11,9 @@
 #                         sf.allocmb (default 32), sf.churnmb (write and free that much first), sf.reportfree=1 (run sf-freepages --xenstore
 #                         when it finds itself in a clone)
 #   sf.interval=N         seconds between lines (counter, spin) or passes (memtest)
+#   sf.workload=node      (Node test guest, build-node.sh) loads the vchan modules and runs
+#                         `node /opt/snowflock/<sf.program> <sf.args>`, args comma-separated
+#   sf.workload=shell     the same with `sh`, for scripts using the sf-* wrappers
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs dev /dev 2>/dev/null
@@ -19,7 +22,7 @@ arg() { echo " $(cat /proc/cmdline)" | sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p"; }
 WORKLOAD=$(arg sf.workload); WORKLOAD=${WORKLOAD:-counter}
 INTERVAL=$(arg sf.interval); INTERVAL=${INTERVAL:-1}
 
-export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu
+export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu PATH=/bin:/usr/bin
 vmid() { xenstore-read snowflock/vmid 2>/dev/null || echo 0; }
 
 echo "SF-AGENT up workload=$WORKLOAD uptime=$(cut -d' ' -f1 /proc/uptime)"
@@ -40,6 +43,16 @@ case $WORKLOAD in
     CHURN=$(arg sf.churnmb); [ -n "$CHURN" ] && set -- "$@" --churn-mb "$CHURN"
     sf-memtest "$@"
     echo "SF-AGENT sf-memtest exited rc=$?"; poweroff -f ;;
+  node|shell)
+    for m in /lib/modules/*.ko; do insmod "$m" || echo "SF-AGENT insmod $m failed"; done
+    cd /opt/snowflock || { echo "SF-AGENT this image has no Node (build-node.sh)"; poweroff -f; }
+    PROGRAM=$(arg sf.program)
+    [ "$WORKLOAD" = node ] && RUN=node || RUN=sh
+    # shellcheck disable=SC2046 # the comma-separated arguments split on purpose
+    $RUN "$PROGRAM" $(arg sf.args | sed 's/,/ /g')
+    echo "SF-AGENT $PROGRAM exited rc=$? vmid=$(vmid)"
+    # A clone stays until its parent's sf_join destroys it.
+    while :; do sleep 3600; done ;;
   *)
     echo "SF-AGENT unknown workload $WORKLOAD"; poweroff -f ;;
 esac

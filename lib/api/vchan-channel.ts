@@ -3,7 +3,8 @@
  * so dom0 serves each guest at its own path under its `data/vchan/<name>`:
  *   /local/domain/0/data/vchan/<name>/<guest domid>
  * (lib/daemon/vchan-transport.ts, rings of 64 KiB each way). The guest reads its own domid from
- * xenstore on every connect: a clone has a new one, and reconnects after the fork.
+ * xenstore on every connect: a clone has a new one, and reconnects after the fork. A clone
+ * notices the fork by its new Xen handle (vm-identity.ts) and leaves the parent's vchan alone.
  *
  * Needs ffi-rs and libxenvchan in the guest (vchan-lib.ts); tested only inside Xen.
  */
@@ -13,6 +14,7 @@ import { FramedSocket } from '../daemon/framed-socket.js';
 import { ChannelUnavailableError, MessageChannel, type GuestChannel } from './channel.js';
 import { loadVchanLib } from './vchan-lib.js';
 import { VchanStream } from './vchan-stream.js';
+import { sameVmCheck } from './vm-identity.js';
 
 export const DEFAULT_VCHAN_NAME = 'snowflock';
 const CONNECT_TRIES = 20;
@@ -31,6 +33,7 @@ export function vchanPath(name: string, domid: number): string {
 
 export async function connectVchan(o: VchanChannelOptions = {}): Promise<GuestChannel> {
   const lib = loadVchanLib();
+  const stillOurs = sameVmCheck();
   const path = o.xsPath ?? vchanPath(o.name ?? DEFAULT_VCHAN_NAME, o.domid ?? (await ownDomid()));
   // dom0 sets the server up again after each connection: give it a moment before giving up.
   let h = lib.clientInit(0, path);
@@ -39,7 +42,7 @@ export async function connectVchan(o: VchanChannelOptions = {}): Promise<GuestCh
     h = lib.clientInit(0, path);
   }
   if (!h) throw new ChannelUnavailableError(`cannot open the vchan at ${path}: is the snowflock host daemon serving this domain?`);
-  return new MessageChannel(new FramedSocket(new VchanStream(lib, h, false), `vchan ${path}`));
+  return new MessageChannel(new FramedSocket(new VchanStream(lib, h, false, stillOurs), `vchan ${path}`));
 }
 
 /** `xenstore-read domid` resolves relative to the guest's own home (Debian: xenstore-utils). */

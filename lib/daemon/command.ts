@@ -16,6 +16,7 @@ import { readKeyFile, writeKeyFile } from './key.js';
 import { Master } from './master.js';
 import { MasterServer } from './master-server.js';
 import { VchanGuestTransport } from './vchan-transport.js';
+import { serveAllDomains } from './domain-watch.js';
 
 export const DEFAULT_MASTER_PORT = 7311;
 
@@ -46,7 +47,7 @@ interface MasterArgs {
 interface HostArgs {
   name: string; 'key-file': string; master: string; vcpus: number; 'memory-mib': number; backend: string;
   advertise?: string; 'state-dir'?: string;
-  guests: string; 'guest-listen': string; 'trust-claimed-domid': boolean; 'guest-address': string[]; 'vchan-domid': number[];
+  guests: string; 'guest-listen': string; 'trust-claimed-domid': boolean; 'guest-address': string[]; 'vchan-domid': number[]; 'vchan-all-guests': boolean;
 }
 
 const masterModule: CommandModule<object, MasterArgs> = {
@@ -95,13 +96,18 @@ const hostModule: CommandModule<object, HostArgs> = {
     .option('guest-listen', { type: 'string', default: '127.0.0.1:7312', describe: 'TCP address for guests (--guests tcp)' })
     .option('trust-claimed-domid', { type: 'boolean', default: false, describe: 'TCP: believe the domid a guest claims (tests only)' })
     .option('guest-address', { type: 'string', array: true, default: [], describe: 'TCP: IP=DOMID, which address is which guest' })
-    .option('vchan-domid', { type: 'number', array: true, default: [], describe: 'vchan: guest domains to serve from the start' }),
+    .option('vchan-domid', { type: 'number', array: true, default: [], describe: 'vchan: guest domains to serve from the start' })
+    .option('vchan-all-guests', { type: 'boolean', default: false, describe: 'vchan (backend xen): serve every domain of this host, as they come and go' }),
   handler: async (argv) => {
     if (argv.backend === 'xen' && !argv.advertise) throw new Error('--backend xen needs --advertise ADDRESS: where clones on other hosts reach this host\'s memservers');
     const key = readKeyFile(argv['key-file']);
     const log = jsonLog(`host ${argv.name}`);
-    const { backend, close } = await cloneBackend(argv);
+    const { backend, close, listDomids } = await cloneBackend(argv);
     const guests = guestTransport(argv, log);
+    if (argv['vchan-all-guests']) {
+      if (argv.guests !== 'vchan' || !listDomids) throw new Error('--vchan-all-guests needs --guests vchan and --backend xen');
+      serveAllDomains(listDomids, guests);
+    }
     const daemon = new HostDaemon({
       host: argv.name, key, master: hostPort(argv.master, DEFAULT_MASTER_PORT), backend,
       guests, capacity: { vcpus: argv.vcpus, memoryMiB: argv['memory-mib'] }, log,
@@ -115,14 +121,14 @@ const hostModule: CommandModule<object, HostArgs> = {
   },
 };
 
-async function cloneBackend(argv: HostArgs): Promise<{ backend: CloneBackend; close: () => void }> {
+async function cloneBackend(argv: HostArgs): Promise<{ backend: CloneBackend; close: () => void; listDomids?: () => number[] }> {
   if (argv.backend === 'fake') return { backend: new FakeBackend(argv.name), close: () => {} };
   // Loaded only here: the fake backend runs where there is no Xen.
   const [{ XenBackend }, { openXen }, { loadAddon }] = await Promise.all([import('./xen-backend.js'), import('../xen/control.js'), import('../xen/native.js')]);
   const xc = openXen();
   const xs = new (loadAddon().XenStore)();
   const backend = new XenBackend(xc, xs, { advertiseHost: argv.advertise!, stateDir: argv['state-dir'] });
-  return { backend, close: () => (xs.close(), xc.close()) };
+  return { backend, close: () => (xs.close(), xc.close()), listDomids: () => xc.listDomains().map((d) => d.domid) };
 }
 
 function guestTransport(argv: HostArgs, log: Log): GuestTransport {

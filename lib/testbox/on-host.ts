@@ -16,6 +16,7 @@ export async function runSuiteOnHost(opts: { flavour: XenFlavour | 'host'; only?
     SNOWFLOCK_XEN_FLAVOUR: opts.flavour,
     SNOWFLOCK_GUEST_KERNEL: process.env.SNOWFLOCK_GUEST_KERNEL ?? artifacts.kernel(),
     SNOWFLOCK_GUEST_INITRD: process.env.SNOWFLOCK_GUEST_INITRD ?? artifacts.guestInitrd(),
+    SNOWFLOCK_NODE_GUEST_INITRD: process.env.SNOWFLOCK_NODE_GUEST_INITRD ?? artifacts.nodeGuestInitrd(),
   };
   const suite = join(repoRoot(), 'dist', 'test', 'testbox');
   const files = readdirSync(suite).filter((f) => f.endsWith('.test.js') && (opts.only ?? '').split(',').some((p) => f.startsWith(p))).sort().map((f) => join(suite, f));

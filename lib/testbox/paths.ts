@@ -29,6 +29,7 @@ export const artifacts = {
   hypervisor: (flavour: XenFlavour) => join(testboxDir(), `xen-${flavour}.elf`),
   kernel: () => join(testboxDir(), 'vmlinux'),
   guestInitrd: () => join(cacheDir(), 'images', 'testguest', 'initrd.cpio'),
+  nodeGuestInitrd: () => join(cacheDir(), 'images', 'testguest', 'node-initrd.cpio'),
   dom0Initrd: () => join(testboxDir(), 'dom0.cpio'),
   runsDir: () => join(testboxDir(), 'runs'),
 };

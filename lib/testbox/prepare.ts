@@ -34,6 +34,8 @@ export async function prepareArtifacts(flavour: XenFlavour, progress: Progress, 
   progress('building the test guest image');
   await runScript('images/testguest/build.sh', [], progress);
   if (opts.dom0) {
+    progress('building the Node test guest image (guest library, vchan)');
+    await runScript('images/testguest/build-node.sh', [], progress);
     progress('building the dom0 initramfs (project, addon, test suite, guest)');
     await runScript('scripts/testbox/build-dom0.sh', [artifacts.dom0Initrd()], progress);
   }

@@ -17,6 +17,8 @@ export interface GuestConfig {
   vcpus: number;
   /** extra kernel command line; noxsave is always added (AVX #UD under TCG) */
   cmdline?: string;
+  /** xl's tsc_mode; left out, xl's default (RDTSC emulated by Xen where the TSC is not invariant) */
+  tscMode?: 'default' | 'always_emulate' | 'native' | 'native_paravirt';
 }
 
 export function xlConfig(g: GuestConfig): string {
@@ -29,6 +31,7 @@ export function xlConfig(g: GuestConfig): string {
     `extra = "${extra}"`,
     `memory = ${g.memoryMiB}`,
     `vcpus = ${g.vcpus}`,
+    ...(g.tscMode ? [`tsc_mode = "${g.tscMode}"`] : []),
     'on_poweroff = "destroy"',
     'on_crash = "destroy"',
     '',

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Builds the test box's dom0 initramfs: busybox, Debian's Xen 4.17 tools, Node.js, this
 # project (compiled dist/, its built addon, production node_modules) with its test/testbox
-# suite, and the test guest (kernel + initramfs). Uncompressed: no gunzip under TCG.
+# suite, and the test guests (kernel + busybox and Node initramfs). Uncompressed: no gunzip under TCG.
 #   build-dom0.sh OUT.cpio
 # Needs: fetch.sh done, `npm run build` done, images/testguest/build.sh done.
 set -euo pipefail
@@ -11,9 +11,11 @@ R=$TESTBOX_DIR/root
 KVER=$(cat "$TESTBOX_DIR/kver")
 KMOD=$R/lib/modules/$KVER/kernel
 GUEST_INITRD=$SNOWFLOCK_CACHE/images/testguest/initrd.cpio
+NODE_GUEST_INITRD=$SNOWFLOCK_CACHE/images/testguest/node-initrd.cpio
 [ -f "$REPO_ROOT/build/Release/snowflock.node" ] || die "addon not built (npm ci or npm run build:native)"
 [ -d "$REPO_ROOT/dist/test/testbox" ] || die "TypeScript not compiled (npm run build)"
 [ -f "$GUEST_INITRD" ] || die "test guest not built (images/testguest/build.sh)"
+[ -f "$NODE_GUEST_INITRD" ] || die "Node test guest not built (images/testguest/build-node.sh)"
 
 D=$(mktemp -d "$TESTBOX_DIR/dom0.XXXXXX")
 trap 'rm -rf "$D"' EXIT
@@ -41,6 +43,7 @@ done
 # The test guest.
 cp "$TESTBOX_DIR/vmlinux" "$D/guest/vmlinux"
 cp "$GUEST_INITRD" "$D/guest/initrd.cpio"
+cp "$NODE_GUEST_INITRD" "$D/guest/node-initrd.cpio"
 
 # Node.js and the project.
 install -m755 "$(command -v node)" "$D/usr/bin/node"

@@ -1,6 +1,6 @@
 // Shared by the test box suite: where it runs, and guests that are always cleaned up.
 import { openXen } from '../../lib/xen/control.js';
-import { xlCreate } from '../../lib/xen/xl.js';
+import { xlCreate, type GuestConfig } from '../../lib/xen/xl.js';
 import { testGuestImage } from '../../lib/testbox/guest-image.js';
 import type { XenControl } from '../../lib/xen/native.js';
 
@@ -13,7 +13,25 @@ export const env = {
 
 export async function startTestGuest(name: string, type: 'pvh' | 'pv', cmdline = '', memoryMiB = 128): Promise<number> {
   const image = testGuestImage();
-  return xlCreate({ name, type, kernel: image.kernel, ramdisk: image.initrd, memoryMiB, vcpus: 1, cmdline });
+  return xlCreate({ name, type, kernel: image.kernel, ramdisk: image.initrd, memoryMiB, vcpus: 1, cmdline, ...testTsc() });
+}
+
+/**
+ * The emulated CPU has no invariant TSC, so by default Xen intercepts and emulates every RDTSC of
+ * an HVM/PVH guest; the test box's triple faults strike on instructions Xen emulates. Native
+ * TSC keeps RDTSC out of Xen in the test box (clones inherit the mode from the descriptor).
+ * SNOWFLOCK_TEST_TSC_MODE overrides it ('default' for Xen's own choice).
+ */
+function testTsc(): { tscMode?: GuestConfig['tscMode'] } {
+  const mode = process.env.SNOWFLOCK_TEST_TSC_MODE ?? (env.inTestbox ? 'native' : 'default');
+  return mode === 'default' ? {} : { tscMode: mode as GuestConfig['tscMode'] };
+}
+
+/** A Node test guest running `program` (images/testguest/programs) under the guest agent. */
+export async function startNodeGuest(name: string, workload: 'node' | 'shell', program: string, args: string[], memoryMiB = 384): Promise<number> {
+  const image = testGuestImage('node');
+  const cmdline = `sf.workload=${workload} sf.program=${program}${args.length ? ` sf.args=${args.join(',')}` : ''}`;
+  return xlCreate({ name, type: 'pvh', kernel: image.kernel, ramdisk: image.initrd, memoryMiB, vcpus: 1, cmdline, ...testTsc() });
 }
 
 /** Destroys the domain if it still exists; for after() hooks. */

@@ -86,4 +86,24 @@ describe('VchanStream', () => {
     await gone;
     expect(v.closed).toContain('server');
   });
+
+  it('in a clone, the parent\'s vchan is dropped without being touched or closed', async () => {
+    const v = fakeVchan(64);
+    const server = new FramedSocket(new VchanStream(v.lib, v.server, true), 'vchan of domain 5');
+    const received = new Promise<void>((r) => server.onMessage(() => r())); // the fork happens while the request waits
+    let forked = false;
+    const touched: string[] = [];
+    const spy: VchanLib = { ...v.lib,
+      dataReady: (h) => { if (forked) touched.push('dataReady'); return v.lib.dataReady(h); },
+      isOpen: (h) => { if (forked) touched.push('isOpen'); return v.lib.isOpen(h); } };
+    const channel = new MessageChannel(new FramedSocket(new VchanStream(spy, v.client, false, () => !forked), 'vchan to dom0'));
+    const waiting = channel.request('clone', { ticket: 't-0000000000000001', requestId: 'r1' });
+    await received;
+    forked = true;
+    await expect(waiting).rejects.toMatchObject({ code: 'channel-closed' });
+    expect(channel.closed).toBe(true);
+    await new Promise((r) => setTimeout(r, 300)); // a poll round: still nothing touches the ring
+    expect(touched).toEqual([]);
+    expect(v.closed).not.toContain('client');
+  });
 });
