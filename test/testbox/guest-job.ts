@@ -1,0 +1,160 @@
+// Guest programs that fork themselves through the sf_* API (images/testguest/programs), with the
+// daemons of one test box in this process: a host daemon with the Xen backend serving its guests
+// over vchan, and where asked the master. Shared by 85.guest-api and 86.guest-api-hosts.
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadAddon, type XenControl, type XenStore } from '../../lib/xen/native.js';
+import { consoleLogDir, readConsole } from '../../lib/xen/console.js';
+import { InternalClusterManager } from '../../lib/cluster/index.js';
+import { HostDaemon } from '../../lib/daemon/host-daemon.js';
+import { Master } from '../../lib/daemon/master.js';
+import { MasterServer } from '../../lib/daemon/master-server.js';
+import { VchanGuestTransport } from '../../lib/daemon/vchan-transport.js';
+import { XenBackend } from '../../lib/daemon/xen-backend.js';
+import { destroyQuietly, openXen, startNodeGuest, waitUntil } from './helpers.js';
+
+const RECORDS = '/local/domain/0/snowflock/daemon/clones';
+const VCHANS = '/local/domain/0/data/vchan/snowflock';
+
+export interface MasterHandle {
+  port: number;
+  /** Hosts whose daemons are registered. */
+  hosts(): string[];
+  close(): Promise<void>;
+}
+
+export async function startMaster(key: Buffer, host = '127.0.0.1'): Promise<MasterHandle> {
+  const cluster = new InternalClusterManager({ ticketTtlMs: 600_000 });
+  const master = new Master({ cluster, destroyTimeoutMs: 60_000, commandTimeoutMs: 600_000, buildTimeoutMs: 600_000 });
+  const server = new MasterServer({ master, key, host, port: host === '127.0.0.1' ? 0 : 7311, heartbeatMs: 5000 });
+  const { port } = await server.listen();
+  return { port, hosts: () => master.connectedHosts(), close: async () => { await server.close(); await cluster.close(); } };
+}
+
+export class JobHost {
+  readonly xc: XenControl = openXen();
+  readonly xs: XenStore = new (loadAddon().XenStore)();
+  readonly events: string[] = [];
+  private readonly parents: number[] = [];
+  private readonly stateDir = mkdtempSync(join(tmpdir(), 'sf-guest-job-'));
+  private readonly guests = new VchanGuestTransport({ log: (event, fields) => { this.events.push(`${event} ${JSON.stringify(fields ?? {})}`); } });
+  private daemon: HostDaemon | null = null;
+
+  /** This box's host daemon: its clones' memservers are reached at `advertise`. */
+  async start(o: { host: string; key: Buffer; master: { host: string; port: number }; advertise: string; memoryMiB: number }): Promise<void> {
+    this.daemon = new HostDaemon({
+      host: o.host, key: o.key, master: o.master,
+      backend: new XenBackend(this.xc, this.xs, { advertiseHost: o.advertise, stateDir: this.stateDir }),
+      guests: this.guests, capacity: { vcpus: 4, memoryMiB: o.memoryMiB }, masterSilenceMs: 600_000,
+      log: (event, fields) => { this.events.push(`${event} ${JSON.stringify(fields ?? {})}`); },
+    });
+    await this.daemon.start();
+    await this.daemon.whenRegistered();
+  }
+
+  async close(): Promise<void> {
+    await this.daemon?.close();
+    for (const domid of this.heldClones()) await destroyQuietly(this.xc, domid);
+    for (const domid of this.parents) await destroyQuietly(this.xc, domid);
+    rmSync(this.stateDir, { recursive: true, force: true });
+    this.xs.close();
+    this.xc.close();
+  }
+
+  heldClones(): number[] {
+    return (this.xs.directory(RECORDS) ?? []).map(Number);
+  }
+
+  vchanEndpoints(): number[] {
+    return (this.xs.directory(VCHANS) ?? []).map(Number).sort((a, b) => a - b);
+  }
+
+  liveDomids(): number[] {
+    return this.xc.listDomains().map((d) => d.domid);
+  }
+
+  /** Starts a Node guest running the program and lets it reach the daemon over vchan. */
+  async startJob(name: string, workload: 'node' | 'shell', program: string, args: string[]): Promise<number> {
+    const domid = await startNodeGuest(name, workload, program, args);
+    this.parents.push(domid);
+    this.guests.admit(domid); // Node needs ~15 s (emulated) before it connects: the server is up by then
+    return domid;
+  }
+
+  async endJob(parent: number): Promise<void> {
+    await destroyQuietly(this.xc, parent);
+    this.guests.dismiss(parent);
+  }
+
+  /** The parent's last SF-JOB line once it matches `end`; fails early when the parent or a clone here dies. */
+  async jobEnd(name: string, domid: number, end: RegExp, timeoutMs: number): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    const state = (d: number) => (this.xc.listDomains().some((x) => x.domid === d) ? this.xc.domainInfo(d).shutdownReason ?? 'running' : 'gone');
+    for (;;) {
+      const line = readConsole(name).split('\n').filter((l) => end.test(l)).pop();
+      if (line) return line;
+      // A parent shut down for 'suspend' is being captured; any other shutdown ends it.
+      const reason = state(domid);
+      const crashed = this.heldClones().filter((c) => state(c) === 'crash');
+      const gone = !['running', 'suspend'].includes(reason) || crashed.length > 0;
+      if (gone || Date.now() > deadline) {
+        assert.fail(`${gone ? `the parent domain ${reason}, crashed clones: ${crashed.join(',') || 'none'}` : `no ${end} within ${timeoutMs} ms`}; `
+          + `parent:\n${consoleTail(name)}\nclones:\n${cloneLines(name).join('\n')}\ndaemon:\n${this.events.slice(-20).join('\n')}`);
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+
+  /** No clone domain, clone record or clone vchan server is left on this box. */
+  async assertNothingLeft(parent: number | null, domainsBefore: number[]): Promise<void> {
+    const expected = parent === null ? [] : [parent];
+    assert.deepEqual(this.liveDomids().sort(), [...domainsBefore, ...expected].sort(), 'no clone domain is left');
+    assert.deepEqual(this.heldClones(), [], 'no clone record is left');
+    // The daemon closes a destroyed clone's vchan server (removing its xenstore keys) just after.
+    await waitUntil('dom0 serves a vchan only to the parent', () => this.vchanEndpoints().join() === expected.join(), 10_000)
+      .catch(() => assert.deepEqual(this.vchanEndpoints(), expected, 'dom0 serves a vchan only to the parent'));
+  }
+}
+
+/** The SF-JOB lines of every clone of `parentName` this box ran, from the consoles xenconsoled logged. */
+export function cloneLines(parentName: string): string[] {
+  return readdirSync(consoleLogDir())
+    .filter((f) => f.startsWith(`guest-${parentName}-`))
+    .flatMap((f) => readConsole(f.slice('guest-'.length, -'.log'.length)).split('\n'))
+    .filter((l) => l.includes('SF-JOB'));
+}
+
+export function shares(lines: string[]): Map<number, bigint> {
+  const found = new Map<number, bigint>();
+  for (const l of lines) {
+    const m = /SF-JOB share vmid=(\d+) of=(\d+) sum=(\d+)/.exec(l);
+    if (m) found.set(Number(m[1]), BigInt(m[3]!));
+  }
+  return found;
+}
+
+export const gauss = (n: bigint) => (n * (n + 1n)) / 2n;
+
+export const consoleTail = (name: string) => readConsole(name).split('\n').slice(-25).join('\n');
+
+export const jobLines = (name: string) => readConsole(name).split('\n').filter((l) => l.includes('SF-JOB')).join('\n');
+
+/**
+ * Event channels and grants this process (the daemons) holds: each vchan server keeps an evtchn
+ * and a gntalloc handle open, so leaked servers show as extra descriptors on /dev/xen.
+ */
+export function xenHandles(): string {
+  const counts: Record<string, number> = {};
+  for (const fd of readdirSync('/proc/self/fd')) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue; // closed meanwhile
+    }
+    if (target.startsWith('/dev/xen/')) counts[target] = (counts[target] ?? 0) + 1;
+  }
+  return JSON.stringify(Object.fromEntries(Object.entries(counts).sort()));
+}
