@@ -2,11 +2,13 @@
 import { isNativeXenError } from '../xen/native.js';
 import { XenUnavailableError } from '../xen/control.js';
 import { ExitCode } from './output.js';
+import { SfError } from '../daemon/errors.js';
 
 export class UsageError extends Error {}
 
 export function reportError(e: unknown, json: boolean): number {
-  const code = e instanceof UsageError ? ExitCode.usage : e instanceof XenUnavailableError ? ExitCode.noXen : ExitCode.failed;
+  const unavailable = e instanceof XenUnavailableError || (e instanceof SfError && (e.code === 'channel-closed' || e.code === 'master-unavailable'));
+  const code = e instanceof UsageError ? ExitCode.usage : unavailable ? ExitCode.noXen : ExitCode.failed;
   const message = e instanceof Error ? e.message : String(e);
   if (json) {
     const detail = isNativeXenError(e) ? { call: e.call, errno: e.errno, code: e.code, xenLog: e.xenLog } : {};

@@ -11,6 +11,7 @@ import { cloneCommand } from './commands/clone.js';
 import { memtapCommand } from './commands/memtap.js';
 import { memserverCommand } from './commands/memserver.js';
 import { daemonCommand } from '../daemon/command.js';
+import { clusterCommands } from './commands/cluster.js';
 import { reportError } from './errors.js';
 import { ExitCode } from './output.js';
 
@@ -25,7 +26,7 @@ async function main(): Promise<void> {
     .strict()
     .demandCommand(1, 'say which command; --help lists them')
     .recommendCommands()
-    .epilogue('Exit codes: 0 ok, 1 failed, 2 bad usage, 3 Xen not available here.\nDocs: README.md, docs/ARCHITECTURE.md')
+    .epilogue('Exit codes: 0 ok, 1 failed, 2 bad usage, 3 Xen (or the host daemon, or its master) not available here.\nDocs: README.md, docs/ARCHITECTURE.md')
     .help()
     .alias('h', 'help')
     .version()
@@ -41,6 +42,7 @@ async function main(): Promise<void> {
   cli = memserverCommand(cli);
   cli = memtapCommand(cli);
   cli = daemonCommand(cli);
+  cli = clusterCommands(cli);
   cli = testboxCommand(cli);
   cli = demoCommand(cli);
   try {

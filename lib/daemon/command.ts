@@ -17,6 +17,8 @@ import { Master } from './master.js';
 import { MasterServer } from './master-server.js';
 import { VchanGuestTransport } from './vchan-transport.js';
 import { serveAllDomains } from './domain-watch.js';
+import { DEFAULT_ADMIN_SOCKET, askHostDaemon } from './admin-socket.js';
+import { printJson, table } from '../cli/output.js';
 
 export const DEFAULT_MASTER_PORT = 7311;
 
@@ -47,7 +49,7 @@ interface MasterArgs {
 interface HostArgs {
   name: string; 'key-file': string; master: string; vcpus: number; 'memory-mib': number; backend: string;
   advertise?: string; 'state-dir'?: string;
-  guests: string; 'guest-listen': string; 'trust-claimed-domid': boolean; 'guest-address': string[]; 'vchan-domid': number[]; 'vchan-all-guests': boolean;
+  guests: string; 'guest-listen': string; 'trust-claimed-domid': boolean; 'guest-address': string[]; 'vchan-domid': number[]; 'vchan-all-guests': boolean; 'admin-socket': string;
 }
 
 const masterModule: CommandModule<object, MasterArgs> = {
@@ -97,7 +99,8 @@ const hostModule: CommandModule<object, HostArgs> = {
     .option('trust-claimed-domid', { type: 'boolean', default: false, describe: 'TCP: believe the domid a guest claims (tests only)' })
     .option('guest-address', { type: 'string', array: true, default: [], describe: 'TCP: IP=DOMID, which address is which guest' })
     .option('vchan-domid', { type: 'number', array: true, default: [], describe: 'vchan: guest domains to serve from the start' })
-    .option('vchan-all-guests', { type: 'boolean', default: false, describe: 'vchan (backend xen): serve every domain of this host, as they come and go' }),
+    .option('vchan-all-guests', { type: 'boolean', default: false, describe: 'vchan (backend xen): serve every domain of this host, as they come and go' })
+    .option('admin-socket', { type: 'string', default: DEFAULT_ADMIN_SOCKET, describe: 'Unix socket (mode 600) for `snowflock daemon status`, `hosts`, `families`; "" for none' }),
   handler: async (argv) => {
     if (argv.backend === 'xen' && !argv.advertise) throw new Error('--backend xen needs --advertise ADDRESS: where clones on other hosts reach this host\'s memservers');
     const key = readKeyFile(argv['key-file']);
@@ -111,6 +114,7 @@ const hostModule: CommandModule<object, HostArgs> = {
     const daemon = new HostDaemon({
       host: argv.name, key, master: hostPort(argv.master, DEFAULT_MASTER_PORT), backend,
       guests, capacity: { vcpus: argv.vcpus, memoryMiB: argv['memory-mib'] }, log,
+      ...(argv['admin-socket'] ? { adminSocket: argv['admin-socket'] } : {}),
     });
     await daemon.start();
     log('started', { guests: argv.guests, backend: argv.backend });
@@ -156,7 +160,20 @@ const keygenModule: CommandModule<object, { 'key-file': string }> = {
   },
 };
 
+const statusModule: CommandModule<object, { socket: string; json: boolean }> = {
+  command: 'status',
+  describe: 'Ask this host\'s daemon how it is: its link to the master and the clones it holds',
+  builder: (a) => a.option('socket', { type: 'string', default: DEFAULT_ADMIN_SOCKET, describe: 'the host daemon\'s admin socket' }) as never,
+  handler: async (argv) => {
+    const s = await askHostDaemon(argv.socket, 'status');
+    if (argv.json) return printJson(s);
+    console.log(`host ${s.host}: master ${s.master.address} ${s.master.connected ? 'connected' : 'NOT connected'}, up since ${new Date(s.startedAt).toISOString()}`);
+    console.log(s.clones.length ? table(['DOMID', 'TICKET', 'VMID'], s.clones.map((c) => [c.domid, c.fork, c.vmid])) : 'no clones on this host');
+  },
+};
+
 export function daemonCommand(y: Argv): Argv {
-  return y.command('daemon', 'Run the sf_* daemons (master, host) or make their key (keygen)', (d) =>
-    d.command(masterModule).command(hostModule).command(keygenModule).demandCommand(1, 'say which daemon: master, host or keygen'));
+  return y.command('daemon', 'Run the sf_* daemons (master, host), make their key (keygen), or ask the local host daemon (status)', (d) =>
+    d.command(masterModule).command(hostModule).command(keygenModule).command(statusModule)
+      .demandCommand(1, 'say which: master, host, keygen or status'));
 }

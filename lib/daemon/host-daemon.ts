@@ -14,6 +14,8 @@ import type { GuestTransport } from './guest-transport.js';
 import { HostCommandRunner, type Log } from './host-commands.js';
 import { Notifier } from './notifier.js';
 import { guestRequests, hostCommands, type DaemonResults, type GuestRequests, type HostCommands } from './protocol.js';
+import { AdminServer } from './admin-socket.js';
+import type { AdminResults } from './messages.js';
 import { RpcPeer } from './rpc.js';
 
 export interface HostDaemonOptions {
@@ -34,6 +36,8 @@ export interface HostDaemonOptions {
   masterSilenceMs?: number;
   /** How often the backend is asked whether clones still run (ended()). Default 2 s. */
   cloneWatchMs?: number;
+  /** A Unix socket for dom0's CLI (admin-socket.ts); none when left out. */
+  adminSocket?: string;
   log?: Log;
 }
 
@@ -51,6 +55,8 @@ export class HostDaemon {
   private closing = false;
   private readonly guestConns = new Set<MessageConnection>();
   private cloneWatch: NodeJS.Timeout | null = null;
+  private admin: AdminServer | null = null;
+  private readonly startedAt = Date.now();
   /** Clones whose end the master has been told of. */
   private readonly reportedEnded = new Set<number>();
 
@@ -67,6 +73,14 @@ export class HostDaemon {
   /** Recovers what a previous run left, starts serving guests, and connects to the master. */
   async start(): Promise<void> {
     await this.runner.recover();
+    if (this.o.adminSocket) {
+      this.admin = new AdminServer(this.o.adminSocket, {
+        status: () => this.status(),
+        hosts: () => this.askMaster('hosts'),
+        families: () => this.askMaster('list'),
+      });
+      await this.admin.listen();
+    }
     await this.o.guests.listen((conn, domid) => this.serveGuest(conn, domid));
     this.connect();
     this.cloneWatch = setInterval(() => void this.reportEndedClones(), this.o.cloneWatchMs ?? 2000);
@@ -82,10 +96,28 @@ export class HostDaemon {
     this.closing = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.cloneWatch) clearInterval(this.cloneWatch);
+    await this.admin?.close();
     this.link?.close('host daemon shutting down');
     for (const c of this.guestConns) c.close('host daemon shutting down');
     await this.o.guests.close();
     this.changes.notify();
+  }
+
+  /** What `snowflock daemon status` shows. */
+  status(): AdminResults['status'] {
+    return {
+      host: this.o.host,
+      master: { address: `${this.o.master.host}:${this.o.master.port}`, connected: this.master !== null },
+      clones: [...this.runner.clones.values()].map((c) => ({ domid: c.domid, fork: c.fork, vmid: c.vmid })),
+      startedAt: this.startedAt,
+    };
+  }
+
+  /** The master's cluster-wide views for dom0's CLI (a request without a domid sees every family). */
+  private async askMaster<K extends 'hosts' | 'list'>(type: K): Promise<DaemonResults[K]> {
+    const master = this.master;
+    if (!master) throw new SfError('master-unavailable', `host ${this.o.host} has no link to the master right now (${this.o.master.host}:${this.o.master.port})`);
+    return (await master.call(type, {})) as DaemonResults[K];
   }
 
   /** Tells the master about clones that stopped without sf_exit; retried until it heard. */

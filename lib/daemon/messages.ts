@@ -83,6 +83,13 @@ export const hostResults = {
   abort: destroyResult,
 };
 
+/** dom0's CLI -> its host daemon, over the daemon's local admin socket (admin-socket.ts). */
+export const adminRequests = {
+  status: obj({}),
+  hosts: obj({}),
+  families: obj({}),
+};
+
 /**
  * TCP guest channels only, first message: the domid the guest says it is. Trusted only by a
  * transport told to (tests, a single-tenant host); vchan knows the domid without asking.
@@ -182,6 +189,19 @@ export interface GuestResults {
   status: StatusResult;
   hosts: { hosts: HostView[] };
   list: { families: FamilyView[]; truncated: boolean };
+}
+
+export interface AdminResults {
+  status: {
+    host: string;
+    master: { address: string; connected: boolean };
+    /** The clones this host holds: by domid, with their fork and vmid. */
+    clones: { domid: number; fork: string; vmid: number }[];
+    startedAt: number;
+  };
+  hosts: GuestResults['hosts'];
+  /** Every family (the master's whole view). */
+  families: GuestResults['list'];
 }
 
 export type DaemonResults = GuestResults & {

@@ -42,7 +42,8 @@ export interface Lab {
   close(): Promise<void>;
 }
 
-export async function startLab(o: { ticketTtlMs?: number; key?: Buffer } = {}): Promise<Lab> {
+/** adminSocket: h1's daemon serves dom0's CLI there. */
+export async function startLab(o: { ticketTtlMs?: number; key?: Buffer; adminSocket?: string } = {}): Promise<Lab> {
   const key = o.key ?? randomBytes(32);
   const cluster = new InternalClusterManager({ ticketTtlMs: o.ticketTtlMs ?? 60_000 });
   const master = new Master({ cluster, destroyTimeoutMs: 5000, commandTimeoutMs: 10_000, buildTimeoutMs: 10_000 });
@@ -91,6 +92,7 @@ export async function startLab(o: { ticketTtlMs?: number; key?: Buffer } = {}): 
     const daemon = new HostDaemon({
       host: name, key, master: { host: '127.0.0.1', port: masterPort }, backend: fake, guests,
       capacity: { vcpus: 4, memoryMiB: 8192 }, reconnectMs: 50, cloneWatchMs: 100,
+      ...(name === 'h1' && o.adminSocket ? { adminSocket: o.adminSocket } : {}),
     });
     await daemon.start();
     await daemon.whenRegistered();
