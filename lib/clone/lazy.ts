@@ -4,16 +4,15 @@
 // Memserver and memtaps are detached processes: they outlive this call, and end with the
 // clones (a memtap when its domain is gone, the memserver when every clone said goodbye).
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MemtapBackend, XenControl, XenStore } from '../xen/native.js';
-import { captureDescriptor } from '../descriptor/capture.js';
 import { restoreDescriptor, destroyClone, type Restored } from '../descriptor/restore.js';
-import { encodeDescriptor, type Descriptor } from '../descriptor/format.js';
+import type { Descriptor } from '../descriptor/format.js';
 import { domainName } from '../xen/resolve.js';
 import { cloneName } from './names.js';
-import { spawnDetached, startMemServer } from '../memtap/spawn.js';
-import { writeTokenFile } from '../memtap/token.js';
+import { spawnDetached } from '../memtap/spawn.js';
+import { captureFork } from './capture-fork.js';
 
 export const DEFAULT_STATE_DIR = process.env.SNOWFLOCK_STATE ?? '/var/lib/snowflock';
 
@@ -94,21 +93,12 @@ export async function cloneLazy(xc: XenControl, xs: XenStore, domid: number, o: 
   const family = randomBytes(3).toString('hex');
   const dir = join(o.stateDir ?? DEFAULT_STATE_DIR, 'families', family);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const image = join(dir, 'parent.mem');
-  const descriptorPath = join(dir, 'parent.sfd');
-  const tokenFile = join(dir, 'token');
-  writeTokenFile(tokenFile);
   let serverPid: number | undefined;
   const clones: LazyClone[] = [];
   try {
     // The parent runs on as soon as its memory is copied: the copy is what clones see.
-    const captured = await captureDescriptor(xc, xs, domid, { memoryImage: image, progress: o.progress });
-    const encoded = encodeDescriptor(captured.descriptor);
-    writeFileSync(descriptorPath, encoded);
-    o.progress?.('starting the memserver');
-    const log = join(dir, 'memserver.log');
-    const server = await startMemServer({
-      descriptor: descriptorPath, image, tokenFile, clones: o.count, logFile: log, host: o.listenHost ?? '0.0.0.0', removeOnExit: dir,
+    const { captured, encoded, tokenFile, memserver: server } = await captureFork(xc, xs, domid, {
+      dir, clones: o.count, ...(o.listenHost ? { listenHost: o.listenHost } : {}), ...(o.progress ? { progress: o.progress } : {}),
     });
     serverPid = server.pid;
     const ev = server.event as { port: number; evictPages: number; zeroPages: number; eagerPages: number };
@@ -139,7 +129,7 @@ export async function cloneLazy(xc: XenControl, xs: XenStore, domid: number, o: 
       pauseMs: captured.pauseMs,
       descriptorBytes: encoded.length,
       imagePages: captured.imagePages ?? 0,
-      memserver: { pid: server.pid, port: ev.port, log, evictPages: ev.evictPages, zeroPages: ev.zeroPages, eagerPages: ev.eagerPages },
+      memserver: { pid: server.pid, port: ev.port, log: server.log, evictPages: ev.evictPages, zeroPages: ev.zeroPages, eagerPages: ev.eagerPages },
     };
   } catch (e) {
     for (const c of clones) await destroyClone(xc, xs, c.domid, c.uuid);

@@ -7,16 +7,15 @@
  * and starts its memtap (lib/clone/lazy.ts). What this backend holds is written to dom0-only
  * xenstore, so that a restarted daemon finds its clones and lets go of a parent it left stopped.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { XenControl, XenStore } from '../xen/native.js';
-import { captureDescriptor } from '../descriptor/capture.js';
-import { decodeDescriptor, encodeDescriptor } from '../descriptor/format.js';
+import { decodeDescriptor } from '../descriptor/format.js';
 import { destroyClone } from '../descriptor/restore.js';
 import { DEFAULT_STATE_DIR, restoreLazy } from '../clone/lazy.js';
 import { cloneName } from '../clone/names.js';
-import { startMemServer } from '../memtap/spawn.js';
+import { captureFork } from '../clone/capture-fork.js';
 import { writeTokenFile } from '../memtap/token.js';
 import { domainName } from '../xen/resolve.js';
 import { resumeSuspended } from '../xen/suspend.js';
@@ -62,31 +61,23 @@ export class XenBackend implements CloneBackend {
   async capture(parent: number, fork: ForkInfo): Promise<ForkImage> {
     const dir = this.forkDir(fork.fork);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const tokenFile = join(dir, 'token');
-    const token = writeTokenFile(tokenFile);
-    const image = join(dir, 'parent.mem');
-    const captured = await captureDescriptor(this.xc, this.xs, parent, { memoryImage: image, keepParentStopped: true });
-    this.stopped.set(parent, captured.resumeParent);
+    // Recorded before the suspend: a daemon that dies mid-capture leaves a parent recover() resumes.
     this.xs.write(`${RECORDS}/stopped/${parent}`, fork.fork);
+    let f;
     try {
-      const encoded = encodeDescriptor(captured.descriptor);
-      const descriptorFile = join(dir, 'parent.sfd');
-      writeFileSync(descriptorFile, encoded);
-      const server = await startMemServer({
-        descriptor: descriptorFile, image, tokenFile, clones: fork.clones,
-        host: '0.0.0.0', removeOnExit: dir, logFile: join(dir, 'memserver.log'),
-      });
-      return {
-        format: IMAGE_FORMAT,
-        parentName: domainName(this.xs, parent),
-        descriptor: deflateRawSync(encoded).toString('base64'),
-        memserver: { host: this.o.advertiseHost, port: server.port },
-        token,
-      };
+      f = await captureFork(this.xc, this.xs, parent, { dir, clones: fork.clones, keepParentStopped: true });
     } catch (e) {
-      await this.release(parent);
+      this.removeRecord(`${RECORDS}/stopped/${parent}`);
       throw e;
     }
+    this.stopped.set(parent, f.captured.resumeParent);
+    return {
+      format: IMAGE_FORMAT,
+      parentName: domainName(this.xs, parent),
+      descriptor: deflateRawSync(f.encoded).toString('base64'),
+      memserver: { host: this.o.advertiseHost, port: f.memserver.port },
+      token: f.token,
+    };
   }
 
   async build(image: ForkImage, fork: ForkInfo, vmids: number[]): Promise<BuiltClone[]> {

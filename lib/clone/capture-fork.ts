@@ -1,0 +1,59 @@
+// The parent's side of every fork: capture the descriptor and a copy of memory into a fork's
+// directory, and start the memserver that feeds the clones from it (one per fork, it exits when
+// its clones are done and removes the directory). Used by `snowflock clone` (lib/clone/lazy.ts)
+// and the sf_* daemons' Xen backend (lib/daemon/xen-backend.ts).
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { XenControl, XenStore } from '../xen/native.js';
+import { captureDescriptor, type CaptureResult } from '../descriptor/capture.js';
+import { encodeDescriptor } from '../descriptor/format.js';
+import { startMemServer } from '../memtap/spawn.js';
+import { writeTokenFile } from '../memtap/token.js';
+
+export interface ForkCaptureOptions {
+  /** The fork's directory (exists, mode 700): image, descriptor, key and memserver log go here. */
+  dir: string;
+  /** How many clones the memserver waits for. */
+  clones: number;
+  /** Keep the parent suspended until the caller's resumeParent() (the daemons' capture → release). */
+  keepParentStopped?: boolean;
+  listenHost?: string;
+  progress?: (message: string) => void;
+}
+
+export interface ForkCapture {
+  captured: CaptureResult;
+  /** The encoded descriptor, as written to the fork's directory. */
+  encoded: Buffer;
+  /** The memserver key, also in `tokenFile`. */
+  token: string;
+  tokenFile: string;
+  memserver: { pid: number; port: number; log: string; event: Record<string, unknown> };
+}
+
+/**
+ * Captures and starts the memserver. If the memserver cannot start, a parent kept stopped is
+ * resumed before the error is thrown; the directory is the caller's to remove.
+ */
+export async function captureFork(xc: XenControl, xs: XenStore, parent: number, o: ForkCaptureOptions): Promise<ForkCapture> {
+  const tokenFile = join(o.dir, 'token');
+  const token = writeTokenFile(tokenFile);
+  const image = join(o.dir, 'parent.mem');
+  const captured = await captureDescriptor(xc, xs, parent, {
+    memoryImage: image, keepParentStopped: o.keepParentStopped ?? false, ...(o.progress ? { progress: o.progress } : {}),
+  });
+  try {
+    const encoded = encodeDescriptor(captured.descriptor);
+    const descriptorFile = join(o.dir, 'parent.sfd');
+    writeFileSync(descriptorFile, encoded);
+    o.progress?.('starting the memserver');
+    const log = join(o.dir, 'memserver.log');
+    const server = await startMemServer({
+      descriptor: descriptorFile, image, tokenFile, clones: o.clones, logFile: log, host: o.listenHost ?? '0.0.0.0', removeOnExit: o.dir,
+    });
+    return { captured, encoded, token, tokenFile, memserver: { pid: server.pid, port: server.port, log, event: server.event } };
+  } catch (e) {
+    captured.resumeParent();
+    throw e;
+  }
+}
