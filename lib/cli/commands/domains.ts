@@ -2,7 +2,7 @@ import type { Argv } from 'yargs';
 import { withXen } from '../../xen/control.js';
 import { withXenSession } from '../../xen/session.js';
 import { destroyClone } from '../../descriptor/restore.js';
-import type { DomainInfo } from '../../xen/native.js';
+import type { DomainInfo, XenStore } from '../../xen/native.js';
 import { printJson, table } from '../output.js';
 import { UsageError } from '../errors.js';
 
@@ -16,16 +16,33 @@ function mib(pages: number): string {
   return String(Math.round((pages * 4) / 1024));
 }
 
-function row(d: DomainInfo): (string | number)[] {
-  return [d.domid, d.type, mib(d.totPages), mib(d.pagedPages), d.onlineVcpus, d.state, (d.cpuTimeNs / 1e9).toFixed(1)];
+/** A domain with its name and, for a clone snowflock built, its parent and vmid (from its xenstore home). */
+export interface ListedDomain extends DomainInfo {
+  name: string | null;
+  clone: { parent: string | null; vmid: number } | null;
+}
+
+function describe(d: DomainInfo, xs: XenStore): ListedDomain {
+  const home = `/local/domain/${d.domid}`;
+  const vmid = xs.read(`${home}/snowflock/vmid`);
+  return {
+    ...d,
+    name: xs.read(`${home}/name`) ?? null,
+    clone: vmid === null ? null : { parent: xs.read(`${home}/snowflock/parent-name`) ?? null, vmid: Number(vmid) },
+  };
+}
+
+function row(d: ListedDomain): (string | number)[] {
+  return [d.name ?? '-', d.domid, d.type, mib(d.totPages), mib(d.pagedPages), d.onlineVcpus, d.state, (d.cpuTimeNs / 1e9).toFixed(1),
+    d.clone ? `${d.clone.parent ?? '?'}#${d.clone.vmid}` : '-'];
 }
 
 export function domainCommands(y: Argv) {
   return y
     .command('list', 'List the domains on this host, as the hypervisor sees them', {}, async (argv) => {
-      const domains = await withXen((xc) => xc.listDomains());
+      const domains = await withXenSession((xc, xs) => xc.listDomains().map((d) => describe(d, xs)));
       if (argv.json) printJson(domains);
-      else console.log(table(['ID', 'TYPE', 'MEM(MiB)', 'PAGED(MiB)', 'VCPUS', 'STATE', 'TIME(s)'], domains.map(row)));
+      else console.log(table(['NAME', 'ID', 'TYPE', 'MEM(MiB)', 'PAGED(MiB)', 'VCPUS', 'STATE', 'TIME(s)', 'CLONE OF#VMID'], domains.map(row)));
     })
     .command('pause <domid>', 'Pause a domain', (a) => a.positional('domid', { type: 'number', demandOption: true }), async (argv) => {
       const id = domid(argv.domid);
