@@ -1,6 +1,7 @@
 // Guest programs that fork themselves through the sf_* API (images/testguest/programs), with the
-// daemons of one test box in this process: a host daemon with the Xen backend serving its guests
-// over vchan, and where asked the master. Shared by 85.guest-api and 86.guest-api-hosts.
+// daemons of one test box in this process: a host daemon with the Xen backend serving every
+// guest of the box over vchan (as `--vchan-all-guests` does), and where asked the master.
+// Shared by 85.guest-api and 86.guest-api-hosts.
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,6 +14,7 @@ import { Master } from '../../lib/daemon/master.js';
 import { MasterServer } from '../../lib/daemon/master-server.js';
 import { VchanGuestTransport } from '../../lib/daemon/vchan-transport.js';
 import { XenBackend } from '../../lib/daemon/xen-backend.js';
+import { serveAllDomains, type DomainWatch } from '../../lib/daemon/domain-watch.js';
 import { destroyQuietly, openXen, startNodeGuest, waitUntil } from './helpers.js';
 
 const RECORDS = '/local/domain/0/snowflock/daemon/clones';
@@ -41,6 +43,7 @@ export class JobHost {
   private readonly stateDir = mkdtempSync(join(tmpdir(), 'sf-guest-job-'));
   private readonly guests = new VchanGuestTransport({ log: (event, fields) => { this.events.push(`${event} ${JSON.stringify(fields ?? {})}`); } });
   private daemon: HostDaemon | null = null;
+  private watch: DomainWatch | null = null;
 
   /** This box's host daemon: its clones' memservers are reached at `advertise`. */
   async start(o: { host: string; key: Buffer; master: { host: string; port: number }; advertise: string; memoryMiB: number }): Promise<void> {
@@ -52,9 +55,11 @@ export class JobHost {
     });
     await this.daemon.start();
     await this.daemon.whenRegistered();
+    this.watch = serveAllDomains(() => this.liveDomids(), this.guests);
   }
 
   async close(): Promise<void> {
+    this.watch?.stop();
     await this.daemon?.close();
     for (const domid of this.heldClones()) await destroyQuietly(this.xc, domid);
     for (const domid of this.parents) await destroyQuietly(this.xc, domid);
@@ -75,17 +80,19 @@ export class JobHost {
     return this.xc.listDomains().map((d) => d.domid);
   }
 
-  /** Starts a Node guest running the program and lets it reach the daemon over vchan. */
+  /**
+   * Starts a Node guest running the program. The domain watch serves it within 2 s; Node needs
+   * ~15 s (emulated) before it connects.
+   */
   async startJob(name: string, workload: 'node' | 'shell', program: string, args: string[]): Promise<number> {
     const domid = await startNodeGuest(name, workload, program, args);
     this.parents.push(domid);
-    this.guests.admit(domid); // Node needs ~15 s (emulated) before it connects: the server is up by then
     return domid;
   }
 
+  /** The parent goes; the domain watch closes its vchan server. */
   async endJob(parent: number): Promise<void> {
     await destroyQuietly(this.xc, parent);
-    this.guests.dismiss(parent);
   }
 
   /** The parent's last SF-JOB line once it matches `end`; fails early when the parent or a clone here dies. */
