@@ -16,7 +16,11 @@ import { loadVchanLib, type VchanLib } from '../api/vchan-lib.js';
 import { VchanStream } from '../api/vchan-stream.js';
 import { DEFAULT_VCHAN_NAME, vchanPath } from '../api/vchan-channel.js';
 
+const SERVE_RETRY_MS = 2000;
+
 export interface VchanGuestTransportOptions {
+  /** libxenvchan; loaded through ffi-rs when left out (tests pass an in-memory one). */
+  lib?: VchanLib;
   name?: string;
   ringBytes?: number;
   log?: Log;
@@ -27,11 +31,13 @@ export class VchanGuestTransport implements GuestTransport {
   private onConnection: ((conn: MessageConnection, domid: number) => void) | null = null;
   private readonly served = new Map<number, MessageConnection | null>();
   private closed = false;
+  /** Domains whose server could not be set up yet (logged once, retried). */
+  private readonly failing = new Set<number>();
 
   constructor(private readonly o: VchanGuestTransportOptions = {}) {}
 
   async listen(onConnection: (conn: MessageConnection, domid: number) => void): Promise<void> {
-    this.lib = loadVchanLib();
+    this.lib = this.o.lib ?? loadVchanLib();
     this.onConnection = onConnection;
     for (const domid of this.served.keys()) this.serve(domid);
   }
@@ -45,6 +51,7 @@ export class VchanGuestTransport implements GuestTransport {
   dismiss(domid: number): void {
     const conn = this.served.get(domid);
     this.served.delete(domid);
+    this.failing.delete(domid);
     conn?.close('domain dismissed');
   }
 
@@ -59,10 +66,13 @@ export class VchanGuestTransport implements GuestTransport {
     const ring = this.o.ringBytes ?? 64 * 1024;
     const h = this.lib.serverInit(domid, path, ring, ring);
     if (!h) {
-      this.o.log?.('vchan-serve-failed', { domid, path });
-      this.served.delete(domid);
+      // E.g. the domain is still being built or xenstored was busy: try again while admitted.
+      if (!this.failing.has(domid)) this.o.log?.('vchan-serve-failed', { domid, path, retryEveryMs: SERVE_RETRY_MS });
+      this.failing.add(domid);
+      setTimeout(() => { if (this.served.get(domid) === null) this.serve(domid); }, SERVE_RETRY_MS).unref();
       return;
     }
+    this.failing.delete(domid);
     const stream = new VchanStream(this.lib, h, true);
     const conn = new FramedSocket(stream, `vchan of domain ${domid}`);
     this.served.set(domid, conn);

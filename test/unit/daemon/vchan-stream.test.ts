@@ -8,6 +8,7 @@ import { MessageChannel } from '../../../lib/api/channel.js';
 import { FramedSocket } from '../../../lib/daemon/framed-socket.js';
 import { RpcPeer } from '../../../lib/daemon/rpc.js';
 import { guestRequests } from '../../../lib/daemon/protocol.js';
+import { VchanGuestTransport } from '../../../lib/daemon/vchan-transport.js';
 
 type Side = 'client' | 'server';
 
@@ -106,4 +107,19 @@ describe('VchanStream', () => {
     expect(touched).toEqual([]);
     expect(v.closed).not.toContain('client');
   });
+
+  it('dom0 sets a guest\'s server up again when it could not at first, and logs that once', async () => {
+    const v = fakeVchan(64);
+    let tries = 0;
+    const lib: VchanLib = { ...v.lib, serverInit: () => (++tries < 3 ? null : v.server) };
+    const logged: string[] = [];
+    const transport = new VchanGuestTransport({ lib, log: (event) => logged.push(event) });
+    const connected = new Promise<number>((resolve) => void transport.listen((_conn, domid) => resolve(domid)));
+    transport.admit(5);
+    expect(await connected).toBe(5);
+    expect(tries).toBe(3);
+    expect(logged).toEqual(['vchan-serve-failed']);
+    await transport.close();
+  }, 10_000);
 });
+
