@@ -11,6 +11,7 @@ PACKAGES=(
   bison flex                             # the project's own Xen build
   iproute2 bridge-utils                  # namespaces, bridges, taps
   slurmctld slurmd slurm-client munge    # the Slurm cluster-manager plug-in's host tests
+  gridengine-master gridengine-exec gridengine-client   # the Grid Engine plug-in's host tests
 )
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

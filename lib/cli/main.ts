@@ -26,7 +26,7 @@ async function main(): Promise<void> {
     .strict()
     .demandCommand(1, 'say which command; --help lists them')
     .recommendCommands()
-    .epilogue('Exit codes: 0 ok, 1 failed, 2 bad usage, 3 Xen (or the host daemon, or its master) not available here.\nDocs: README.md, docs/ARCHITECTURE.md')
+    .epilogue('Exit codes: 0 ok, 1 failed, 2 bad usage, 3 Xen not available here (hosts, families, daemon status: the host daemon or its master).\nDocs: README.md, docs/ARCHITECTURE.md')
     .help()
     .alias('h', 'help')
     .version()

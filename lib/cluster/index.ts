@@ -4,3 +4,5 @@ export * from './errors.js';
 export { InternalClusterManager, type HostCapacity } from './internal.js';
 export { SlurmClusterManager, type SlurmManagerOptions } from './slurm/manager.js';
 export { SlurmCommandError } from './slurm/commands.js';
+export { GridEngineClusterManager, type GridEngineManagerOptions } from './gridengine/manager.js';
+export { SgeCommandError } from './gridengine/commands.js';

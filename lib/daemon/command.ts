@@ -6,6 +6,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { InternalClusterManager } from '../cluster/internal.js';
 import { SlurmClusterManager } from '../cluster/slurm/manager.js';
+import { GridEngineClusterManager } from '../cluster/gridengine/manager.js';
 import type { ClusterManager } from '../cluster/types.js';
 import { FakeBackend } from './fake-backend.js';
 import type { CloneBackend } from './backend.js';
@@ -42,7 +43,7 @@ function hostPort(text: string, defaultPort: number): { host: string; port: numb
 }
 
 interface MasterArgs {
-  'key-file': string; listen: string; cluster: string; 'slurm-conf'?: string; partition?: string;
+  'key-file': string; listen: string; cluster: string; 'slurm-conf'?: string; partition?: string; queue?: string;
   'ticket-ttl': number; 'destroy-timeout': number; 'build-timeout': number;
 }
 
@@ -58,9 +59,10 @@ const masterModule: CommandModule<object, MasterArgs> = {
   builder: (a) => a
     .option('key-file', { type: 'string', demandOption: true, describe: 'cluster key (64 hex digits, mode 600)' })
     .option('listen', { type: 'string', default: `0.0.0.0:${DEFAULT_MASTER_PORT}`, describe: 'address for host daemons' })
-    .option('cluster', { choices: ['internal', 'slurm'], default: 'internal', describe: 'cluster manager' })
+    .option('cluster', { choices: ['internal', 'slurm', 'gridengine'], default: 'internal', describe: 'cluster manager' })
     .option('slurm-conf', { type: 'string', describe: 'SLURM_CONF for --cluster slurm' })
     .option('partition', { type: 'string', describe: 'Slurm partition' })
+    .option('queue', { type: 'string', describe: 'Grid Engine queue for the holder jobs (default: any)' })
     .option('ticket-ttl', { type: 'number', default: 600, describe: 'seconds an unused ticket lives' })
     .option('destroy-timeout', { type: 'number', default: 15, describe: 'seconds join/kill wait for one host to confirm' })
     .option('build-timeout', { type: 'number', default: 600, describe: 'seconds one host may take to build its clones' }),
@@ -69,7 +71,9 @@ const masterModule: CommandModule<object, MasterArgs> = {
     const policy = { ticketTtlMs: argv['ticket-ttl'] * 1000 };
     const cluster: ClusterManager = argv.cluster === 'slurm'
       ? new SlurmClusterManager({ ...policy, slurmConf: argv['slurm-conf'], partition: argv.partition })
-      : new InternalClusterManager(policy);
+      : argv.cluster === 'gridengine'
+        ? new GridEngineClusterManager({ ...policy, queue: argv.queue })
+        : new InternalClusterManager(policy);
     const log = jsonLog('master');
     const master = new Master({ cluster, destroyTimeoutMs: argv['destroy-timeout'] * 1000, buildTimeoutMs: argv['build-timeout'] * 1000, log });
     const { host, port } = hostPort(argv.listen, DEFAULT_MASTER_PORT);

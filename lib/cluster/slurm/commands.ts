@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { BackendError } from '../errors.js';
 import { isJobGone, parseGrantedJobId, parseJob, type SlurmJob } from './parse.js';
-import { runCommand, type CommandResult, type CommandRunner } from './run.js';
+import { runCommand, type CommandResult, type CommandRunner } from '../run.js';
 
 export class SlurmCommandError extends BackendError {
   override name = 'SlurmCommandError';

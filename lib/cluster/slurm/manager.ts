@@ -14,7 +14,7 @@ import {
 } from '../types.js';
 import { SlurmCli, SlurmCommandError } from './commands.js';
 import { allocationRefusal, type SlurmJob } from './parse.js';
-import type { CommandRunner } from './run.js';
+import type { CommandRunner } from '../run.js';
 
 export interface SlurmManagerOptions extends TicketPolicy {
   /** SLURM_CONF for Slurm's commands; default: the environment's. */

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import {
   BackendError, ManagerClosedError, NoCapacityError, SlotTooLargeError, SlurmClusterManager, SlurmCommandError,
 } from '../../../lib/cluster/index.js';
-import type { CommandResult, CommandRunner } from '../../../lib/cluster/slurm/run.js';
+import type { CommandResult, CommandRunner } from '../../../lib/cluster/run.js';
 
 // Only its existence is checked before a command runs; the stand-in reads nothing from it.
 const CONF_DIR = mkdtempSync(join(tmpdir(), 'sf-slurm-unit-'));

@@ -15,7 +15,7 @@ export type CommandRunner = (file: string, args: readonly string[], env: NodeJS.
 
 export const runCommand: CommandRunner = (file, args, env, timeoutMs) =>
   new Promise((resolve, reject) => {
-    // cwd: Slurm records the submitter's directory as the job's WorkDir; keep ours out of it.
+    // cwd: batch systems record the submitter's directory as the job's working directory; keep ours out of it.
     execFile(file, args, { env, timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 8 << 20, cwd: tmpdir(), encoding: 'utf8' }, (err, stdout, stderr) => {
       if (!err) return resolve({ exitCode: 0, stdout, stderr, timedOut: false });
       const e = err as Error & { code?: number | string; killed?: boolean; signal?: string | null };

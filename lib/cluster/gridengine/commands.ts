@@ -1,0 +1,87 @@
+/**
+ * The Grid Engine commands a ticket needs: qsub (one holder job per clone slot), qstat (which of
+ * them run, and where), qdel (give back). A holder job runs `sleep infinity` and does nothing else:
+ * it only makes Grid Engine set a slot aside. Failures become SgeCommandError naming the command
+ * and Grid Engine's own words.
+ */
+import { join } from 'node:path';
+import { BackendError } from '../errors.js';
+import { runCommand, type CommandResult, type CommandRunner } from '../run.js';
+import { isJobGone, parseQstatXml, parseSubmittedJobId, type SgeJob } from './parse.js';
+
+export class SgeCommandError extends BackendError {
+  override name = 'SgeCommandError';
+  readonly output: string;
+  constructor(readonly command: readonly string[], result: CommandResult) {
+    const output = `${result.stderr}\n${result.stdout}`.trim();
+    const how = result.timedOut ? 'timed out' : result.exitCode === null ? 'was killed' : `failed (exit ${result.exitCode})`;
+    super(`\`${command.join(' ')}\` ${how}${output ? `: ${output}` : ''}`);
+    this.output = output;
+  }
+}
+
+export interface SgeCliOptions {
+  /** SGE_ROOT and SGE_CELL; default: the environment's, else Debian's /var/lib/gridengine and "default". */
+  sgeRoot?: string;
+  sgeCell?: string;
+  binDir?: string;
+  timeoutMs: number;
+  runner?: CommandRunner;
+}
+
+export class SgeCli {
+  private readonly env: NodeJS.ProcessEnv;
+  private readonly runner: CommandRunner;
+
+  constructor(private readonly opts: SgeCliOptions) {
+    this.env = {
+      ...process.env,
+      SGE_ROOT: opts.sgeRoot ?? process.env.SGE_ROOT ?? '/var/lib/gridengine',
+      SGE_CELL: opts.sgeCell ?? process.env.SGE_CELL ?? 'default',
+    };
+    this.runner = opts.runner ?? runCommand;
+  }
+
+  /** Submits one holder job; it waits in the queue until a slot is free. */
+  async submitHolder(o: { name: string; queue?: string; comment: string }): Promise<string> {
+    const args = [
+      '-terse', '-b', 'y', '-o', '/dev/null', '-e', '/dev/null', '-N', o.name, '-ac', `snowflock=${o.comment}`,
+      ...(o.queue ? ['-q', o.queue] : []),
+      'sleep', 'infinity',
+    ];
+    const r = await this.run('qsub', args);
+    const id = parseSubmittedJobId(r.stdout);
+    if (!id) throw new BackendError(`\`qsub ${args.join(' ')}\` succeeded but printed no job id: ${r.stdout.trim()}`);
+    return id;
+  }
+
+  /** Every job Grid Engine knows, of every user (the caller picks its own by id). */
+  async jobs(): Promise<SgeJob[]> {
+    const r = await this.run('qstat', ['-u', '*', '-xml']);
+    return parseQstatXml(r.stdout);
+  }
+
+  /** Deleting jobs that are already gone is not an error. */
+  async delete(jobIds: readonly string[]): Promise<void> {
+    if (jobIds.length === 0) return;
+    try {
+      await this.run('qdel', [...jobIds]);
+    } catch (e) {
+      // qdel fails as a whole when one id is unknown, though it deleted the others: ask per job.
+      if (!(e instanceof SgeCommandError && isJobGone(e.output))) throw e;
+      if (jobIds.length > 1) for (const id of jobIds) await this.delete([id]);
+    }
+  }
+
+  private async run(command: string, args: string[]): Promise<CommandResult> {
+    const file = this.opts.binDir ? join(this.opts.binDir, command) : command;
+    let r: CommandResult;
+    try {
+      r = await this.runner(file, args, this.env, this.opts.timeoutMs);
+    } catch (e) {
+      throw new BackendError(`cannot run ${command} (Debian package gridengine-client): ${(e as Error).message}`, { cause: e });
+    }
+    if (r.exitCode !== 0) throw new SgeCommandError([command, ...args], r);
+    return r;
+  }
+}
