@@ -1,6 +1,7 @@
 /** Runs one external command with a deadline and hands back everything it said. */
 import { execFile } from 'node:child_process';
 import { tmpdir } from 'node:os';
+import { BackendError } from './errors.js';
 
 export interface CommandResult {
   /** null when the command was killed by a signal (our timeout or another) rather than exiting. */
@@ -25,3 +26,13 @@ export const runCommand: CommandRunner = (file, args, env, timeoutMs) =>
       reject(err);
     });
   });
+
+/** A batch-system command that ran and failed: names the command line, how it ended, and what it said. */
+export class BatchCommandError extends BackendError {
+  readonly exitCode: number | null;
+  constructor(readonly command: readonly string[], result: CommandResult, said: string) {
+    const how = result.timedOut ? 'timed out' : result.exitCode === null ? 'was killed' : `failed (exit ${result.exitCode})`;
+    super(`\`${command.join(' ')}\` ${how}${said ? `: ${said}` : ''}`);
+    this.exitCode = result.exitCode;
+  }
+}

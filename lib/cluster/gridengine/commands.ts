@@ -6,16 +6,16 @@
  */
 import { join } from 'node:path';
 import { BackendError } from '../errors.js';
-import { runCommand, type CommandResult, type CommandRunner } from '../run.js';
+import { BatchCommandError, runCommand, type CommandResult, type CommandRunner } from '../run.js';
 import { isJobGone, parseQstatXml, parseSubmittedJobId, type SgeJob } from './parse.js';
 
-export class SgeCommandError extends BackendError {
+/** Grid Engine says some errors on stdout (qdel), so both streams are kept. */
+export class SgeCommandError extends BatchCommandError {
   override name = 'SgeCommandError';
   readonly output: string;
-  constructor(readonly command: readonly string[], result: CommandResult) {
+  constructor(command: readonly string[], result: CommandResult) {
     const output = `${result.stderr}\n${result.stdout}`.trim();
-    const how = result.timedOut ? 'timed out' : result.exitCode === null ? 'was killed' : `failed (exit ${result.exitCode})`;
-    super(`\`${command.join(' ')}\` ${how}${output ? `: ${output}` : ''}`);
+    super(command, result, output);
     this.output = output;
   }
 }

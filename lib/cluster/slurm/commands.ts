@@ -7,18 +7,14 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { BackendError } from '../errors.js';
 import { isJobGone, parseGrantedJobId, parseJob, type SlurmJob } from './parse.js';
-import { runCommand, type CommandResult, type CommandRunner } from '../run.js';
+import { BatchCommandError, runCommand, type CommandResult, type CommandRunner } from '../run.js';
 
-export class SlurmCommandError extends BackendError {
+export class SlurmCommandError extends BatchCommandError {
   override name = 'SlurmCommandError';
   readonly stderr: string;
-  readonly exitCode: number | null;
-  constructor(readonly command: readonly string[], result: CommandResult) {
-    const stderr = result.stderr.trim();
-    const how = result.timedOut ? 'timed out' : result.exitCode === null ? 'was killed' : `failed (exit ${result.exitCode})`;
-    super(`\`${command.join(' ')}\` ${how}${stderr ? `: ${stderr}` : ''}`);
-    this.stderr = stderr;
-    this.exitCode = result.exitCode;
+  constructor(command: readonly string[], result: CommandResult) {
+    super(command, result, result.stderr.trim());
+    this.stderr = result.stderr.trim();
   }
 }
 
