@@ -25,7 +25,15 @@ export interface BoxSpec {
   logFile: string;
   network?: { namespace: string; tap: string };
   interactive?: boolean;
+  /** Aborting stops this box's QEMU (another box of the run froze). */
+  signal?: AbortSignal;
 }
+
+/**
+ * dom0 prints SNOWFLOCK-ALIVE every minute; a box silent this long has frozen (seen once under
+ * TCG: Xen, dom0 and guests all stopped, QEMU idle) and is stopped rather than left to its timeout.
+ */
+export const FROZEN_AFTER_SEC = 300;
 
 export interface BoxResult {
   box: number;
@@ -34,6 +42,8 @@ export interface BoxResult {
   qemuExit: number | null;
   timedOut: boolean;
   watchdogFired: boolean;
+  /** The box printed nothing for FROZEN_AFTER_SEC and was stopped. */
+  froze: boolean;
   logFile: string;
   seconds: number;
 }
@@ -89,8 +99,20 @@ export function bootBox(spec: BoxSpec, onLine: (line: string) => void): Promise<
   let jobRc: number | null = null;
   let watchdogFired = false;
   let pending = '';
+  let lastOutput = Date.now();
+  let froze = false;
+  const stop = () => child.kill('SIGTERM'); // timeout passes it on to QEMU, then kills it after 5 s
+  spec.signal?.addEventListener('abort', stop, { once: true });
+  const frozenCheck = setInterval(() => {
+    if (!spec.interactive && jobRc === null && Date.now() - lastOutput > FROZEN_AFTER_SEC * 1000) {
+      froze = true;
+      clearInterval(frozenCheck);
+      stop();
+    }
+  }, 10_000);
 
   const consume = (chunk: Buffer) => {
+    lastOutput = Date.now();
     pending += chunk.toString('utf8');
     const lines = pending.replaceAll('\r', '').split('\n');
     pending = lines.pop() ?? '';
@@ -110,6 +132,8 @@ export function bootBox(spec: BoxSpec, onLine: (line: string) => void): Promise<
   return new Promise((resolve, reject) => {
     child.on('error', (e) => reject(new Error(`cannot start QEMU: ${e.message} (apt-get install qemu-system-x86)`)));
     child.on('close', (code) => {
+      clearInterval(frozenCheck);
+      spec.signal?.removeEventListener('abort', stop);
       if (pending) consume(Buffer.from('\n'));
       log.end();
       resolve({
@@ -118,6 +142,7 @@ export function bootBox(spec: BoxSpec, onLine: (line: string) => void): Promise<
         qemuExit: code,
         timedOut: code === 124 || code === 137,
         watchdogFired,
+        froze,
         logFile: spec.logFile,
         seconds: (Date.now() - started) / 1000,
       });

@@ -1,7 +1,7 @@
 // Runs a job in N test boxes at once and gathers what each dom0 reported.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { bootBox, type BoxResult, type BoxSpec } from './qemu.js';
+import { FROZEN_AFTER_SEC, bootBox, type BoxResult, type BoxSpec } from './qemu.js';
 import { createBoxNetwork, type BoxNetwork } from './network.js';
 import { artifacts, type XenFlavour } from './paths.js';
 import { newTapSummary, readTapLine, type TapSummary } from './tap.js';
@@ -42,6 +42,8 @@ export async function runTestbox(opts: TestboxRunOptions): Promise<TestboxReport
   mkdirSync(runDir, { recursive: true });
   let network: BoxNetwork | undefined;
   if (opts.hosts > 1) network = createBoxNetwork(opts.hosts);
+  // A box that froze spoils the run: the others would only wait for it until their timeout.
+  const spoiled = new AbortController();
   try {
     const boxes = Array.from({ length: opts.hosts }, (_, i) => i + 1).map(async (box): Promise<TestboxBoxReport> => {
       const tap = newTapSummary();
@@ -59,6 +61,7 @@ export async function runTestbox(opts: TestboxRunOptions): Promise<TestboxReport
           timeoutSec: opts.timeoutSec,
           logFile: join(runDir, `box${box}.log`),
           network: network ? { namespace: network.namespace, tap: network.tapFor(box) } : undefined,
+          signal: spoiled.signal,
         },
         (line) => {
           readTapLine(tap, line);
@@ -69,6 +72,7 @@ export async function runTestbox(opts: TestboxRunOptions): Promise<TestboxReport
           opts.onLine?.(box, line);
         },
       );
+      if (result.froze) spoiled.abort();
       return { ...result, tap, marks, tripleFaults };
     });
     const reports = await Promise.all(boxes);
@@ -89,5 +93,8 @@ export async function runTestbox(opts: TestboxRunOptions): Promise<TestboxReport
  */
 export function emulatorTripleFaults(report: TestboxReport): string[] {
   if (report.ok || report.job !== 'test') return [];
-  return report.boxes.flatMap((b) => b.tripleFaults.map((f) => `box ${b.box}: ${f}`));
+  return report.boxes.flatMap((b) => [
+    ...b.tripleFaults.map((f) => `box ${b.box}: ${f}`),
+    ...(b.froze ? [`box ${b.box}: froze (no output for ${FROZEN_AFTER_SEC} s)`] : []),
+  ]);
 }

@@ -79,14 +79,17 @@ describe('xl guest config', () => {
 });
 
 describe('runs the emulated CPU broke', () => {
-  const box = (n: number, tripleFaults: string[], failed: string[] = []): TestboxBoxReport => ({
-    box: n, jobRc: failed.length ? 1 : 0, qemuExit: 0, timedOut: false, watchdogFired: false, seconds: 1, logFile: `box${n}.log`,
+  const box = (n: number, tripleFaults: string[], failed: string[] = [], froze = false): TestboxBoxReport => ({
+    box: n, jobRc: failed.length ? 1 : froze ? null : 0, qemuExit: 0, timedOut: false, watchdogFired: false, froze, seconds: 1, logFile: `box${n}.log`,
     tap: { ...newTapSummary(), failed }, marks: [], tripleFaults,
   });
   const report = (ok: boolean, job: string, boxes: TestboxBoxReport[]): TestboxReport => ({ ok, hosts: boxes.length, flavour: 'custom', job, runDir: '/r', boxes });
 
   it('names the guests that triple-faulted in a failed test run', () => {
     expect(emulatorTripleFaults(report(false, 'test', [box(1, ['d5v0'], ['a test']), box(2, [])]))).toEqual(['box 1: d5v0']);
+  });
+  it('names a box that froze (no output, not even dom0\'s heartbeat, for minutes)', () => {
+    expect(emulatorTripleFaults(report(false, 'test', [box(1, [], [], true), box(2, [])]))).toEqual(['box 1: froze (no output for 300 s)']);
   });
   it('asks for nothing when the run passed, failed without one, or was not a test run', () => {
     expect(emulatorTripleFaults(report(true, 'test', [box(1, ['d5v0'])]))).toEqual([]);

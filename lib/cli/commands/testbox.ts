@@ -88,7 +88,7 @@ export async function boxJob(job: 'test' | 'demo' | 'bench', argv: BoxArgs): Pro
   const timeForAnother = () => Date.now() - started + (Date.now() - attemptStarted) <= RETRY_BUDGET_MS;
   for (let faults = emulatorTripleFaults(report); faults.length && earlier.length < EMULATOR_RETRIES && timeForAnother(); faults = emulatorTripleFaults(report)) {
     if (!argv.json) summarize(report);
-    progress(`the emulated CPU triple-faulted ${faults.join(', ')} (a known test box problem: docs/ARCHITECTURE.md, test box notes); running the job again`);
+    progress(`the emulated machine failed: ${faults.join(', ')} (a known test box problem: docs/ARCHITECTURE.md, test box notes); running the job again`);
     earlier.push(report);
     attemptStarted = Date.now();
     report = await run();
