@@ -8,7 +8,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import { env, openXen, sleep } from './helpers.js';
+import { env, sleep, waitUntil } from './helpers.js';
 import { JobHost, cloneLines, consoleTail, gauss, jobLines, shares, startMaster, type MasterHandle } from './guest-job.js';
 
 const SIDE_PORT = 47020;
@@ -61,7 +61,7 @@ async function box1(t: { diagnostic: (s: string) => void }): Promise<void> {
   // Room for two clones of 384 MiB on each box: the manager spreads the four over both.
   await box.start({ host: 'box1', key, master: { host: BOX1, port: master.port }, advertise: BOX1, memoryMiB: 800 });
   await sideChannel.box2;
-  await waitFor('box 2 registers with the master', () => master!.hosts().includes('box2'), 600_000);
+  await waitUntil('box 2 to register with the master', () => master!.hosts().includes('box2'), 600_000);
   const before = box.liveDomids();
   const parent = await box.startJob(name, 'node', 'share-sum.mjs', ['4', '1000000', 'join']);
   const end = await box.jobEnd(name, parent, /SF-JOB (joined|killed|error)/, 1_200_000);
@@ -99,14 +99,6 @@ test('a guest program forks into 4 clones over two hosts; they compute their sha
   if (env.box === 1) await box1(t);
   else await box2();
 });
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await sleep(500);
-  }
-}
 
 async function connectWithRetry(port: number, host: string, timeoutMs: number): Promise<net.Socket> {
   const deadline = Date.now() + timeoutMs;
