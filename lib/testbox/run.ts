@@ -98,3 +98,16 @@ export function emulatorTripleFaults(report: TestboxReport): string[] {
     ...(b.froze ? [`box ${b.box}: froze (no output for ${FROZEN_AFTER_SEC} s)`] : []),
   ]);
 }
+
+/**
+ * What a rerun of a spoiled test run needs: only the suite files that failed, when every box
+ * finished and each failure names its file; otherwise everything the run was asked for
+ * (`only`, undefined for the whole suite). Multi-host files run on every box again.
+ */
+export function rerunScope(report: TestboxReport, only: string | undefined): string | undefined {
+  const unfinished = report.boxes.some((b) => b.timedOut || b.froze || b.jobRc === null);
+  const unplaced = report.boxes.some((b) => b.tap.failed.length > 0 && b.tap.failedFiles.length === 0);
+  const files = [...new Set(report.boxes.flatMap((b) => b.tap.failedFiles))].sort();
+  if (unfinished || unplaced || files.length === 0) return only;
+  return files.join(',');
+}

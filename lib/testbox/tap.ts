@@ -3,11 +3,13 @@ export interface TapSummary {
   passed: string[];
   failed: string[];
   skipped: string[];
+  /** suite files ("85.guest-api") a failure's diagnostics point at */
+  failedFiles: string[];
   counts: { tests: number; pass: number; fail: number; skipped: number } | null;
 }
 
 export function newTapSummary(): TapSummary {
-  return { passed: [], failed: [], skipped: [], counts: null };
+  return { passed: [], failed: [], skipped: [], failedFiles: [], counts: null };
 }
 
 /** Feeds one console line; top-level results only (subtests are indented). */
@@ -18,6 +20,12 @@ export function readTapLine(summary: TapSummary, line: string): void {
     if (result[3] === 'SKIP') summary.skipped.push(name);
     else if (result[1] === 'ok') summary.passed.push(name);
     else summary.failed.push(name);
+    return;
+  }
+  // node:test prints a location only in a failure's diagnostics (top level or nested).
+  const location = /^\s*location: '.*\/test\/testbox\/([\w.-]+)\.test\.js:\d+/.exec(line);
+  if (location) {
+    if (!summary.failedFiles.includes(location[1]!)) summary.failedFiles.push(location[1]!);
     return;
   }
   const count = /^# (tests|pass|fail|skipped) (\d+)$/.exec(line);

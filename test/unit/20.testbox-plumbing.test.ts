@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { qemuArgv } from '../../lib/testbox/qemu.js';
 import { newTapSummary, readTapLine } from '../../lib/testbox/tap.js';
-import { emulatorTripleFaults, type TestboxBoxReport, type TestboxReport } from '../../lib/testbox/run.js';
+import { emulatorTripleFaults, rerunScope, type TestboxBoxReport, type TestboxReport } from '../../lib/testbox/run.js';
 import { xlConfig } from '../../lib/xen/xl.js';
 
 const spec = {
@@ -67,6 +67,20 @@ describe('TAP from the dom0 console', () => {
     expect(tap.skipped).toEqual(['c']);
     expect(tap.counts).toEqual({ tests: 3, pass: 1, fail: 1, skipped: 1 });
   });
+  it('names the suite files that failures point at, once each', () => {
+    const tap = newTapSummary();
+    for (const line of [
+      'not ok 21 - the same job',
+      '  ---',
+      "  location: '/opt/snowflock/dist/test/testbox/85.guest-api.test.js:51:1'",
+      'not ok 22 - sf_kill',
+      "  location: '/opt/snowflock/dist/test/testbox/85.guest-api.test.js:67:1'",
+      "    location: '/opt/snowflock/dist/test/testbox/86.guest-api-hosts.test.js:89:1'",
+      "  location: '/somewhere/else/helper.js:3:1'",
+    ]) readTapLine(tap, line);
+    expect(tap.failedFiles).toEqual(['85.guest-api', '86.guest-api-hosts']);
+    expect(tap.failed).toEqual(['the same job', 'sf_kill']);
+  });
 });
 
 describe('xl guest config', () => {
@@ -79,9 +93,9 @@ describe('xl guest config', () => {
 });
 
 describe('runs the emulated CPU broke', () => {
-  const box = (n: number, tripleFaults: string[], failed: string[] = [], froze = false): TestboxBoxReport => ({
-    box: n, jobRc: failed.length ? 1 : froze ? null : 0, qemuExit: 0, timedOut: false, watchdogFired: false, froze, seconds: 1, logFile: `box${n}.log`,
-    tap: { ...newTapSummary(), failed }, marks: [], tripleFaults,
+  const box = (n: number, tripleFaults: string[], failed: string[] = [], froze = false, failedFiles: string[] = [], timedOut = false): TestboxBoxReport => ({
+    box: n, jobRc: failed.length ? 1 : froze ? null : 0, qemuExit: 0, timedOut, watchdogFired: false, froze, seconds: 1, logFile: `box${n}.log`,
+    tap: { ...newTapSummary(), failed, failedFiles }, marks: [], tripleFaults,
   });
   const report = (ok: boolean, job: string, boxes: TestboxBoxReport[]): TestboxReport => ({ ok, hosts: boxes.length, flavour: 'custom', job, runDir: '/r', boxes });
 
@@ -95,5 +109,25 @@ describe('runs the emulated CPU broke', () => {
     expect(emulatorTripleFaults(report(true, 'test', [box(1, ['d5v0'])]))).toEqual([]);
     expect(emulatorTripleFaults(report(false, 'test', [box(1, [], ['a test'])]))).toEqual([]);
     expect(emulatorTripleFaults(report(false, 'bench', [box(1, ['d2v0'])]))).toEqual([]);
+  });
+});
+
+describe('what a rerun runs', () => {
+  const box = (n: number, o: { failed?: string[]; files?: string[]; timedOut?: boolean; froze?: boolean; rc?: number | null } = {}): TestboxBoxReport => ({
+    box: n, jobRc: o.rc === undefined ? (o.failed?.length ? 1 : 0) : o.rc, qemuExit: 0, timedOut: o.timedOut ?? false, watchdogFired: false,
+    froze: o.froze ?? false, seconds: 1, logFile: `box${n}.log`,
+    tap: { ...newTapSummary(), failed: o.failed ?? [], failedFiles: o.files ?? [] }, marks: [], tripleFaults: ['d5v0'],
+  });
+  const report = (boxes: TestboxBoxReport[]): TestboxReport => ({ ok: false, hosts: boxes.length, flavour: 'custom', job: 'test', runDir: '/r', boxes });
+
+  it('only the files that failed, across all boxes, when every box finished', () => {
+    const r = report([box(1, { failed: ['x', 'y'], files: ['86.guest-api-hosts', '85.guest-api'] }), box(2, { failed: ['y'], files: ['86.guest-api-hosts'] })]);
+    expect(rerunScope(r, '10,85,86')).toBe('85.guest-api,86.guest-api-hosts');
+  });
+  it('everything asked for when a box timed out, froze, ended without a result, or a failure names no file', () => {
+    expect(rerunScope(report([box(1, { failed: ['x'], files: ['85.guest-api'] }), box(2, { timedOut: true, rc: null })]), '10,85')).toBe('10,85');
+    expect(rerunScope(report([box(1, { froze: true, rc: null })]), undefined)).toBeUndefined();
+    expect(rerunScope(report([box(1, { rc: 1 })]), '70')).toBe('70');
+    expect(rerunScope(report([box(1, { failed: ['x'] })]), '70,80')).toBe('70,80');
   });
 });

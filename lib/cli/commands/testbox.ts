@@ -1,6 +1,6 @@
 import type { Argv } from 'yargs';
 import { prepareArtifacts } from '../../testbox/prepare.js';
-import { emulatorTripleFaults, runTestbox, type TestboxReport } from '../../testbox/run.js';
+import { emulatorTripleFaults, rerunScope, runTestbox, type TestboxReport } from '../../testbox/run.js';
 import { runSuiteOnHost } from '../../testbox/on-host.js';
 import { bootBox } from '../../testbox/qemu.js';
 import { artifacts, type XenFlavour } from '../../testbox/paths.js';
@@ -67,12 +67,12 @@ export async function boxJob(job: 'test' | 'demo' | 'bench', argv: BoxArgs): Pro
   if (argv.only !== undefined && !/^[\w.-]+(,[\w.-]+)*$/.test(argv.only)) throw new UsageError(`--only takes file-name prefixes separated by commas, got "${argv.only}"`);
   await prepareArtifacts(argv.xen, progress, { dom0: true });
   progress(`booting ${argv.hosts} test box(es), Xen ${argv.xen}, job ${job} (timeout ${argv.timeout}s)`);
-  const run = () => runTestbox({
+  const run = (only: string | undefined) => runTestbox({
     hosts: argv.hosts,
     flavour: argv.xen,
     job,
     jobArgs: (argv['--'] ?? []).map(String),
-    only: argv.only,
+    only,
     env: parseEnv(argv.env ?? []),
     timeoutSec: argv.timeout,
     onLine: (box, line) => {
@@ -84,14 +84,18 @@ export async function boxJob(job: 'test' | 'demo' | 'bench', argv: BoxArgs): Pro
   const earlier: TestboxReport[] = [];
   const started = Date.now();
   let attemptStarted = started;
-  let report = await run();
+  let scope = argv.only;
+  let report = await run(scope);
   const timeForAnother = () => Date.now() - started + (Date.now() - attemptStarted) <= RETRY_BUDGET_MS;
   for (let faults = emulatorTripleFaults(report); faults.length && earlier.length < EMULATOR_RETRIES && timeForAnother(); faults = emulatorTripleFaults(report)) {
     if (!argv.json) summarize(report);
-    progress(`the emulated machine failed: ${faults.join(', ')} (a known test box problem: docs/ARCHITECTURE.md, test box notes); running the job again`);
+    const narrowed = rerunScope(report, scope);
+    progress(`the emulated machine failed: ${faults.join(', ')} (a known test box problem: docs/ARCHITECTURE.md, test box notes); `
+      + `running ${narrowed === scope ? 'the job' : `the failed suite files (${narrowed})`} again`);
+    scope = narrowed;
     earlier.push(report);
     attemptStarted = Date.now();
-    report = await run();
+    report = await run(scope);
   }
   if (earlier.length) report = { ...report, earlierAttempts: earlier };
   if (argv.json) printJson(report);
