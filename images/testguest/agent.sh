@@ -14,6 +14,7 @@
 #   sf.workload=node      (Node test guest, build-node.sh) loads the vchan modules and runs
 #                         `node /opt/snowflock/<sf.program> <sf.args>`, args comma-separated
 #   sf.workload=shell     the same with `sh`, for scripts using the sf-* wrappers
+#   sf.ip=A.B.C.D/P       (node, shell) give eth0, the guest's vif, this address first
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs dev /dev 2>/dev/null
@@ -45,6 +46,12 @@ case $WORKLOAD in
     echo "SF-AGENT sf-memtest exited rc=$?"; poweroff -f ;;
   node|shell)
     for m in /lib/modules/*.ko; do insmod "$m" || echo "SF-AGENT insmod $m failed"; done
+    IP=$(arg sf.ip)
+    if [ -n "$IP" ]; then # sf.ip=A.B.C.D/P: the guest's vif (xl vif=...), as eth0
+      i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+      ip link set eth0 up && ip addr add "$IP" dev eth0 && echo "SF-AGENT eth0 $IP mac=$(cat /sys/class/net/eth0/address)" \
+        || echo "SF-AGENT cannot configure eth0 with $IP"
+    fi
     cd /opt/snowflock || { echo "SF-AGENT this image has no Node (build-node.sh)"; poweroff -f; }
     PROGRAM=$(arg sf.program)
     [ "$WORKLOAD" = node ] && RUN=node || RUN=sh

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Builds the Node test guest: the busybox test guest (build.sh) plus Node.js, the snowflock guest
 # library (compiled dist/lib with ffi-rs), libxenvchan and the two modules a vchan client needs
-# (xen-evtchn, xen-gntdev), the sf-* shell wrappers and the guest programs in programs/.
+# (xen-evtchn, xen-gntdev), xen-netfront, the sf-* shell wrappers and the guest programs in programs/.
 # Linux unpacks concatenated cpio archives in order, so the image is build.sh's initramfs with
 # a second archive appended. Uncompressed (no gunzip under TCG): about 110 MB.
 # Output: $SNOWFLOCK_CACHE/images/testguest/node-initrd.cpio
@@ -23,11 +23,12 @@ STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT
 mkdir -p "$STAGE"/{bin,usr/bin,lib/x86_64-linux-gnu,lib/modules,opt/snowflock/node_modules}
 
-# Only what a vchan client needs: /dev/xen/xenbus is built into Debian's kernel.
-for m in xen-evtchn xen-gntdev; do
-  cp "$XEN_ROOT/lib/modules/$KVER/kernel/drivers/xen/$m.ko" "$STAGE/lib/modules/" || die "module $m.ko missing from the fetched kernel"
+# What a vchan client needs (/dev/xen/xenbus is built into Debian's kernel), and netfront for a vif.
+for m in xen/xen-evtchn xen/xen-gntdev net/xen-netfront; do
+  cp "$XEN_ROOT/lib/modules/$KVER/kernel/drivers/$m.ko" "$STAGE/lib/modules/" || die "module $m.ko missing from the fetched kernel"
 done
 ln -s busybox "$STAGE/bin/insmod"
+ln -s busybox "$STAGE/bin/ip" # the agent's sf.ip, and the guest library moving a clone's address
 ln -s ../../bin/busybox "$STAGE/usr/bin/env" # cli.js starts with #!/usr/bin/env node
 
 # Node and the guest library. The library's runtime dependency in a guest is ffi-rs alone.

@@ -12,6 +12,8 @@ import { SfError } from '../daemon/errors.js';
 import type { CloneResult, EndReport, GuestRequests, GuestResults, StatusResult, TicketInfo } from '../daemon/protocol.js';
 import type { Connect, GuestChannel } from './channel.js';
 import { startWorkers, type WorkerGroup, type WorkerSpec } from './hierarchical.js';
+import { readdressChild, snapshotLinks } from './clone-network.js';
+import { vmIdentity } from './vm-identity.js';
 
 export interface SfClientOptions {
   /** How long clone, exit and the read-only calls keep retrying through a dropped channel. Default 120 s. */
@@ -25,6 +27,11 @@ export type TicketRef = string | { ticket: string };
 export interface CloneOptions {
   /** With a hierarchical ticket: the worker each child starts per extra vCPU (hierarchical.ts). */
   workers?: WorkerSpec;
+  /**
+   * In a child, move the IPv4 addresses of links that got a new MAC to the parent's address
+   * plus the vmid (clone-network.ts). Default true; false leaves addressing to the program.
+   */
+  readdress?: boolean;
 }
 
 export class SfClient {
@@ -42,10 +49,13 @@ export class SfClient {
     return (await this.cloneDetailed(ticket, opts)).vmid;
   }
 
-  async cloneDetailed(ticket: TicketRef, opts: CloneOptions = {}): Promise<CloneResult> {
+  async cloneDetailed(ticket: TicketRef, opts: CloneOptions = {}): Promise<CloneResult & { readdressed?: string[] }> {
+    // Only a Xen guest's links are vifs dom0 re-plugs for its clones.
+    const links = opts.readdress === false || vmIdentity() === null ? [] : snapshotLinks();
     const r = await this.retrying('clone', { ticket: ticketId(ticket), requestId: randomBytes(12).toString('base64url') });
+    const readdressed = r.vmid > 0 && links.length ? await readdressChild(links, r.vmid) : [];
     if (r.vmid > 0 && r.hierarchical && opts.workers) this.workers = startWorkers(opts.workers, r);
-    return r;
+    return readdressed.length ? { ...r, readdressed } : r;
   }
 
   /** A child is done. Waits for its hierarchical workers first. The parent's join destroys the VM. */

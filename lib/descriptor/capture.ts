@@ -5,6 +5,7 @@ import { hostname } from 'node:os';
 import type { XenControl, XenStore } from '../xen/native.js';
 import { suspendDomain, resumeSuspended } from '../xen/suspend.js';
 import { listDevices, domainPath } from '../xen/domain-xenstore.js';
+import { readNics } from '../xen/clone-nic.js';
 import { DescriptorError } from './errors.js';
 import { imageHeader, newImageId } from './memory-image.js';
 import type { Descriptor } from './format.js';
@@ -38,6 +39,8 @@ export async function captureDescriptor(xc: XenControl, xs: XenStore, domid: num
   }
   const name = xs.read(`${domainPath(domid)}/name`) ?? `domain-${domid}`;
   const devices = listDevices(xs, domid);
+  const { nics, skipped } = readNics(xs, domid);
+  for (const why of skipped) opts.progress?.(`clones will not get ${why}`);
   const version = xc.version();
 
   const started = Date.now();
@@ -82,6 +85,7 @@ export async function captureDescriptor(xc: XenControl, xs: XenStore, domid: num
       tsc: { ...state.tsc, elapsedNsec: state.tsc.elapsedNsec.toString() },
       memory: { pages, ...(imageId ? { imageId } : {}) },
       devices,
+      nics,
       xen: { version: `${version.major}.${version.minor}${version.extra}` },
       pauseMs,
     },

@@ -25,6 +25,7 @@ export function describeDescriptor(d: Descriptor, fileBytes: number): string[] {
     `params       ${d.params.map(([i, v]) => `${paramName(i)}=0x${v.toString(16)}`).join(' ')}`,
     `special      ${d.specialPages.map((p) => `${paramName(p.param)}@0x${p.gfn.toString(16)}`).join(' ') || 'none'}`,
     `devices      ${Object.entries(m.devices).map(([k, v]) => `${k}:${v.length}`).join(' ') || 'none'}`,
+    `nics         ${(m.nics ?? []).map((n) => `vif${n.devid} ${n.mac} on ${n.bridge}`).join(', ') || 'none'} (clones get new MACs)`,
     `memory image ${m.memory.imageId ? `id ${m.memory.imageId}` : 'none (lazy clones fetch memory on demand)'}`,
   ];
 }

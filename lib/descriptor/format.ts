@@ -10,6 +10,7 @@
 //
 // Section payloads: META is UTF-8 JSON (descriptorMeta below); the others are the raw Xen
 // records, little endian, as documented next to each SectionType.
+import type { NicRecord } from '../xen/clone-nic.js';
 import { crc32 } from 'node:zlib';
 import type { GfnRange, SpecialPage } from '../xen/native.js';
 import { DescriptorError } from './errors.js';
@@ -44,8 +45,10 @@ export interface DescriptorMeta {
   tsc: { mode: number; elapsedNsec: string; gtscKhz: number; incarnation: number };
   /** pages in the memory map; imageId ties the descriptor to its memory image */
   memory: { pages: number; imageId?: string };
-  /** xenstore devices the parent had, by class (vif, vbd, ...): recorded, not yet recreated */
+  /** xenstore devices the parent had, by class (vif, vbd, ...) */
   devices: Record<string, string[]>;
+  /** the parent's bridged vifs, which every clone gets with a new MAC (absent in older descriptors) */
+  nics?: NicRecord[];
   xen: { version: string };
   /** parent's pause for capture, in ms (emulated hosts: ratios only) */
   pauseMs?: number;

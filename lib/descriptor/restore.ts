@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type { XenControl, XenStore, BuildResult } from '../xen/native.js';
 import { removeDomainEntries, writeDomainEntries } from '../xen/domain-xenstore.js';
+import { plugCloneNics, removeCloneNics, writeCloneNics } from '../xen/clone-nic.js';
 import { DescriptorError } from './errors.js';
 import { checkImage, IMAGE_HEADER_SIZE } from './memory-image.js';
 import type { Descriptor } from './format.js';
@@ -25,6 +26,8 @@ export interface Restored {
   vmid: number;
   /** populate calls Xen cut short and the build continued (diagnostic) */
   partialPopulates: number;
+  /** the new MACs of the clone's vifs, in the descriptor's nics order */
+  macs: string[];
 }
 
 /** A clone needs its pages plus a little for Xen's own structures (p2m, paging pool). */
@@ -65,6 +68,7 @@ export async function restoreDescriptor(xc: XenControl, xs: XenStore, d: Descrip
     special: d.specialPages,
     ...(opts.memoryImage ? { memoryImage: opts.memoryImage, imageOffset: IMAGE_HEADER_SIZE } : {}),
   });
+  let macs: string[] = [];
   try {
     writeDomainEntries(xs, {
       domid: built.domid,
@@ -79,13 +83,16 @@ export async function restoreDescriptor(xc: XenControl, xs: XenStore, d: Descrip
       consolePort: built.consolePort,
       snowflock: { vmid: String(opts.vmid), parent: d.meta.source.uuid, 'parent-name': d.meta.source.name },
     });
+    const nics = d.meta.nics ?? [];
+    macs = writeCloneNics(xs, built.domid, nics);
     xs.introduceDomain(built.domid, built.storeGfn, built.storePort);
+    await plugCloneNics(xs, built.domid, nics);
     if (opts.start !== false) xc.unpause(built.domid);
   } catch (e) {
     await destroyClone(xc, xs, built.domid, uuid);
     throw e;
   }
-  return { domid: built.domid, name: opts.name, uuid, vmid: opts.vmid, partialPopulates: built.partialPopulates };
+  return { domid: built.domid, name: opts.name, uuid, vmid: opts.vmid, partialPopulates: built.partialPopulates, macs };
 }
 
 /** Destroys a clone and everything snowflock made for it; idempotent. */
@@ -100,5 +107,6 @@ export async function destroyClone(xc: XenControl, xs: XenStore, domid: number, 
   } catch {
     /* xenstored already forgot a dead domain */
   }
+  removeCloneNics(xs, domid);
   removeDomainEntries(xs, domid, uuid);
 }

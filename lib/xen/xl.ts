@@ -19,6 +19,8 @@ export interface GuestConfig {
   cmdline?: string;
   /** xl's tsc_mode; left out, xl's default (RDTSC emulated by Xen where the TSC is not invariant) */
   tscMode?: 'default' | 'always_emulate' | 'native' | 'native_paravirt';
+  /** xl vif specs, e.g. "bridge=xenbr0,mac=00:16:3e:00:00:01" */
+  vifs?: string[];
 }
 
 export function xlConfig(g: GuestConfig): string {
@@ -32,6 +34,7 @@ export function xlConfig(g: GuestConfig): string {
     `memory = ${g.memoryMiB}`,
     `vcpus = ${g.vcpus}`,
     ...(g.tscMode ? [`tsc_mode = "${g.tscMode}"`] : []),
+    ...(g.vifs?.length ? [`vif = [${g.vifs.map((v) => `"${v}"`).join(', ')}]`] : []),
     'on_poweroff = "destroy"',
     'on_crash = "destroy"',
     '',

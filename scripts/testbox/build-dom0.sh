@@ -29,14 +29,17 @@ cp -a "$R/usr/lib/xen-4.17" "$D/usr/lib/"
 cp -a "$R/usr/lib/xen-common" "$D/usr/lib/" 2>/dev/null || true
 cp -a "$R"/usr/bin/xenstore* "$D/usr/bin/"
 cp -a "$R/etc/xen/." "$D/etc/xen/"
+# Xen's vif-bridge needs bash, which dom0 here does not have: a busybox sh one instead.
+install -m755 "$REPO_ROOT/scripts/testbox/vif-bridge" "$D/etc/xen/scripts/vif-bridge"
 mkdir -p "$D/lib/x86_64-linux-gnu"
 cp -a "$R"/usr/lib/x86_64-linux-gnu/lib{xen,yajl}*.so* "$D/lib/x86_64-linux-gnu/"
 
-# Kernel modules: Xen's dom0 drivers, and virtio-net for the multi-host network.
+# Kernel modules: Xen's dom0 drivers, virtio-net for the multi-host network, the bridge and
+# netback for guests' vifs.
 for m in drivers/xen/xenfs/xenfs drivers/xen/xen-privcmd drivers/xen/xen-evtchn drivers/xen/xen-gntdev \
          drivers/xen/xen-gntalloc drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_modern_dev \
          drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci net/core/failover drivers/net/net_failover \
-         drivers/net/virtio_net; do
+         drivers/net/virtio_net net/llc/llc net/802/stp net/bridge/bridge drivers/net/xen-netback/xen-netback; do
   cp "$KMOD/$m.ko" "$D/lib/modules/snowflock/"
 done
 

@@ -7,9 +7,8 @@
 // (Needs Xen with mem_paging.)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { memPagingSkip, openXen, waitUntil } from './helpers.js';
-import { JobHost, cloneLines, consoleTail, gauss, jobLines, shares, startMaster, xenHandles, type MasterHandle } from './guest-job.js';
+import { cloneLines, consoleTail, gauss, jobLines, shares, startSingleHost, xenHandles, type JobHost, type MasterHandle } from './guest-job.js';
 
 let skip: string | false = false;
 let master: MasterHandle | undefined;
@@ -20,10 +19,7 @@ before(async () => {
   skip = await memPagingSkip(xc);
   xc.close();
   if (skip) return;
-  const key = randomBytes(32);
-  master = await startMaster(key);
-  box = new JobHost();
-  await box.start({ host: 'box1', key, master: { host: '127.0.0.1', port: master.port }, advertise: '127.0.0.1', memoryMiB: 1024 });
+  ({ master, box } = await startSingleHost());
 });
 
 after(async () => {
@@ -38,15 +34,18 @@ test('a guest program requests a ticket for 2 over vchan, forks, the clones comp
   const before = b.liveDomids();
   const handlesBefore = xenHandles();
   const parent = await b.startJob(name, 'node', 'share-sum.mjs', ['2', '1000000', 'join']);
-  const end = await b.jobEnd(name, parent, /SF-JOB (joined|killed|error)/, 900_000);
-  t.diagnostic(jobLines(name));
-  assert.match(end, /SF-JOB joined destroyed=1,2 lost=0 unconfirmed=0 died=0/, `parent:\n${consoleTail(name)}\nclones:\n${cloneLines(name).join('\n')}`);
-  const got = shares(cloneLines(name));
-  assert.deepEqual([...got.keys()].sort(), [1, 2], `clones: ${cloneLines(name).join('\n')}`);
-  assert.equal([...got.values()].reduce((a, c) => a + c, 0n), gauss(1_000_000n), 'the shares add up to the whole job');
-  await b.assertNothingLeft(parent, before);
-  assert.equal(b.xc.domainInfo(parent).shutdownReason, undefined, 'the parent runs on');
-  await b.endJob(parent); // the next job needs its memory
+  try {
+    const end = await b.jobEnd(name, parent, /SF-JOB (joined|killed|error)/, 900_000);
+    t.diagnostic(jobLines(name));
+    assert.match(end, /SF-JOB joined destroyed=1,2 lost=0 unconfirmed=0 died=0/, `parent:\n${consoleTail(name)}\nclones:\n${cloneLines(name).join('\n')}`);
+    const got = shares(cloneLines(name));
+    assert.deepEqual([...got.keys()].sort(), [1, 2], `clones: ${cloneLines(name).join('\n')}`);
+    assert.equal([...got.values()].reduce((a, c) => a + c, 0n), gauss(1_000_000n), 'the shares add up to the whole job');
+    await b.assertNothingLeft(parent, before);
+    assert.equal(b.xc.domainInfo(parent).shutdownReason, undefined, 'the parent runs on');
+  } finally {
+    await b.endJob(parent, before); // the next job needs its memory, pass or fail
+  }
   await waitUntil('the daemons hold no event channel or grant of the job', () => xenHandles() === handlesBefore, 10_000)
     .catch(() => assert.equal(xenHandles(), handlesBefore, 'event channel and grant handles in dom0'));
 });
@@ -57,14 +56,17 @@ test('the same job from a shell script through the sf-* wrappers', async (t) => 
   const name = `sf-sh-${process.pid}`;
   const before = b.liveDomids();
   const parent = await b.startJob(name, 'shell', 'share-sum.sh', ['2', '3000']);
-  const end = await b.jobEnd(name, parent, /SF-JOB (joined|error)/, 900_000);
-  t.diagnostic(jobLines(name));
-  assert.match(end, /SF-JOB joined rc=0 joined t-\S+: 2 clones, destroyed 1 2/, `parent:\n${consoleTail(name)}\nclones:\n${cloneLines(name).join('\n')}`);
-  const got = shares(cloneLines(name));
-  assert.deepEqual([...got.keys()].sort(), [1, 2]);
-  assert.equal([...got.values()].reduce((a, c) => a + c, 0n), gauss(3000n));
-  await b.assertNothingLeft(parent, before);
-  await b.endJob(parent);
+  try {
+    const end = await b.jobEnd(name, parent, /SF-JOB (joined|error)/, 900_000);
+    t.diagnostic(jobLines(name));
+    assert.match(end, /SF-JOB joined rc=0 joined t-\S+: 2 clones, destroyed 1 2/, `parent:\n${consoleTail(name)}\nclones:\n${cloneLines(name).join('\n')}`);
+    const got = shares(cloneLines(name));
+    assert.deepEqual([...got.keys()].sort(), [1, 2]);
+    assert.equal([...got.values()].reduce((a, c) => a + c, 0n), gauss(3000n));
+    await b.assertNothingLeft(parent, before);
+  } finally {
+    await b.endJob(parent, before);
+  }
 });
 
 test('sf_kill from the guest ends clones that are still working', async (t) => {
@@ -73,11 +75,14 @@ test('sf_kill from the guest ends clones that are still working', async (t) => {
   const name = `sf-kill-${process.pid}`;
   const before = b.liveDomids();
   const parent = await b.startJob(name, 'node', 'share-sum.mjs', ['2', '0', 'kill', '60']);
-  const end = await b.jobEnd(name, parent, /SF-JOB (killed|joined|error)/, 900_000);
-  t.diagnostic(jobLines(name));
-  assert.match(end, /SF-JOB killed destroyed=1,2 lost=0 unconfirmed=0 died=0 in-ms=\d+/, `parent:\n${consoleTail(name)}`);
-  assert.ok(cloneLines(name).some((l) => /SF-JOB working/.test(l)), `the clones were at work when killed:\n${cloneLines(name).join('\n')}`);
-  t.diagnostic(`sf_kill of 2 working clones, as the guest saw it: ${/in-ms=(\d+)/.exec(end)![1]} ms (emulated)`);
-  await b.assertNothingLeft(parent, before);
-  await b.endJob(parent);
+  try {
+    const end = await b.jobEnd(name, parent, /SF-JOB (killed|joined|error)/, 900_000);
+    t.diagnostic(jobLines(name));
+    assert.match(end, /SF-JOB killed destroyed=1,2 lost=0 unconfirmed=0 died=0 in-ms=\d+/, `parent:\n${consoleTail(name)}`);
+    assert.ok(cloneLines(name).some((l) => /SF-JOB working/.test(l)), `the clones were at work when killed:\n${cloneLines(name).join('\n')}`);
+    t.diagnostic(`sf_kill of 2 working clones, as the guest saw it: ${/in-ms=(\d+)/.exec(end)![1]} ms (emulated)`);
+    await b.assertNothingLeft(parent, before);
+  } finally {
+    await b.endJob(parent, before);
+  }
 });

@@ -3,6 +3,7 @@
 // guest of the box over vchan (as `--vchan-all-guests` does), and where asked the master.
 // Shared by 85.guest-api and 86.guest-api-hosts.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,6 +34,15 @@ export async function startMaster(key: Buffer, host = '127.0.0.1'): Promise<Mast
   const server = new MasterServer({ master, key, host, port: host === '127.0.0.1' ? 0 : 7311, heartbeatMs: 5000 });
   const { port } = await server.listen();
   return { port, hosts: () => master.connectedHosts(), close: async () => { await server.close(); await cluster.close(); } };
+}
+
+/** A master and this box's host daemon, both in this process: the single-host jobs' setup. */
+export async function startSingleHost(): Promise<{ master: MasterHandle; box: JobHost }> {
+  const key = randomBytes(32);
+  const master = await startMaster(key);
+  const box = new JobHost();
+  await box.start({ host: 'box1', key, master: { host: '127.0.0.1', port: master.port }, advertise: '127.0.0.1', memoryMiB: 1024 });
+  return { master, box };
 }
 
 export class JobHost {
@@ -84,21 +94,33 @@ export class JobHost {
    * Starts a Node guest running the program. The domain watch serves it within 2 s; Node needs
    * ~15 s (emulated) before it connects.
    */
-  async startJob(name: string, workload: 'node' | 'shell', program: string, args: string[]): Promise<number> {
-    const domid = await startNodeGuest(name, workload, program, args);
+  async startJob(name: string, workload: 'node' | 'shell', program: string, args: string[], o: { ip?: string } = {}): Promise<number> {
+    const domid = await startNodeGuest(name, workload, program, args, o);
     this.parents.push(domid);
     return domid;
   }
 
-  /** The parent goes; the domain watch closes its vchan server. */
-  async endJob(parent: number): Promise<void> {
+  /**
+   * The parent goes, and with `domainsBefore` any domain the job left (a failed job's clones);
+   * the domain watch closes their vchan servers. Tests call it pass or fail.
+   */
+  async endJob(parent: number, domainsBefore: number[] = []): Promise<void> {
     await destroyQuietly(this.xc, parent);
+    if (!domainsBefore.length) return;
+    for (const domid of this.liveDomids().filter((d) => !domainsBefore.includes(d))) await destroyQuietly(this.xc, domid);
   }
 
   /** The parent's last SF-JOB line once it matches `end`; fails early when the parent or a clone here dies. */
   async jobEnd(name: string, domid: number, end: RegExp, timeoutMs: number): Promise<string> {
     const deadline = Date.now() + timeoutMs;
-    const state = (d: number) => (this.xc.listDomains().some((x) => x.domid === d) ? this.xc.domainInfo(d).shutdownReason ?? 'running' : 'gone');
+    const state = (d: number) => {
+      try {
+        return this.xc.domainInfo(d).shutdownReason ?? 'running';
+      } catch (e) {
+        if ((e as { code?: string }).code === 'ESRCH') return 'gone'; // the daemon destroyed it meanwhile
+        throw e;
+      }
+    };
     for (;;) {
       const line = readConsole(name).split('\n').filter((l) => end.test(l)).pop();
       if (line) return line;

@@ -2,6 +2,7 @@
 import { openXen } from '../../lib/xen/control.js';
 import { xlCreate, type GuestConfig } from '../../lib/xen/xl.js';
 import { testGuestImage } from '../../lib/testbox/guest-image.js';
+import { readConsole } from '../../lib/xen/console.js';
 import type { XenControl } from '../../lib/xen/native.js';
 
 export const env = {
@@ -13,8 +14,40 @@ export const env = {
 
 export async function startTestGuest(name: string, type: 'pvh' | 'pv', cmdline = '', memoryMiB = 128): Promise<number> {
   const image = testGuestImage();
-  return xlCreate({ name, type, kernel: image.kernel, ramdisk: image.initrd, memoryMiB, vcpus: 1, cmdline, ...testTsc() });
+  return bootGuest({ name, type, kernel: image.kernel, ramdisk: image.initrd, memoryMiB, vcpus: 1, cmdline, ...testTsc() });
 }
+
+/**
+ * xl create, then wait for the guest agent's first line. In the test box a fresh guest now and
+ * then triple-faults in early boot (in the kernel's TSC calibration, before any snowflock code
+ * touched it: the emulated CPU, docs/ARCHITECTURE.md); it is destroyed on crash and started
+ * again, twice at most. On a real host a guest that dies booting fails the test.
+ */
+async function bootGuest(g: GuestConfig): Promise<number> {
+  const attempts = env.inTestbox ? 3 : 1;
+  for (let attempt = 1; ; attempt++) {
+    const seen = agentUps(g.name);
+    const domid = await xlCreate(g);
+    const deadline = Date.now() + 300_000;
+    const xc = openXen();
+    try {
+      for (;;) {
+        if (agentUps(g.name) > seen) return domid;
+        const gone = !xc.listDomains().some((d) => d.domid === domid && !d.dying && d.shutdownReason !== 'crash');
+        if (gone) break;
+        if (Date.now() > deadline) throw new Error(`guest ${g.name} (domain ${domid}) printed no SF-AGENT line within 300 s`);
+        await sleep(250);
+      }
+      if (attempt >= attempts) throw new Error(`guest ${g.name} died while booting ${attempts} times (see the Xen console for the triple fault)`);
+      process.stderr.write(`# guest ${g.name} (domain ${domid}) died while booting; starting it again (${attempt + 1}/${attempts})\n`);
+      await destroyQuietly(xc, domid); // on_crash=destroy may have taken it already
+    } finally {
+      xc.close();
+    }
+  }
+}
+
+const agentUps = (name: string) => (readConsole(name).match(/SF-AGENT up /g) ?? []).length;
 
 /**
  * The emulated CPU has no invariant TSC, so by default Xen intercepts and emulates every RDTSC of
@@ -28,11 +61,16 @@ function testTsc(): { tscMode?: GuestConfig['tscMode'] } {
 }
 
 /** A Node test guest running `program` (images/testguest/programs) under the guest agent. */
-export async function startNodeGuest(name: string, workload: 'node' | 'shell', program: string, args: string[], memoryMiB = 384): Promise<number> {
+export async function startNodeGuest(name: string, workload: 'node' | 'shell', program: string, args: string[], o: { memoryMiB?: number; ip?: string } = {}): Promise<number> {
   const image = testGuestImage('node');
-  const cmdline = `sf.workload=${workload} sf.program=${program}${args.length ? ` sf.args=${args.join(',')}` : ''}`;
-  return xlCreate({ name, type: 'pvh', kernel: image.kernel, ramdisk: image.initrd, memoryMiB, vcpus: 1, cmdline, ...testTsc() });
+  const cmdline = `sf.workload=${workload} sf.program=${program}${args.length ? ` sf.args=${args.join(',')}` : ''}${o.ip ? ` sf.ip=${o.ip}` : ''}`;
+  // With an address, a vif on dom0's guest bridge (scripts/testbox/dom0-init).
+  const vifs = o.ip ? [`bridge=${GUEST_BRIDGE}`] : [];
+  return bootGuest({ name, type: 'pvh', kernel: image.kernel, ramdisk: image.initrd, memoryMiB: o.memoryMiB ?? 384, vcpus: 1, cmdline, vifs, ...testTsc() });
 }
+
+/** The test box dom0's bridge for guests' vifs; dom0 is 10.98.0.(250 + box)/24 on it; with several boxes their bridges are one segment. */
+export const GUEST_BRIDGE = 'sfbr0';
 
 /** Destroys the domain if it still exists; for after() hooks. */
 export async function destroyQuietly(xc: XenControl, domid: number | undefined): Promise<void> {

@@ -1,0 +1,120 @@
+// A clone's network interfaces: the parent's vifs, recreated with a new MAC on the same bridge.
+// What libxl and its vif-bridge hotplug script do for a new vif, done for a domain libxl did not
+// build: backend and frontend entries in xenstore, then (once xen-netback has made the vif
+// netdev) the netdev joined to the bridge and "hotplug-status" set. The clone's netfront reads
+// the new MAC when its resume reconnects to the backend, so the clone has its own link identity.
+import { existsSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import type { XenStore } from './native.js';
+import { domainPath } from './domain-xenstore.js';
+
+const exec = promisify(execFile);
+
+/** A parent's vif as the descriptor records it. */
+export interface NicRecord {
+  devid: number;
+  mac: string;
+  /** the dom0 bridge the parent's vif is on (libxl's backend "bridge" key) */
+  bridge: string;
+}
+
+export class CloneNicError extends Error {}
+
+/** The parent's vifs served by dom0; ones without a bridge (routed, NAT) are skipped with a reason. */
+export function readNics(xs: XenStore, domid: number): { nics: NicRecord[]; skipped: string[] } {
+  const nics: NicRecord[] = [];
+  const skipped: string[] = [];
+  for (const id of xs.directory(`${domainPath(domid)}/device/vif`) ?? []) {
+    const front = `${domainPath(domid)}/device/vif/${id}`;
+    const backend = xs.read(`${front}/backend`);
+    const mac = xs.read(`${front}/mac`);
+    const bridge = backend ? xs.read(`${backend}/bridge`) : null;
+    if (!backend?.startsWith('/local/domain/0/') || !mac || !bridge) {
+      skipped.push(`vif ${id}: ${!backend?.startsWith('/local/domain/0/') ? 'not served by dom0' : !mac ? 'no MAC' : 'not on a bridge'}`);
+      continue;
+    }
+    nics.push({ devid: Number(id), mac, bridge });
+  }
+  return { nics, skipped };
+}
+
+/** A new MAC in Xen's OUI (00:16:3e), as xl picks one for a vif without a MAC. */
+export function newMac(): string {
+  const tail = [...randomBytes(3)];
+  tail[0]! &= 0x7f; // xl keeps the top bit clear too
+  return ['00', '16', '3e', ...tail.map((b) => b.toString(16).padStart(2, '0'))].join(':');
+}
+
+export const backendPath = (domid: number, devid: number) => `/local/domain/0/backend/vif/${domid}/${devid}`;
+export const vifName = (domid: number, devid: number) => `vif${domid}.${devid}`;
+
+/**
+ * Writes the backend and frontend entries of the clone's vifs, each with a new MAC (returned
+ * in the order of `nics`). The clone must not run yet: its netfront reconnects on resume.
+ */
+export function writeCloneNics(
+  xs: XenStore, domid: number, nics: NicRecord[],
+  o: { macs?: string[]; bridgeExists?: (name: string) => boolean } = {},
+): string[] {
+  const macs = o.macs ?? nics.map(() => newMac());
+  const bridgeExists = o.bridgeExists ?? ((name: string) => existsSync(`/sys/class/net/${name}/bridge`));
+  for (const nic of nics) {
+    if (!bridgeExists(nic.bridge)) {
+      throw new CloneNicError(`the parent's vif ${nic.devid} is on bridge ${nic.bridge}, which this host does not have (create it, or clone to a host that has it)`);
+    }
+  }
+  nics.forEach((nic, i) => {
+    const back = backendPath(domid, nic.devid);
+    const front = `${domainPath(domid)}/device/vif/${nic.devid}`;
+    const mac = macs[i]!;
+    // dom0 owns the backend, the guest may read it; the guest owns its frontend (libxl's layout).
+    const backPerms = [{ domid: 0 }, { domid, read: true }];
+    const frontPerms = [{ domid }, { domid: 0, read: true }];
+    // Frontend first, backend "state" last: xen-netback probes a backend once its state reads
+    // Initialising, and then wants the rest (libxl writes all in one transaction).
+    xs.mkdir(front);
+    xs.setPermissions(front, frontPerms);
+    for (const [k, v] of Object.entries({ 'backend': back, 'backend-id': '0', 'handle': String(nic.devid), 'mac': mac, 'state': '1' })) {
+      xs.write(`${front}/${k}`, v);
+      xs.setPermissions(`${front}/${k}`, frontPerms);
+    }
+    xs.mkdir(back);
+    xs.setPermissions(back, backPerms);
+    for (const [k, v] of Object.entries({
+      'frontend': front, 'frontend-id': String(domid), 'online': '1', 'handle': String(nic.devid),
+      'mac': mac, 'bridge': nic.bridge, 'type': 'vif', 'script': 'snowflock', 'state': '1',
+    })) xs.write(`${back}/${k}`, v);
+  });
+  return macs;
+}
+
+/**
+ * Joins each clone vif netdev to its bridge once xen-netback has created it, and marks the
+ * hotplug done (netback then lets the frontend connect).
+ */
+export async function plugCloneNics(xs: XenStore, domid: number, nics: NicRecord[], timeoutMs = 20_000): Promise<void> {
+  for (const nic of nics) {
+    const dev = vifName(domid, nic.devid);
+    const deadline = Date.now() + timeoutMs;
+    while (!existsSync(`/sys/class/net/${dev}`)) {
+      if (Date.now() > deadline) {
+        throw new CloneNicError(`xen-netback made no ${dev} within ${timeoutMs} ms (is the xen-netback module loaded?)`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    try {
+      await exec('ip', ['link', 'set', 'dev', dev, 'master', nic.bridge]);
+      await exec('ip', ['link', 'set', 'dev', dev, 'up']);
+    } catch (e) {
+      throw new CloneNicError(`cannot put ${dev} on bridge ${nic.bridge}: ${((e as { stderr?: string }).stderr ?? String(e)).trim()}`);
+    }
+    xs.write(`${backendPath(domid, nic.devid)}/hotplug-status`, 'connected');
+  }
+}
+
+/** Removes the clone's backend entries (xen-netback then frees the netdev); safe when gone. */
+export function removeCloneNics(xs: XenStore, domid: number): void {
+  xs.rm(`/local/domain/0/backend/vif/${domid}`);
+}

@@ -1,0 +1,63 @@
+// Clones on the network: a Node guest with a vif on dom0's guest bridge forks into 2; each
+// clone gets a vif of its own (the parent's bridge, a new MAC), the guest library moves it to
+// the parent's address plus its vmid, and it sends its share to the parent over TCP. The parent
+// prints the combined result, then joins; afterwards no clone vif, backend entry or domain is
+// left. (Needs Xen with mem_paging.)
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync } from 'node:fs';
+import { memPagingSkip, openXen, waitUntil, GUEST_BRIDGE } from './helpers.js';
+import { cloneLines, consoleTail, gauss, jobLines, startSingleHost, type JobHost, type MasterHandle } from './guest-job.js';
+
+let skip: string | false = false;
+let master: MasterHandle | undefined;
+let box: JobHost | undefined;
+const PARENT_IP = '10.98.0.10';
+
+before(async () => {
+  const xc = openXen();
+  skip = await memPagingSkip(xc);
+  xc.close();
+  if (!skip && !existsSync(`/sys/class/net/${GUEST_BRIDGE}/bridge`)) skip = `no bridge ${GUEST_BRIDGE} in this dom0`;
+  if (skip) return;
+  ({ master, box } = await startSingleHost());
+});
+
+after(async () => {
+  await box?.close();
+  await master?.close();
+});
+
+const vifsOnBridge = () => readdirSync(`/sys/class/net/${GUEST_BRIDGE}/brif`).sort();
+
+test('clones get their own vif and address and send their shares to the parent over the network', async (t) => {
+  if (skip) return t.skip(skip);
+  const b = box!;
+  const name = `sf-net-${process.pid}`;
+  const domainsBefore = b.liveDomids();
+  const parent = await b.startJob(name, 'node', 'share-sum.mjs', ['2', '100000', 'net'], { ip: `${PARENT_IP}/24` });
+  try {
+    const end = await b.jobEnd(name, parent, /SF-JOB (joined|killed|error)/, 900_000);
+    const lines = jobLines(name);
+    t.diagnostic(lines);
+    const clones = cloneLines(name);
+    const context = `parent:\n${consoleTail(name)}\nclones:\n${clones.join('\n')}`;
+    assert.match(end, /SF-JOB joined destroyed=1,2 lost=0 unconfirmed=0 died=0/, context);
+    const result = /SF-JOB net-result sum=(\d+) from=([\d,]+)/.exec(lines);
+    assert.ok(result, `the parent printed no combined result\n${context}`);
+    assert.equal(BigInt(result[1]!), gauss(100_000n), 'the shares the parent received add up to the whole job');
+    assert.equal(result[2], '1,2');
+    // Each clone had its own address, the parent's plus its vmid, and that is where its share came from.
+    for (const vmid of [1, 2]) {
+      assert.ok(clones.some((l) => l.includes(`clone vmid=${vmid} `) && l.includes(`address=10.98.0.${10 + vmid}`)), `clone ${vmid}'s address\n${context}`);
+      assert.match(lines, new RegExp(`received vmid=${vmid} from=(::ffff:)?10\\.98\\.0\\.${10 + vmid}\\b`));
+    }
+    await b.assertNothingLeft(parent, domainsBefore);
+    // The clones' vifs left the bridge and their backends left xenstore; the parent's stays.
+    await waitUntil('only the parent\'s vif on the bridge', () => vifsOnBridge().join() === `vif${parent}.0`, 10_000)
+      .catch(() => assert.deepEqual(vifsOnBridge(), [`vif${parent}.0`]));
+    assert.deepEqual((b.xs.directory('/local/domain/0/backend/vif') ?? []).map(Number), [parent], 'vif backends in xenstore');
+  } finally {
+    await b.endJob(parent, domainsBefore);
+  }
+});

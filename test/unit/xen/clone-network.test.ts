@@ -1,0 +1,116 @@
+import { describe, expect, it } from 'vitest';
+import { CloneNicError, newMac, readNics, removeCloneNics, writeCloneNics } from '../../../lib/xen/clone-nic.js';
+import { childAddress, readdressChild, type LinkSnapshot } from '../../../lib/api/clone-network.js';
+import type { XenStore, XenStorePermission } from '../../../lib/xen/native.js';
+
+/** xenstore as a map of paths; enough for the entry layout. */
+function memoryStore(): XenStore & { nodes: Map<string, string>; perms: Map<string, XenStorePermission[]> } {
+  const nodes = new Map<string, string>();
+  const perms = new Map<string, XenStorePermission[]>();
+  const ensure = (p: string) => {
+    for (let i = p.indexOf('/', 1); i > 0; i = p.indexOf('/', i + 1)) if (!nodes.has(p.slice(0, i))) nodes.set(p.slice(0, i), '');
+    if (!nodes.has(p)) nodes.set(p, '');
+  };
+  return {
+    nodes, perms,
+    close() {},
+    read: (p) => nodes.get(p) ?? null,
+    write: (p, v) => { ensure(p); nodes.set(p, v); },
+    mkdir: ensure,
+    rm: (p) => { for (const k of [...nodes.keys()]) if (k === p || k.startsWith(`${p}/`)) nodes.delete(k); },
+    directory: (p) => (nodes.has(p) ? [...nodes.keys()].filter((k) => k.startsWith(`${p}/`) && !k.slice(p.length + 1).includes('/')).map((k) => k.slice(p.length + 1)) : null),
+    setPermissions: (p, v) => { perms.set(p, v); },
+    introduceDomain() {},
+    releaseDomain() {},
+  };
+}
+
+describe('a clone\'s vifs in xenstore', () => {
+  it('reads the parent\'s bridged vifs and says why others are skipped', () => {
+    const xs = memoryStore();
+    xs.write('/local/domain/5/device/vif/0/backend', '/local/domain/0/backend/vif/5/0');
+    xs.write('/local/domain/5/device/vif/0/mac', '00:16:3e:00:00:05');
+    xs.write('/local/domain/0/backend/vif/5/0/bridge', 'xenbr0');
+    xs.write('/local/domain/5/device/vif/1/backend', '/local/domain/0/backend/vif/5/1');
+    xs.write('/local/domain/5/device/vif/1/mac', '00:16:3e:00:00:06');
+    xs.write('/local/domain/5/device/vif/2/backend', '/local/domain/3/backend/vif/5/2');
+    xs.write('/local/domain/5/device/vif/2/mac', '00:16:3e:00:00:07');
+    expect(readNics(xs, 5)).toEqual({
+      nics: [{ devid: 0, mac: '00:16:3e:00:00:05', bridge: 'xenbr0' }],
+      skipped: ['vif 1: not on a bridge', 'vif 2: not served by dom0'],
+    });
+  });
+
+  it('writes frontend and backend with the new MAC, the backend state last, owned as libxl owns them', () => {
+    const xs = memoryStore();
+    const order: string[] = [];
+    const write = xs.write;
+    xs.write = (p, v) => { order.push(p); write(p, v); };
+    const macs = writeCloneNics(xs, 9, [{ devid: 0, mac: '00:16:3e:00:00:05', bridge: 'xenbr0' }], { macs: ['00:16:3e:12:34:56'], bridgeExists: () => true });
+    expect(macs).toEqual(['00:16:3e:12:34:56']);
+    expect(xs.read('/local/domain/9/device/vif/0/mac')).toBe('00:16:3e:12:34:56');
+    expect(xs.read('/local/domain/9/device/vif/0/backend')).toBe('/local/domain/0/backend/vif/9/0');
+    expect(xs.read('/local/domain/0/backend/vif/9/0/frontend')).toBe('/local/domain/9/device/vif/0');
+    expect(xs.read('/local/domain/0/backend/vif/9/0/bridge')).toBe('xenbr0');
+    expect(order.at(-1)).toBe('/local/domain/0/backend/vif/9/0/state');
+    expect(order.indexOf('/local/domain/9/device/vif/0/state')).toBeLessThan(order.indexOf('/local/domain/0/backend/vif/9/0/frontend'));
+    expect(xs.perms.get('/local/domain/0/backend/vif/9/0')).toEqual([{ domid: 0 }, { domid: 9, read: true }]);
+    expect(xs.perms.get('/local/domain/9/device/vif/0')).toEqual([{ domid: 9 }, { domid: 0, read: true }]);
+    removeCloneNics(xs, 9);
+    expect(xs.directory('/local/domain/0/backend/vif/9')).toBeNull();
+  });
+
+  it('refuses a bridge this host lacks before writing anything', () => {
+    const xs = memoryStore();
+    expect(() => writeCloneNics(xs, 9, [{ devid: 0, mac: 'm', bridge: 'br-elsewhere' }], { bridgeExists: () => false }))
+      .toThrow(new CloneNicError('the parent\'s vif 0 is on bridge br-elsewhere, which this host does not have (create it, or clone to a host that has it)'));
+    expect(xs.nodes.size).toBe(0);
+  });
+
+  it('makes MACs in Xen\'s OUI with the top bit of the tail clear', () => {
+    for (let i = 0; i < 50; i++) expect(newMac()).toMatch(/^00:16:3e:[0-7][0-9a-f]:[0-9a-f]{2}:[0-9a-f]{2}$/);
+  });
+});
+
+describe('a child\'s address', () => {
+  it('is the parent\'s plus the vmid, within the subnet', () => {
+    expect(childAddress('10.98.0.10', 24, 1)).toBe('10.98.0.11');
+    expect(childAddress('10.98.0.250', 24, 4)).toBe('10.98.0.254');
+    expect(childAddress('192.168.1.255', 16, 1)).toBe('192.168.2.0');
+  });
+  it('refuses the broadcast address and beyond, and /31, /32', () => {
+    expect(() => childAddress('10.98.0.250', 24, 5)).toThrow(/no room for clone 5/);
+    expect(() => childAddress('10.0.0.1', 31, 1)).toThrow(RangeError);
+  });
+
+  const link: LinkSnapshot = { name: 'eth0', mac: '00:16:3e:00:00:05', ipv4: [{ address: '10.98.0.10', prefix: 24 }] };
+
+  it('moves the address of a link whose MAC changed and puts back the routes that went with it', async () => {
+    const calls: string[] = [];
+    let routes = 'default via 10.98.0.1\n10.98.0.0/24 proto kernel scope link src 10.98.0.10\n';
+    const runIp = async (args: string[]) => {
+      calls.push(args.join(' '));
+      if (args[0] === 'addr' && args[1] === 'del') routes = '';
+      if (args[0] === '-4') return routes;
+      return '';
+    };
+    const changed = await readdressChild([link], 2, { runIp, readLinkMac: () => '00:16:3e:aa:bb:cc', waitMs: 0 });
+    expect(changed).toEqual(['eth0 10.98.0.10/24 -> 10.98.0.12/24']);
+    expect(calls).toEqual([
+      '-4 route show dev eth0',
+      'addr del 10.98.0.10/24 dev eth0',
+      'addr add 10.98.0.12/24 dev eth0',
+      'link set dev eth0 down',
+      'link set dev eth0 up',
+      '-4 route show dev eth0',
+      'route add default via 10.98.0.1 dev eth0',
+    ]);
+  });
+
+  it('leaves a link alone whose MAC never changed (not re-plugged by dom0)', async () => {
+    const calls: string[] = [];
+    const changed = await readdressChild([link], 1, { runIp: async (a) => { calls.push(a.join(' ')); return ''; }, readLinkMac: () => link.mac, waitMs: 0 });
+    expect(changed).toEqual([]);
+    expect(calls).toEqual([]);
+  });
+});
