@@ -109,7 +109,7 @@ const hostModule: CommandModule<object, HostArgs> = {
     if (argv.backend === 'xen' && !argv.advertise) throw new Error('--backend xen needs --advertise ADDRESS: where clones on other hosts reach this host\'s memservers');
     const key = readKeyFile(argv['key-file']);
     const log = jsonLog(`host ${argv.name}`);
-    const { backend, close, listDomids } = await cloneBackend(argv);
+    const { backend, close, listDomids } = await cloneBackend(argv, key);
     const guests = guestTransport(argv, log);
     if (argv['vchan-all-guests']) {
       if (argv.guests !== 'vchan' || !listDomids) throw new Error('--vchan-all-guests needs --guests vchan and --backend xen');
@@ -129,13 +129,13 @@ const hostModule: CommandModule<object, HostArgs> = {
   },
 };
 
-async function cloneBackend(argv: HostArgs): Promise<{ backend: CloneBackend; close: () => void; listDomids?: () => number[] }> {
+async function cloneBackend(argv: HostArgs, clusterKey: Buffer): Promise<{ backend: CloneBackend; close: () => void; listDomids?: () => number[] }> {
   if (argv.backend === 'fake') return { backend: new FakeBackend(argv.name), close: () => {} };
   // Loaded only here: the fake backend runs where there is no Xen.
   const [{ XenBackend }, { openXen }, { loadAddon }] = await Promise.all([import('./xen-backend.js'), import('../xen/control.js'), import('../xen/native.js')]);
   const xc = openXen();
   const xs = new (loadAddon().XenStore)();
-  const backend = new XenBackend(xc, xs, { advertiseHost: argv.advertise!, stateDir: argv['state-dir'] });
+  const backend = new XenBackend(xc, xs, { advertiseHost: argv.advertise!, stateDir: argv['state-dir'], clusterKey });
   return { backend, close: () => (xs.close(), xc.close()), listDomids: () => xc.listDomains().map((d) => d.domid) };
 }
 

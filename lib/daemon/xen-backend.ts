@@ -16,6 +16,7 @@ import { destroyClone } from '../descriptor/restore.js';
 import { DEFAULT_STATE_DIR, restoreLazy } from '../clone/lazy.js';
 import { cloneName } from '../clone/names.js';
 import { captureFork } from '../clone/capture-fork.js';
+import { seal, unseal } from './seal.js';
 import { writeTokenFile } from '../memtap/token.js';
 import { domainName } from '../xen/resolve.js';
 import { resumeSuspended } from '../xen/suspend.js';
@@ -24,13 +25,15 @@ import type { BuiltClone, CloneBackend, DomainSize, ForkImage, ForkInfo, HeldClo
 export interface XenBackendOptions {
   /** the address clones on other hosts reach this host's memservers at */
   advertiseHost: string;
+  /** the cluster key: seals the memserver key inside fork images (seal.ts) */
+  clusterKey: Buffer;
   stateDir?: string;
   prefetch?: number;
   heuristics?: boolean;
   freeReportWaitMs?: number;
 }
 
-const IMAGE_FORMAT = 'snowflock-fork-image/1';
+const IMAGE_FORMAT = 'snowflock-fork-image/2';
 const RECORDS = '/local/domain/0/snowflock/daemon';
 const DESTROY_WAIT_MS = 30_000;
 
@@ -76,12 +79,12 @@ export class XenBackend implements CloneBackend {
       parentName: domainName(this.xs, parent),
       descriptor: deflateRawSync(f.encoded).toString('base64'),
       memserver: { host: this.o.advertiseHost, port: f.memserver.port },
-      token: f.token,
+      sealedToken: seal(this.o.clusterKey, Buffer.from(f.token, 'hex'), fork.fork),
     };
   }
 
   async build(image: ForkImage, fork: ForkInfo, vmids: number[]): Promise<BuiltClone[]> {
-    const { descriptor, memserver, token, parentName } = parseImage(image);
+    const { descriptor, memserver, token, parentName } = parseImage(image, this.o.clusterKey, fork.fork);
     const dir = this.forkDir(fork.fork);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const tokenFile = join(dir, 'token');
@@ -203,12 +206,19 @@ export class XenBackend implements CloneBackend {
   }
 }
 
-/** Reads a fork image made by capture(); throws naming what is wrong (it crossed the network). */
-export function parseImage(image: ForkImage) {
+/** Reads a fork image made by capture() for `fork`; throws naming what is wrong (it crossed the network). */
+export function parseImage(image: ForkImage, clusterKey: Buffer, fork: string) {
   if (image.format !== IMAGE_FORMAT) throw new Error(`fork image format "${String(image.format)}" is not ${IMAGE_FORMAT}`);
   const m = image.memserver as { host?: unknown; port?: unknown } | undefined;
   if (typeof m?.host !== 'string' || !Number.isInteger(m.port)) throw new Error('fork image: memserver address missing');
-  if (typeof image.token !== 'string' || !/^[0-9a-f]{64}$/.test(image.token)) throw new Error('fork image: memserver key missing or malformed');
+  if (typeof image.sealedToken !== 'string') throw new Error('fork image: sealed memserver key missing');
+  let token: Buffer;
+  try {
+    token = unseal(clusterKey, image.sealedToken, fork);
+  } catch (e) {
+    throw new Error(`fork image: memserver key: ${(e as Error).message}`);
+  }
+  if (token.length !== 32) throw new Error('fork image: memserver key has the wrong length');
   if (typeof image.descriptor !== 'string') throw new Error('fork image: descriptor missing');
   let bytes: Buffer;
   try {
@@ -219,7 +229,7 @@ export function parseImage(image: ForkImage) {
   return {
     descriptor: decodeDescriptor(bytes, 'fork image'),
     memserver: { host: m.host, port: m.port as number },
-    token: image.token,
+    token: token.toString('hex'),
     parentName: typeof image.parentName === 'string' && /^[\w.-]{1,64}$/.test(image.parentName) ? image.parentName : 'clone',
   };
 }

@@ -56,7 +56,7 @@ before(async () => {
   const { port } = await server.listen();
   const guests = new TcpGuestTransport({ port: 0, identify: 'claimed' });
   daemon = new HostDaemon({
-    host: 'box1', key, master: { host: '127.0.0.1', port }, backend: new XenBackend(xc, xs, { advertiseHost: '127.0.0.1', stateDir }),
+    host: 'box1', key, master: { host: '127.0.0.1', port }, backend: new XenBackend(xc, xs, { advertiseHost: '127.0.0.1', stateDir, clusterKey: key }),
     guests, capacity: { vcpus: 4, memoryMiB: 1024 }, masterSilenceMs: 120_000,
   });
   await daemon.start();

@@ -59,7 +59,7 @@ export class JobHost {
   async start(o: { host: string; key: Buffer; master: { host: string; port: number }; advertise: string; memoryMiB: number }): Promise<void> {
     this.daemon = new HostDaemon({
       host: o.host, key: o.key, master: o.master,
-      backend: new XenBackend(this.xc, this.xs, { advertiseHost: o.advertise, stateDir: this.stateDir }),
+      backend: new XenBackend(this.xc, this.xs, { advertiseHost: o.advertise, stateDir: this.stateDir, clusterKey: o.key }),
       guests: this.guests, capacity: { vcpus: 4, memoryMiB: o.memoryMiB }, masterSilenceMs: 600_000,
       log: (event, fields) => { this.events.push(`${event} ${JSON.stringify(fields ?? {})}`); },
     });
