@@ -30,6 +30,25 @@ export interface CaptureResult {
   resumeParent: () => void;
 }
 
+/** Frontend kinds a clone would resume with and find no backend for (vifs are recreated, clone-nic.ts). */
+const NOT_RECREATED: Record<string, string> = {
+  vbd: 'copy-on-write disks are not built yet', qdisk: 'copy-on-write disks are not built yet',
+  '9pfs': 'not recreated for clones', vfb: 'not recreated for clones', vkbd: 'not recreated for clones',
+  vtpm: 'not recreated for clones', vusb: 'not recreated for clones', vsnd: 'not recreated for clones',
+  vdispl: 'not recreated for clones', pvcalls: 'not recreated for clones', pci: 'passthrough cannot be cloned',
+};
+
+/**
+ * Devices a clone cannot be given yet, as a phrase ("2 vbd devices (copy-on-write disks are not
+ * built yet)"), or null: a clone resuming with a frontend whose backend it lacks waits on it
+ * forever, so such parents are refused. Other entries under device/ (libxl's suspend/) are not devices.
+ */
+export function devicesClonesCannotHave(devices: Record<string, string[]>): string | null {
+  const found = Object.entries(devices).filter(([cls, ids]) => cls in NOT_RECREATED && ids.length > 0);
+  if (!found.length) return null;
+  return found.map(([cls, ids]) => `${ids.length} ${cls} device${ids.length > 1 ? 's' : ''} (${NOT_RECREATED[cls]})`).join(', ');
+}
+
 export async function captureDescriptor(xc: XenControl, xs: XenStore, domid: number, opts: CaptureOptions = {}): Promise<CaptureResult> {
   const info = xc.domainInfo(domid); // ESRCH names an unknown domain
   if (domid === 0) throw new DescriptorError('domain 0 cannot be cloned');
@@ -39,6 +58,8 @@ export async function captureDescriptor(xc: XenControl, xs: XenStore, domid: num
   }
   const name = xs.read(`${domainPath(domid)}/name`) ?? `domain-${domid}`;
   const devices = listDevices(xs, domid);
+  const refused = devicesClonesCannotHave(devices);
+  if (refused) throw new DescriptorError(`domain ${domid} (${name}) has ${refused}: its clones could not reconnect them`);
   const { nics, skipped } = readNics(xs, domid);
   for (const why of skipped) opts.progress?.(`clones will not get ${why}`);
   const version = xc.version();

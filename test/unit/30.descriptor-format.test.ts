@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { crc32 } from 'node:zlib';
 import { decodeDescriptor, encodeDescriptor } from '../../lib/descriptor/format.js';
 import { DescriptorError } from '../../lib/descriptor/errors.js';
+import { devicesClonesCannotHave } from '../../lib/descriptor/capture.js';
 import { sampleDescriptor } from '../fixtures/descriptor.js';
 
 const sample = sampleDescriptor;
@@ -81,5 +82,17 @@ describe('descriptor format', () => {
     }
     // Every byte is covered: checksums, or fields that must be zero.
     expect(caught).toBe(2000);
+  });
+});
+
+describe('devices a clone cannot be given', () => {
+  it('allows vifs, no devices, and what libxl keeps under device/ that is not one', () => {
+    expect(devicesClonesCannotHave({})).toBeNull();
+    expect(devicesClonesCannotHave({ vif: ['0', '1'], suspend: ['event-channel'] })).toBeNull();
+    expect(devicesClonesCannotHave({ vbd: [] })).toBeNull();
+  });
+  it('names disks and other kinds, with counts and why', () => {
+    expect(devicesClonesCannotHave({ vif: ['0'], vbd: ['51712', '51728'], vkbd: ['0'] }))
+      .toBe('2 vbd devices (copy-on-write disks are not built yet), 1 vkbd device (not recreated for clones)');
   });
 });
