@@ -9,7 +9,7 @@ PACKAGES=(
   libxen-dev                             # Xen headers for the addon (libraries are dlopen()ed)
   qemu-system-x86 busybox-static cpio file xz-utils dpkg-dev   # the test box
   bison flex                             # the project's own Xen build
-  iproute2 bridge-utils                  # namespaces, bridges, taps
+  iproute2 bridge-utils nftables         # namespaces, bridges, taps; family filters
   slurmctld slurmd slurm-client munge    # the Slurm cluster-manager plug-in's host tests
   gridengine-master gridengine-exec gridengine-client   # the Grid Engine plug-in's host tests
 )

@@ -31,6 +31,8 @@ export interface LazyRestoreOptions {
   backend?: MemtapBackend;
   /** unpause when ready (default true) */
   start?: boolean;
+  /** MACs for the clone's vifs (restoreDescriptor) */
+  macs?: string[];
 }
 
 export interface LazyClone extends Restored {
@@ -46,7 +48,7 @@ export interface LazyClone extends Restored {
 /** Builds one clone with its memory out and starts its memtap (used on any host). */
 export async function restoreLazy(xc: XenControl, xs: XenStore, d: Descriptor, o: LazyRestoreOptions): Promise<LazyClone> {
   const t0 = Date.now();
-  const r = await restoreDescriptor(xc, xs, d, { vmid: o.vmid, name: o.name, start: false });
+  const r = await restoreDescriptor(xc, xs, d, { vmid: o.vmid, name: o.name, start: false, ...(o.macs ? { macs: o.macs } : {}) });
   const memtapLog = join(o.logDir, `memtap-${r.domid}.log`);
   try {
     const options = {

@@ -49,7 +49,7 @@ interface MasterArgs {
 
 interface HostArgs {
   name: string; 'key-file': string; master: string; vcpus: number; 'memory-mib': number; backend: string;
-  advertise?: string; 'state-dir'?: string;
+  advertise?: string; 'state-dir'?: string; 'isolate-families': boolean;
   guests: string; 'guest-listen': string; 'trust-claimed-domid': boolean; 'guest-address': string[]; 'vchan-domid': number[]; 'vchan-all-guests': boolean; 'admin-socket': string;
 }
 
@@ -98,6 +98,7 @@ const hostModule: CommandModule<object, HostArgs> = {
     .option('backend', { choices: ['xen', 'fake'], demandOption: true, describe: 'xen: fork real VMs, memory on demand; fake: bookkeeping only (a dry run)' })
     .option('advertise', { type: 'string', describe: 'xen: the address other hosts reach this host\'s memservers at' })
     .option('state-dir', { type: 'string', describe: 'xen: where fork images live (default $SNOWFLOCK_STATE or /var/lib/snowflock)' })
+    .option('isolate-families', { type: 'boolean', default: false, describe: 'xen: each family\'s clones talk only to their family (an nftables bridge table per family; needs nft)' })
     .option('guests', { choices: ['vchan', 'tcp'], default: 'vchan', describe: 'how guests reach this daemon' })
     .option('guest-listen', { type: 'string', default: '127.0.0.1:7312', describe: 'TCP address for guests (--guests tcp)' })
     .option('trust-claimed-domid', { type: 'boolean', default: false, describe: 'TCP: believe the domid a guest claims (tests only)' })
@@ -135,7 +136,7 @@ async function cloneBackend(argv: HostArgs, clusterKey: Buffer): Promise<{ backe
   const [{ XenBackend }, { openXen }, { loadAddon }] = await Promise.all([import('./xen-backend.js'), import('../xen/control.js'), import('../xen/native.js')]);
   const xc = openXen();
   const xs = new (loadAddon().XenStore)();
-  const backend = new XenBackend(xc, xs, { advertiseHost: argv.advertise!, stateDir: argv['state-dir'], clusterKey });
+  const backend = new XenBackend(xc, xs, { advertiseHost: argv.advertise!, stateDir: argv['state-dir'], clusterKey, isolateFamilies: argv['isolate-families'] });
   return { backend, close: () => (xs.close(), xc.close()), listDomids: () => xc.listDomains().map((d) => d.domid) };
 }
 

@@ -17,6 +17,7 @@ import { DEFAULT_STATE_DIR, restoreLazy } from '../clone/lazy.js';
 import { cloneName } from '../clone/names.js';
 import { captureFork } from '../clone/capture-fork.js';
 import { seal, unseal } from './seal.js';
+import { FamilyNetwork } from './family-network.js';
 import { writeTokenFile } from '../memtap/token.js';
 import { domainName } from '../xen/resolve.js';
 import { resumeSuspended } from '../xen/suspend.js';
@@ -27,6 +28,8 @@ export interface XenBackendOptions {
   advertiseHost: string;
   /** the cluster key: seals the memserver key inside fork images (seal.ts) */
   clusterKey: Buffer;
+  /** filter each family's clones into a network of their own (nftables in dom0) */
+  isolateFamilies?: boolean;
   stateDir?: string;
   prefetch?: number;
   heuristics?: boolean;
@@ -47,6 +50,7 @@ export class XenBackend implements CloneBackend {
   private readonly stateDir: string;
   /** parents stopped by capture(), with what lets them run on */
   private readonly stopped = new Map<number, () => void>();
+  private readonly network: FamilyNetwork;
 
   constructor(
     private readonly xc: XenControl,
@@ -54,6 +58,7 @@ export class XenBackend implements CloneBackend {
     private readonly o: XenBackendOptions,
   ) {
     this.stateDir = o.stateDir ?? DEFAULT_STATE_DIR;
+    this.network = new FamilyNetwork(o.isolateFamilies ?? false);
   }
 
   async describe(domid: number): Promise<DomainSize> {
@@ -74,6 +79,7 @@ export class XenBackend implements CloneBackend {
       throw e;
     }
     this.stopped.set(parent, f.captured.resumeParent);
+    this.network.parentCaptured(fork.fork, parent);
     return {
       format: IMAGE_FORMAT,
       parentName: domainName(this.xs, parent),
@@ -95,10 +101,12 @@ export class XenBackend implements CloneBackend {
         const c = await restoreLazy(this.xc, this.xs, descriptor, {
           vmid, name: cloneName(parentName, fork.fork.slice(0, 8), vmid), server: memserver, tokenFile, logDir: dir,
           prefetch: this.o.prefetch, heuristics: this.o.heuristics, freeReportWaitMs: this.o.freeReportWaitMs, start: false,
+          macs: this.network.macsFor(fork.fork, vmid, descriptor.meta.nics ?? []),
         });
         this.writeClone(c.domid, { fork: fork.fork, vmid, uuid: c.uuid });
         built.push({ vmid, domid: c.domid });
       }
+      await this.network.built(fork, descriptor.meta.nics ?? [], built);
       return built;
     } catch (e) {
       for (const b of built) await this.destroy(b.domid);
@@ -128,6 +136,7 @@ export class XenBackend implements CloneBackend {
     }
     await destroyClone(this.xc, this.xs, domid, record.uuid);
     this.removeRecord(`${RECORDS}/clones/${domid}`);
+    if (!this.heldForks().has(record.fork)) await this.network.ended(record.fork);
     // A destroyed domain lingers (dying) until its last mapping goes: the memtap's ring and
     // foreign mappings, released when it sees the domain die. "Destroyed" means gone.
     const deadline = Date.now() + DESTROY_WAIT_MS;
@@ -172,6 +181,10 @@ export class XenBackend implements CloneBackend {
   private forkDir(fork: string): string {
     if (!/^[\w-]{1,64}$/.test(fork)) throw new Error(`bad fork id "${fork}"`);
     return join(this.stateDir, 'families', fork);
+  }
+
+  private heldForks(): Set<string> {
+    return new Set((this.xs.directory(`${RECORDS}/clones`) ?? []).map((id) => this.readClone(Number(id))?.fork).filter((f): f is string => !!f));
   }
 
   private writeClone(domid: number, r: CloneRecord): void {

@@ -17,6 +17,8 @@ export interface RestoreOptions {
   name: string;
   /** unpause when built (default true) */
   start?: boolean;
+  /** MACs for the clone's vifs, in the descriptor's nics order (default: new random ones) */
+  macs?: string[];
 }
 
 export interface Restored {
@@ -84,7 +86,7 @@ export async function restoreDescriptor(xc: XenControl, xs: XenStore, d: Descrip
       snowflock: { vmid: String(opts.vmid), parent: d.meta.source.uuid, 'parent-name': d.meta.source.name },
     });
     const nics = d.meta.nics ?? [];
-    macs = writeCloneNics(xs, built.domid, nics);
+    macs = writeCloneNics(xs, built.domid, nics, opts.macs ? { macs: opts.macs } : {});
     xs.introduceDomain(built.domid, built.storeGfn, built.storePort);
     await plugCloneNics(xs, built.domid, nics);
     if (opts.start !== false) xc.unpause(built.domid);

@@ -4,7 +4,7 @@
 // netdev) the netdev joined to the bridge and "hotplug-status" set. The clone's netfront reads
 // the new MAC when its resume reconnects to the backend, so the clone has its own link identity.
 import { existsSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { XenStore } from './native.js';
@@ -44,6 +44,16 @@ export function readNics(xs: XenStore, domid: number): { nics: NicRecord[]; skip
 export function newMac(): string {
   const tail = [...randomBytes(3)];
   tail[0]! &= 0x7f; // xl keeps the top bit clear too
+  return ['00', '16', '3e', ...tail.map((b) => b.toString(16).padStart(2, '0'))].join(':');
+}
+
+/**
+ * A clone's MAC that every host of its family can compute (for the family filter): Xen's OUI
+ * and three bytes of a hash of the fork, the vmid and the vif.
+ */
+export function familyMac(fork: string, vmid: number, devid: number): string {
+  const tail = [...createHash('sha256').update(`${fork}/${vmid}/${devid}`).digest().subarray(0, 3)];
+  tail[0]! &= 0x7f;
   return ['00', '16', '3e', ...tail.map((b) => b.toString(16).padStart(2, '0'))].join(':');
 }
 

@@ -114,3 +114,22 @@ describe('a child\'s address', () => {
     expect(calls).toEqual([]);
   });
 });
+
+describe('family MACs', () => {
+  it('are the same on every host for a fork, vmid and vif, and differ between them', async () => {
+    const { familyMac } = await import('../../../lib/xen/clone-nic.js');
+    expect(familyMac('f-1', 1, 0)).toBe(familyMac('f-1', 1, 0));
+    const all = new Set([familyMac('f-1', 1, 0), familyMac('f-1', 2, 0), familyMac('f-1', 1, 1), familyMac('f-2', 1, 0)]);
+    expect(all.size).toBe(4);
+    for (const m of all) expect(m).toMatch(/^00:16:3e:[0-7][0-9a-f](:[0-9a-f]{2}){2}$/);
+  });
+  it('are what the Xen backend gives each clone vif', async () => {
+    const { FamilyNetwork } = await import('../../../lib/daemon/family-network.js');
+    const { familyMac } = await import('../../../lib/xen/clone-nic.js');
+    const net = new FamilyNetwork(false);
+    const nics = [{ devid: 0, mac: '00:16:3e:00:00:01', bridge: 'xenbr0' }, { devid: 1, mac: '00:16:3e:00:00:02', bridge: 'xenbr1' }];
+    expect(net.macsFor('f-9', 3, nics)).toEqual([familyMac('f-9', 3, 0), familyMac('f-9', 3, 1)]);
+    await net.built({ fork: 'f-9', family: 'h:1', clones: 2 }, nics, [{ domid: 7 }]); // isolation off: nothing to install
+    await net.ended('f-9');
+  });
+});
