@@ -69,7 +69,7 @@ export async function startNodeGuest(name: string, workload: 'node' | 'shell', p
   return bootGuest({ name, type: 'pvh', kernel: image.kernel, ramdisk: image.initrd, memoryMiB: o.memoryMiB ?? 384, vcpus: 1, cmdline, vifs, ...testTsc() });
 }
 
-/** The test box dom0's bridge for guests' vifs; dom0 is 10.98.0.(250 + box)/24 on it; with several boxes their bridges are one segment. */
+/** The test box dom0's bridge for guests' vifs; dom0 is 10.98.0.(250 + box)/24 on it. */
 export const GUEST_BRIDGE = 'sfbr0';
 
 /** Destroys the domain if it still exists; for after() hooks. */
