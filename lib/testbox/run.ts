@@ -100,6 +100,15 @@ export function emulatorTripleFaults(report: TestboxReport): string[] {
 }
 
 /**
+ * Whether another attempt fits in the budget (CI's 90 minutes): the time spent so far plus what
+ * the next attempt should take, the last one's length, or half of it when only the failed files
+ * run again (they are a part of the run at most).
+ */
+export function retryFits(o: { elapsedMs: number; lastAttemptMs: number; narrowed: boolean; budgetMs: number }): boolean {
+  return o.elapsedMs + (o.narrowed ? o.lastAttemptMs / 2 : o.lastAttemptMs) <= o.budgetMs;
+}
+
+/**
  * What a rerun of a spoiled test run needs: only the suite files that failed, when every box
  * finished and each failure names its file; otherwise everything the run was asked for
  * (`only`, undefined for the whole suite). Multi-host files run on every box again.

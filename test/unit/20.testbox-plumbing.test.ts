@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { qemuArgv } from '../../lib/testbox/qemu.js';
 import { newTapSummary, readTapLine } from '../../lib/testbox/tap.js';
-import { emulatorTripleFaults, rerunScope, type TestboxBoxReport, type TestboxReport } from '../../lib/testbox/run.js';
+import { emulatorTripleFaults, rerunScope, retryFits, type TestboxBoxReport, type TestboxReport } from '../../lib/testbox/run.js';
 import { xlConfig } from '../../lib/xen/xl.js';
 
 const spec = {
@@ -129,5 +129,15 @@ describe('what a rerun runs', () => {
     expect(rerunScope(report([box(1, { froze: true, rc: null })]), undefined)).toBeUndefined();
     expect(rerunScope(report([box(1, { rc: 1 })]), '70')).toBe('70');
     expect(rerunScope(report([box(1, { failed: ['x'] })]), '70,80')).toBe('70,80');
+  });
+});
+
+describe('whether a rerun fits the budget', () => {
+  const min = 60_000;
+  it('counts a whole rerun as long as the last attempt, a rerun of failed files as half', () => {
+    expect(retryFits({ elapsedMs: 25 * min, lastAttemptMs: 25 * min, narrowed: false, budgetMs: 50 * min })).toBe(true);
+    expect(retryFits({ elapsedMs: 26 * min, lastAttemptMs: 26 * min, narrowed: false, budgetMs: 50 * min })).toBe(false);
+    expect(retryFits({ elapsedMs: 26 * min, lastAttemptMs: 26 * min, narrowed: true, budgetMs: 50 * min })).toBe(true);
+    expect(retryFits({ elapsedMs: 40 * min, lastAttemptMs: 26 * min, narrowed: true, budgetMs: 50 * min })).toBe(false);
   });
 });

@@ -1,6 +1,6 @@
 import type { Argv } from 'yargs';
 import { prepareArtifacts } from '../../testbox/prepare.js';
-import { emulatorTripleFaults, rerunScope, runTestbox, type TestboxReport } from '../../testbox/run.js';
+import { emulatorTripleFaults, rerunScope, retryFits, runTestbox, type TestboxReport } from '../../testbox/run.js';
 import { runSuiteOnHost } from '../../testbox/on-host.js';
 import { bootBox } from '../../testbox/qemu.js';
 import { artifacts, type XenFlavour } from '../../testbox/paths.js';
@@ -59,7 +59,7 @@ function parseEnv(pairs: string[]): Record<string, string> {
 
 /** Test runs a guest triple fault of the emulated CPU spoiled are run again, at most this often (about half of the runs of the project-Xen subset see one). */
 const EMULATOR_RETRIES = 3;
-/** ...and only while another attempt as long as the last fits in this much time since the first began (CI's 90 minutes). */
+/** ...and only while another attempt fits in this much time since the first began (retryFits; CI's 90 minutes). */
 const RETRY_BUDGET_MS = 50 * 60_000;
 
 export async function boxJob(job: 'test' | 'demo' | 'bench', argv: BoxArgs): Promise<void> {
@@ -86,8 +86,10 @@ export async function boxJob(job: 'test' | 'demo' | 'bench', argv: BoxArgs): Pro
   let attemptStarted = started;
   let scope = argv.only;
   let report = await run(scope);
-  const timeForAnother = () => Date.now() - started + (Date.now() - attemptStarted) <= RETRY_BUDGET_MS;
-  for (let faults = emulatorTripleFaults(report); faults.length && earlier.length < EMULATOR_RETRIES && timeForAnother(); faults = emulatorTripleFaults(report)) {
+  const timeForAnother = (narrowed: boolean) => retryFits({
+    elapsedMs: Date.now() - started, lastAttemptMs: Date.now() - attemptStarted, narrowed, budgetMs: RETRY_BUDGET_MS,
+  });
+  for (let faults = emulatorTripleFaults(report); faults.length && earlier.length < EMULATOR_RETRIES && timeForAnother(rerunScope(report, scope) !== scope); faults = emulatorTripleFaults(report)) {
     if (!argv.json) summarize(report);
     const narrowed = rerunScope(report, scope);
     progress(`the emulated machine failed: ${faults.join(', ')} (a known test box problem: docs/ARCHITECTURE.md, test box notes); `
