@@ -55,7 +55,8 @@ export function childAddress(parent: string, prefix: number, vmid: number): stri
 /**
  * In a child: once the interfaces' MACs changed (netfront may take a moment after resume),
  * moves their addresses to the vmid-derived ones, renews the IPv6 link-local address and
- * restores the routes that left with the old address. Needs `ip` (iproute2 or busybox). Returns what changed, e.g. "eth0 10.0.0.5/24 -> 10.0.0.7/24".
+ * restores the routes that left with the old address. Needs `ip` (iproute2 or busybox).
+ * Returns what changed, e.g. "eth0 10.0.0.5/24 -> 10.0.0.7/24".
  */
 export async function readdressChild(before: LinkSnapshot[], vmid: number, o: { runIp?: RunIp; readLinkMac?: typeof readMac; waitMs?: number } = {}): Promise<string[]> {
   const ip = o.runIp ?? execIp;

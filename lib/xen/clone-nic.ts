@@ -42,8 +42,12 @@ export function readNics(xs: XenStore, domid: number): { nics: NicRecord[]; skip
 
 /** A new MAC in Xen's OUI (00:16:3e), as xl picks one for a vif without a MAC. */
 export function newMac(): string {
-  const tail = [...randomBytes(3)];
-  tail[0]! &= 0x7f; // xl keeps the top bit clear too
+  return xenOuiMac(randomBytes(3));
+}
+
+/** Xen's OUI and three bytes, the first with its top bit clear, as xl keeps it. */
+function xenOuiMac(bytes: Buffer): string {
+  const tail = [bytes[0]! & 0x7f, bytes[1]!, bytes[2]!];
   return ['00', '16', '3e', ...tail.map((b) => b.toString(16).padStart(2, '0'))].join(':');
 }
 
@@ -52,9 +56,7 @@ export function newMac(): string {
  * and three bytes of a hash of the fork, the vmid and the vif.
  */
 export function familyMac(fork: string, vmid: number, devid: number): string {
-  const tail = [...createHash('sha256').update(`${fork}/${vmid}/${devid}`).digest().subarray(0, 3)];
-  tail[0]! &= 0x7f;
-  return ['00', '16', '3e', ...tail.map((b) => b.toString(16).padStart(2, '0'))].join(':');
+  return xenOuiMac(createHash('sha256').update(`${fork}/${vmid}/${devid}`).digest());
 }
 
 export const backendPath = (domid: number, devid: number) => `/local/domain/0/backend/vif/${domid}/${devid}`;

@@ -89,9 +89,11 @@ export async function boxJob(job: 'test' | 'demo' | 'bench', argv: BoxArgs): Pro
   const timeForAnother = (narrowed: boolean) => retryFits({
     elapsedMs: Date.now() - started, lastAttemptMs: Date.now() - attemptStarted, narrowed, budgetMs: RETRY_BUDGET_MS,
   });
-  for (let faults = emulatorTripleFaults(report); faults.length && earlier.length < EMULATOR_RETRIES && timeForAnother(rerunScope(report, scope) !== scope); faults = emulatorTripleFaults(report)) {
-    if (!argv.json) summarize(report);
+  for (;;) {
+    const faults = emulatorTripleFaults(report);
     const narrowed = rerunScope(report, scope);
+    if (!faults.length || earlier.length >= EMULATOR_RETRIES || !timeForAnother(narrowed !== scope)) break;
+    if (!argv.json) summarize(report);
     progress(`the emulated machine failed: ${faults.join(', ')} (a known test box problem: docs/ARCHITECTURE.md, test box notes); `
       + `running ${narrowed === scope ? 'the job' : `the failed suite files (${narrowed})`} again`);
     scope = narrowed;
