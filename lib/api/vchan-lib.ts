@@ -73,12 +73,23 @@ export function loadVchanLib(): VchanLib {
       const pfd = Buffer.alloc(8);
       pfd.writeInt32LE(fd, 0);
       pfd.writeInt16LE(1, 4);
-      return (await ffi.load({
+      const ready = (await ffi.load({
         library: 'libc', funcName: 'poll', retType: T.I32, paramsType: [T.U8Array, T.U64, T.I32], paramsValue: [pfd, 1, timeoutMs], runInNewThread: true,
       })) as number;
+      // ffi-rs holds only the raw pointer while poll() runs on its worker thread: without this
+      // use after the await, a GC could free pfd and poll() would write revents into a freed
+      // malloc chunk (seen as "malloc(): unsorted double linked list corrupted").
+      keepAlive(pfd);
+      return ready;
     },
   };
   return cached;
+}
+
+/** Reads one byte, so the engine must keep `buf` reachable until this point. */
+let keepAliveSink = 0;
+function keepAlive(buf: Buffer): void {
+  keepAliveSink ^= buf[0] ?? 0;
 }
 
 function openFirst(ffi: FfiRs, library: string, paths: string[], from: string): void {
