@@ -20,6 +20,8 @@ export class HostCommandRunner {
   /** Parents stopped by capture and not yet released, with their fork. */
   private readonly stopped = new Map<number, ForkInfo>();
   private readonly aborted = new Set<string>();
+  /** Clones whose destroy is under way: seen shutting down, they have not died. */
+  private readonly destroying = new Set<number>();
   /** Bumped when the master link is lost: work started under an older link is orphaned. */
   private epoch = 0;
 
@@ -56,6 +58,7 @@ export class HostCommandRunner {
         failed.push({ domid, message: `domain ${domid} is not a clone held by this host` });
         return;
       }
+      this.destroying.add(domid);
       try {
         await this.backend.destroy(domid);
         this.clones.delete(domid);
@@ -63,9 +66,16 @@ export class HostCommandRunner {
         destroyed.push(domid);
       } catch (e) {
         failed.push({ domid, message: (e as Error).message.slice(0, 1000) });
+      } finally {
+        this.destroying.delete(domid);
       }
     }));
     return { destroyed, failed };
+  }
+
+  /** True while this host is destroying the clone (so its stopping is no death to report). */
+  beingDestroyed(domid: number): boolean {
+    return this.destroying.has(domid);
   }
 
   private async dispatch(type: keyof HostCommands, body: HostCommands[keyof HostCommands]): Promise<unknown> {

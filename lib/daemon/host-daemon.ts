@@ -126,7 +126,7 @@ export class HostDaemon {
     const master = this.master;
     if (!master) return;
     for (const domid of this.runner.clones.keys()) {
-      if (this.reportedEnded.has(domid)) continue;
+      if (this.reportedEnded.has(domid) || this.runner.beingDestroyed(domid)) continue;
       const reason = this.o.backend.ended(domid);
       if (reason === null) continue;
       this.reportedEnded.add(domid);

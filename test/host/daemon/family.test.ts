@@ -78,6 +78,33 @@ describe('a family through the guest library', () => {
     expect(clonesLeft(lab)).toBe(0);
   });
 
+  it('kill: clones that stop while being destroyed are not reported as died', async () => {
+    lab = await startLab();
+    parentApi(lab);
+    let started = 0;
+    let working!: () => void;
+    const allWorking = new Promise<void>((r) => { working = r; });
+    lab.childProgram = async () => {
+      if (++started === 4) working();
+      await new Promise<void>(() => {}); // works until killed
+    };
+    for (const h of [lab.hosts.h1, lab.hosts.h2]) {
+      // As on Xen: the domain is seen shutting down while its destroy is still under way,
+      // for longer than the host daemon's clone watch takes to look.
+      h.fake.hooks.beforeDestroy = async (domid) => {
+        h.fake.crash(domid);
+        await new Promise((r) => setTimeout(r, 500));
+      };
+    }
+    const t = await sf_request_ticket(4);
+    await sf_clone(t);
+    await allWorking;
+    const report = await kill(t);
+    expect(report.destroyed.sort()).toEqual([1, 2, 3, 4]);
+    expect(report.died).toEqual([]);
+    expect(clonesLeft(lab)).toBe(0);
+  });
+
   it('a parent whose channel dies across the fork resends sf_clone and gets 0, with no second fork', async () => {
     lab = await startLab();
     const channels: GuestChannel[] = [];
