@@ -24,6 +24,17 @@ function parentApi(l: Lab, channels?: GuestChannel[]) {
   }, { retryForMs: 20_000, retryDelayMs: 50 });
 }
 
+/** Every child works until it is killed; resolves once n of them have started. */
+function childrenWorkUntilKilled(l: Lab, n: number): Promise<void> {
+  let started = 0;
+  return new Promise<void>((working) => {
+    l.childProgram = async () => {
+      if (++started === n) working();
+      await new Promise<void>(() => {});
+    };
+  });
+}
+
 describe('a family through the guest library', () => {
   it('ticket for 4 -> clone -> each child exits -> parent joins -> no clones left', async () => {
     lab = await startLab();
@@ -61,13 +72,7 @@ describe('a family through the guest library', () => {
   it('kill during work destroys every clone at once', async () => {
     lab = await startLab();
     parentApi(lab);
-    let working!: () => void;
-    const allWorking = new Promise<void>((r) => { working = r; });
-    let started = 0;
-    lab.childProgram = async () => {
-      if (++started === 4) working();
-      await new Promise<void>(() => {}); // works until killed
-    };
+    const allWorking = childrenWorkUntilKilled(lab, 4);
     const t = await sf_request_ticket(4);
     await sf_clone(t);
     await allWorking;
@@ -81,13 +86,7 @@ describe('a family through the guest library', () => {
   it('kill: clones that stop while being destroyed are not reported as died', async () => {
     lab = await startLab();
     parentApi(lab);
-    let started = 0;
-    let working!: () => void;
-    const allWorking = new Promise<void>((r) => { working = r; });
-    lab.childProgram = async () => {
-      if (++started === 4) working();
-      await new Promise<void>(() => {}); // works until killed
-    };
+    const allWorking = childrenWorkUntilKilled(lab, 4);
     for (const h of [lab.hosts.h1, lab.hosts.h2]) {
       // As on Xen: the domain is seen shutting down while its destroy is still under way,
       // for longer than the host daemon's clone watch takes to look.
