@@ -16,9 +16,14 @@ import { readdressChild, snapshotLinks } from './clone-network.js';
 import { vmIdentity } from './vm-identity.js';
 
 export interface SfClientOptions {
-  /** How long clone, exit and the read-only calls keep retrying through a dropped channel. Default 120 s. */
+  /**
+   * How long clone and exit keep retrying through a dropped channel. Default 120 s. The window
+   * starts again in a clone: it wakes up inside its parent's call, however long the fork took.
+   */
   retryForMs?: number;
   retryDelayMs?: number;
+  /** Which VM this runs in (vm-identity.ts); a change means this is now a clone. */
+  identity?: () => string | null;
 }
 
 /** A ticket id, or what sf_request_ticket returned. */
@@ -101,11 +106,18 @@ export class SfClient {
   }
 
   private async retrying<K extends keyof GuestResults>(type: K, body: GuestRequests[K]): Promise<GuestResults[K]> {
-    const deadline = Date.now() + (this.o.retryForMs ?? 120_000);
+    const retryFor = this.o.retryForMs ?? 120_000;
+    const identity = this.o.identity ?? vmIdentity;
+    let deadline = Date.now() + retryFor;
+    let vm = identity();
     for (;;) {
       try {
         return await (await this.chan()).request(type, body);
       } catch (e) {
+        if (identity() !== vm) {
+          vm = identity();
+          deadline = Date.now() + retryFor;
+        }
         if (!retriable(e) || Date.now() >= deadline) throw e;
         this.close();
         await new Promise((r) => setTimeout(r, this.o.retryDelayMs ?? 200));

@@ -70,6 +70,26 @@ describe('retries', () => {
     }
   });
 
+  it('a clone that wakes up after retryForMs has passed still gets a full retry window', async () => {
+    let vm = 'parent';
+    let tries = 0;
+    const s = stub([
+      async () => {
+        // The fork outlasts the whole retry window, and the call wakes up in a clone.
+        await new Promise((r) => setTimeout(r, 80));
+        vm = 'clone';
+        throw new SfError('channel-closed', 'this VM was cloned: the vchan belongs to its parent');
+      },
+      async () => {
+        if (++tries < 3) throw new ChannelUnavailableError('the host daemon is not serving this domain yet');
+        return { vmid: 2, clones: 2, hierarchical: false, vcpus: 1 };
+      },
+    ]);
+    const c = new SfClient(s.connect, { retryForMs: 50, retryDelayMs: 1, identity: () => vm });
+    expect(await c.clone('t-1')).toBe(2);
+    expect(tries).toBe(3);
+  });
+
   it('gives up after retryForMs with the last error', async () => {
     let tries = 0;
     const c = new SfClient(async () => { tries++; throw new ChannelUnavailableError('cannot reach the host daemon'); }, { retryForMs: 50, retryDelayMs: 5 });
