@@ -1,10 +1,11 @@
-// The sf_* API across two hosts: a Node program in a guest of box 1 asks for a ticket for 4 and
-// forks; the internal cluster manager spreads the clones over box 1 and box 2, whose host daemon
-// builds its two from the fork image and fetches their memory from box 1's memserver over the
-// test box network. Every clone computes its share and exits; the parent joins. Box 1 runs the
-// master and its host daemon; box 2 its host daemon, with the cluster key handed over a side
-// channel. At the end box 2 reports its clones' console lines and what it still holds.
-// (Clones sending results over the network: 87.guest-net, one host.)
+// The sf_* API across two hosts, issue #6's acceptance job: a Node program in a guest of box 1
+// asks for a ticket for 4 and forks; the internal cluster manager spreads the clones over box 1
+// and box 2, whose host daemon builds its two from the fork image and fetches their memory from
+// box 1's memserver over the test box network. Every clone computes its share, sends it to the
+// parent over the guests' network (the boxes' guest bridges are one segment) and exits; the
+// parent prints the combined result and joins. Box 1 runs the master and its host daemon; box 2
+// its host daemon, with the cluster key handed over a side channel. At the end box 2 reports its
+// clones' console lines and what it still holds.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -15,6 +16,9 @@ import { JobHost, cloneLines, consoleTail, gauss, jobLines, shares, startMaster,
 const SIDE_PORT = 47020;
 const BOX1 = '10.99.0.1';
 const BOX2 = '10.99.0.2';
+const PARENT_IP = '10.98.0.20';
+/** The guest library gives clone k the parent's address plus k. */
+const cloneAddress = (vmid: number) => `10.98.0.${20 + vmid}`;
 const skip = env.hosts < 2 ? 'single host' : env.flavour === 'stock' ? 'Debian\'s Xen has no mem_paging' : env.box > 2 ? 'boxes 1 and 2 take part' : false;
 let master: MasterHandle | undefined;
 let box: JobHost | undefined;
@@ -80,17 +84,28 @@ async function box1Job(t: { diagnostic: (s: string) => void }, key: Buffer, name
   await sideChannel.box2;
   await waitUntil('box 2 to register with the master', () => master!.hosts().includes('box2'), 600_000);
   const before = box.liveDomids();
-  const parent = await box.startJob(name, 'node', 'share-sum.mjs', ['4', '1000000', 'join']);
+  const parent = await box.startJob(name, 'node', 'share-sum.mjs', ['4', '1000000', 'net'], { ip: `${PARENT_IP}/24` });
   try {
     const end = await box.jobEnd(name, parent, /SF-JOB (joined|killed|error)/, 1_200_000);
-    t.diagnostic(jobLines(name));
+    const parentLines = jobLines(name);
+    t.diagnostic(parentLines);
     const there = await sideChannel.report();
     const lines = [...cloneLines(name), ...there.lines];
-    assert.match(end, /SF-JOB joined destroyed=1,2,3,4 lost=0 unconfirmed=0 died=0/, `parent:\n${consoleTail(name)}\nclones:\n${lines.join('\n')}`);
+    const context = `parent:\n${consoleTail(name)}\nclones:\n${lines.join('\n')}`;
+    assert.match(end, /SF-JOB joined destroyed=1,2,3,4 lost=0 unconfirmed=0 died=0/, context);
     const got = shares(lines);
-    assert.deepEqual([...got.keys()].sort(), [1, 2, 3, 4], `clones:\n${lines.join('\n')}`);
+    assert.deepEqual([...got.keys()].sort(), [1, 2, 3, 4], context);
     assert.equal(shares(there.lines).size, 2, 'two of the clones ran on box 2');
     assert.equal([...got.values()].reduce((a, c) => a + c, 0n), gauss(1_000_000n), 'the shares add up to the whole job');
+    // The parent received every share over the network, each from its clone's own address,
+    // box 2's included.
+    const result = /SF-JOB net-result sum=(\d+) from=([\d,]+)/.exec(parentLines);
+    assert.ok(result, `the parent printed no combined result\n${context}`);
+    assert.equal(BigInt(result[1]!), gauss(1_000_000n), 'the shares the parent received add up to the whole job');
+    assert.equal(result[2], '1,2,3,4');
+    for (const vmid of [1, 2, 3, 4]) {
+      assert.match(parentLines, new RegExp(`received vmid=${vmid} from=(::ffff:)?${cloneAddress(vmid).replaceAll('.', '\\.')}\\b`), context);
+    }
     await box.assertNothingLeft(parent, before);
     assert.deepEqual({ held: there.heldClones, vchans: there.vchans }, { held: [], vchans: [] }, 'box 2 holds no clone record or vchan server');
     assert.deepEqual(there.domains, [0], 'box 2 has no domain left but dom0');
