@@ -28,7 +28,8 @@ after(async () => {
   await master?.close();
 });
 
-const vifsOnBridge = () => readdirSync(`/sys/class/net/${GUEST_BRIDGE}/brif`).sort();
+// Guests' vifs only: with several boxes, the box's eth0 is a port of the bridge too.
+const vifsOnBridge = () => readdirSync(`/sys/class/net/${GUEST_BRIDGE}/brif`).filter((port) => port.startsWith('vif')).sort();
 
 test('clones get their own vif and address and send their shares to the parent over the network', async (t) => {
   if (skip) return t.skip(skip);
