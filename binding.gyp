@@ -38,6 +38,7 @@
           'native/domain_state.cc',
           'native/suspend_cancel.cc',
           'native/domain_builder.cc',
+          'native/pv_stream.cc',
           'native/build_spec.cc',
           'native/paging_hypercalls.cc',
           'native/vm_event_channel.cc',

@@ -7,6 +7,7 @@
 #include "domain_builder.h"
 #include "domain_state.h"
 #include "domains.h"
+#include "pv_stream.h"
 #include "feature_probe.h"
 #include "host_info.h"
 #include "suspend_cancel.h"
@@ -64,6 +65,8 @@ void XenControl::Register(Napi::Env env, Napi::Object exports) {
                                        InstanceMethod("captureState", &XenControl::CaptureState),
                                        InstanceMethod("writeMemoryImage", &XenControl::WriteMemoryImage),
                                        InstanceMethod("buildDomain", &XenControl::BuildDomain),
+                                       InstanceMethod("savePvStream", &XenControl::SavePvStream),
+                                       InstanceMethod("restorePvStream", &XenControl::RestorePvStream),
                                    });
   exports.Set("XenControl", cls);
 }
@@ -187,6 +190,18 @@ Napi::Value XenControl::WriteMemoryImage(const Napi::CallbackInfo& info) {
       [](Napi::Env env, uint64_t& pages) -> Napi::Value { return Napi::Number::New(env, double(pages)); });
 }
 
+static Napi::Value BuildResultToJs(Napi::Env env, BuildResult& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("domid", r.domid);
+  o.Set("storePort", r.store_port);
+  o.Set("consolePort", r.console_port);
+  o.Set("storeGfn", double(r.store_gfn));
+  o.Set("consoleGfn", double(r.console_gfn));
+  o.Set("pages", double(r.pages));
+  o.Set("partialPopulates", r.partial_populates);
+  return o;
+}
+
 Napi::Value XenControl::BuildDomain(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "buildDomain(spec)");
@@ -194,17 +209,54 @@ Napi::Value XenControl::BuildDomain(const Napi::CallbackInfo& info) {
   auto h = Handle(env);
   return RunAsync<BuildResult>(
       env, "snowflock.buildDomain", [h, spec] { return snowflock::BuildDomain(h->get(), *spec); },
-      [](Napi::Env env, BuildResult& r) -> Napi::Value {
-        Napi::Object o = Napi::Object::New(env);
-        o.Set("domid", r.domid);
-        o.Set("storePort", r.store_port);
-        o.Set("consolePort", r.console_port);
-        o.Set("storeGfn", double(r.store_gfn));
-        o.Set("consoleGfn", double(r.console_gfn));
-        o.Set("pages", double(r.pages));
-        o.Set("partialPopulates", r.partial_populates);
-        return o;
-      });
+      BuildResultToJs);
+}
+
+// savePvStream(domid, path): the migration stream of a suspended, paused PV domain.
+Napi::Value XenControl::SavePvStream(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t domid = DomidArg(info);
+  if (info.Length() < 2 || !info[1].IsString()) throw Napi::TypeError::New(env, "savePvStream(domid, path)");
+  std::string path = info[1].As<Napi::String>();
+  auto h = Handle(env);
+  return RunAsync<bool>(
+      env, "snowflock.savePvStream", [h, domid, path] { snowflock::SavePvStream(h->get(), domid, path); return true; },
+      [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+}
+
+// restorePvStream({ handle, maxVcpus, maxPages, head, tail, image, imageOffset, imageLength })
+Napi::Value XenControl::RestorePvStream(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "restorePvStream(spec)");
+  Napi::Object o = info[0].As<Napi::Object>();
+  auto bytes = [&](const char* key) {
+    Napi::Value v = o.Get(key);
+    if (!v.IsBuffer()) throw Napi::TypeError::New(env, std::string("restorePvStream: ") + key + " must be a Buffer");
+    auto b = v.As<Napi::Buffer<uint8_t>>();
+    return std::vector<uint8_t>(b.Data(), b.Data() + b.Length());
+  };
+  auto number = [&](const char* key) {
+    Napi::Value v = o.Get(key);
+    if (!v.IsNumber()) throw Napi::TypeError::New(env, std::string("restorePvStream: ") + key + " must be a number");
+    return v.As<Napi::Number>().Int64Value();
+  };
+  auto spec = std::make_shared<PvRestoreSpec>();
+  auto handle = bytes("handle");
+  if (handle.size() != spec->handle.size()) throw Napi::TypeError::New(env, "restorePvStream: handle must be 16 bytes");
+  std::copy(handle.begin(), handle.end(), spec->handle.begin());
+  spec->max_vcpus = uint32_t(number("maxVcpus"));
+  spec->max_pages = uint64_t(number("maxPages"));
+  spec->head = bytes("head");
+  spec->tail = bytes("tail");
+  Napi::Value image = o.Get("image");
+  if (!image.IsString()) throw Napi::TypeError::New(env, "restorePvStream: image must be a path");
+  spec->image = image.As<Napi::String>();
+  spec->image_offset = uint64_t(number("imageOffset"));
+  spec->image_length = uint64_t(number("imageLength"));
+  auto h = Handle(env);
+  return RunAsync<BuildResult>(
+      env, "snowflock.restorePvStream", [h, spec] { return snowflock::RestorePvStream(h->get(), *spec); },
+      BuildResultToJs);
 }
 
 }  // namespace snowflock

@@ -31,6 +31,8 @@ class XenControl : public Napi::ObjectWrap<XenControl> {
   Napi::Value CaptureState(const Napi::CallbackInfo& info);
   Napi::Value WriteMemoryImage(const Napi::CallbackInfo& info);
   Napi::Value BuildDomain(const Napi::CallbackInfo& info);
+  Napi::Value SavePvStream(const Napi::CallbackInfo& info);
+  Napi::Value RestorePvStream(const Napi::CallbackInfo& info);
 
   std::shared_ptr<XcHandle> handle_;
 };

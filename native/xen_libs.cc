@@ -109,6 +109,8 @@ Loader& Load() {
     SF_RESOLVE(xc_domain_decrease_reservation_exact);
     SF_RESOLVE(xc_domain_resume);
     SF_RESOLVE(xc_dom_gnttab_seed);
+    SF_RESOLVE(xc_domain_save);
+    SF_RESOLVE(xc_domain_restore);
     SF_RESOLVE(xc_cpu_policy_init);
     SF_RESOLVE(xc_cpu_policy_destroy);
     SF_RESOLVE(xc_cpu_policy_get_domain);

@@ -46,6 +46,8 @@ struct XenLibs {
   // libxenguest
   SF_XEN_FN(xc_domain_resume);
   SF_XEN_FN(xc_dom_gnttab_seed);
+  SF_XEN_FN(xc_domain_save);
+  SF_XEN_FN(xc_domain_restore);
   SF_XEN_FN(xc_cpu_policy_init);
   SF_XEN_FN(xc_cpu_policy_destroy);
   SF_XEN_FN(xc_cpu_policy_get_domain);

@@ -9,6 +9,7 @@ import { readNics } from '../xen/clone-nic.js';
 import { DescriptorError } from './errors.js';
 import { imageHeader, newImageId } from './memory-image.js';
 import type { Descriptor } from './format.js';
+import { capturePvStream, pvDescriptor } from './capture-pv.js';
 
 export interface CaptureOptions {
   /** write a full memory image here while the parent is suspended */
@@ -52,7 +53,9 @@ export function devicesClonesCannotHave(devices: Record<string, string[]>): stri
 export async function captureDescriptor(xc: XenControl, xs: XenStore, domid: number, opts: CaptureOptions = {}): Promise<CaptureResult> {
   const info = xc.domainInfo(domid); // ESRCH names an unknown domain
   if (domid === 0) throw new DescriptorError('domain 0 cannot be cloned');
-  if (info.type === 'pv') throw new DescriptorError(`domain ${domid} is a PV guest: descriptors support PVH and HVM guests (PV is not implemented yet)`);
+  if (info.type === 'pv' && !opts.memoryImage) {
+    throw new DescriptorError(`domain ${domid} is a PV guest: its clones can only be eager (memory on demand needs HAP, which PV domains never have); take a memory image with it`);
+  }
   if (info.dying || (info.shutdownReason && info.shutdownReason !== 'suspend')) {
     throw new DescriptorError(`domain ${domid} is ${info.dying ? 'dying' : `shut down (${info.shutdownReason})`}`);
   }
@@ -77,6 +80,12 @@ export async function captureDescriptor(xc: XenControl, xs: XenStore, domid: num
     stopped = false;
   };
   try {
+    if (info.type === 'pv') {
+      const pv = await capturePvStream(xc, domid, opts.memoryImage!, imageId!, opts.progress);
+      if (!opts.keepParentStopped) resumeParent();
+      const pauseMs = Date.now() - started;
+      return { descriptor: pvDescriptor(info, name, devices, nics, version, imageId!, pv, pauseMs), pauseMs, imagePages: pv.pages, resumeParent };
+    }
     state = await xc.captureState(domid);
     if (opts.memoryImage) {
       const pages = state.populated.reduce((n, [, c]) => n + c, 0);

@@ -35,16 +35,21 @@ export enum SectionType {
   MemoryMap = 6,
   /** n × { u32 param, u32 0, u64 gfn, 4096 bytes }: pages shared with the toolstack */
   SpecialPages = 7,
+  /** PV only: u64 head length, then libxenguest's stream without its page data (pv-stream.ts) */
+  PvStream = 8,
 }
 
 export interface DescriptorMeta {
   format: 'snowflock-descriptor';
   createdAt: string;
-  source: { host: string; domid: number; name: string; uuid: string; type: 'pvh' | 'hvm' };
+  source: { host: string; domid: number; name: string; uuid: string; type: 'pv' | 'pvh' | 'hvm' };
   vm: { maxVcpus: number; maxPages: number; hap: boolean; emulationFlags: number; maxGpfn: number; pagingPoolBytes: number };
   tsc: { mode: number; elapsedNsec: string; gtscKhz: number; incarnation: number };
-  /** pages in the memory map; imageId ties the descriptor to its memory image */
-  memory: { pages: number; imageId?: string };
+  /**
+   * pages in the memory map; imageId ties the descriptor to its memory image. PV: pages with
+   * data in the stream, and imageBytes the length of the page data after the image header.
+   */
+  memory: { pages: number; imageId?: string; imageBytes?: number };
   /** xenstore devices the parent had, by class (vif, vbd, ...) */
   devices: Record<string, string[]>;
   /** the parent's bridged vifs, which every clone gets with a new MAC (absent in older descriptors) */
@@ -62,6 +67,8 @@ export interface Descriptor {
   msrs: Buffer;
   memoryMap: GfnRange[];
   specialPages: SpecialPage[];
+  /** PV only: the migration stream around its page data */
+  pvStream?: { head: Buffer; tail: Buffer };
 }
 
 function section(type: SectionType, payload: Buffer): Buffer {
@@ -101,6 +108,11 @@ export function encodeDescriptor(d: Descriptor): Buffer {
     section(SectionType.MemoryMap, map),
     section(SectionType.SpecialPages, special),
   ];
+  if (d.pvStream) {
+    const length = Buffer.alloc(8);
+    length.writeBigUInt64LE(BigInt(d.pvStream.head.length));
+    sections.push(section(SectionType.PvStream, Buffer.concat([length, d.pvStream.head, d.pvStream.tail])));
+  }
   const length = HEADER_SIZE + sections.reduce((n, s) => n + s.length, 0);
   const header = Buffer.alloc(HEADER_SIZE);
   MAGIC.copy(header, 0);
@@ -189,6 +201,12 @@ export function decodeDescriptor(file: Buffer, source = 'descriptor'): Descripto
   records(cpuid, 24, 'Cpuid');
   records(msrs, 16, 'Msrs');
   const d: Descriptor = { meta, hvmContext: Buffer.from(need(SectionType.HvmContext)), params, cpuid, msrs, memoryMap, specialPages };
+  const pv = payloads.get(SectionType.PvStream);
+  if (pv) {
+    const headLength = pv.length >= 8 ? Number(pv.readBigUInt64LE(0)) : -1;
+    if (headLength < 0 || 8 + headLength > pv.length) throw new DescriptorError(`${source}: PvStream section is malformed`);
+    d.pvStream = { head: Buffer.from(pv.subarray(8, 8 + headLength)), tail: Buffer.from(pv.subarray(8 + headLength)) };
+  }
   validateDescriptor(d, source);
   return d;
 }
@@ -201,6 +219,12 @@ export function validateDescriptor(d: Descriptor, source = 'descriptor'): void {
   const vm = d.meta.vm;
   if (!vm || !Number.isInteger(vm.maxVcpus) || vm.maxVcpus < 1 || vm.maxVcpus > 128) fail(`bad vCPU count ${vm?.maxVcpus}`);
   if (!Number.isInteger(vm.maxPages) || vm.maxPages < 1) fail(`bad memory size ${vm.maxPages} pages`);
+  if (d.meta.source?.type === 'pv') {
+    // A PV descriptor's state is its stream; there is no HVM state or memory map.
+    if (!d.pvStream || d.pvStream.head.length < 40 || d.pvStream.tail.length < 8) fail('PV descriptor without its migration stream');
+    if (!Number.isInteger(d.meta.memory.imageBytes) || d.meta.memory.imageBytes! < 8) fail('PV descriptor without the size of its page data');
+    return;
+  }
   if (d.hvmContext.length < 16) fail('HVM context is empty');
   let pages = 0;
   let end = -1;

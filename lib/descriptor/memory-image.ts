@@ -21,8 +21,11 @@ export function imageHeader(imageId: string, pages: number): Buffer {
   return h;
 }
 
-/** Checks that the image at path belongs to the descriptor (id and page count). */
-export function checkImage(path: string, imageId: string | undefined, pages: number): void {
+/**
+ * Checks that the image at path belongs to the descriptor (id and size: `pages` whole pages,
+ * or for PV `bytes` of the stream's page data).
+ */
+export function checkImage(path: string, imageId: string | undefined, pages: number, bytes = pages * 4096): void {
   if (!imageId) throw new DescriptorError('this descriptor was saved without a memory image');
   let fd: number;
   try {
@@ -35,7 +38,7 @@ export function checkImage(path: string, imageId: string | undefined, pages: num
     const got = readSync(fd, h, 0, IMAGE_HEADER_SIZE, 0);
     if (got < 40 || !h.subarray(0, 8).equals(IMAGE_MAGIC)) throw new DescriptorError(`${path} is not a snowflock memory image`);
     if (h.subarray(24, 40).toString('hex') !== imageId) throw new DescriptorError(`${path} is the memory image of another descriptor`);
-    const expected = IMAGE_HEADER_SIZE + pages * 4096;
+    const expected = IMAGE_HEADER_SIZE + bytes;
     const size = fstatSync(fd).size;
     if (size !== expected) throw new DescriptorError(`memory image ${path} is ${size} bytes, expected ${expected} (truncated?)`);
   } finally {

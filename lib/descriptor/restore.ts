@@ -51,10 +51,21 @@ export async function restoreDescriptor(xc: XenControl, xs: XenStore, d: Descrip
   if (free < need) {
     throw new DescriptorError(`not enough free memory on this host: the clone needs ${Math.ceil((need * 4) / 1024)} MiB, Xen has ${Math.floor((free * 4) / 1024)} MiB free`);
   }
-  if (opts.memoryImage) checkImage(opts.memoryImage, d.meta.memory.imageId, d.meta.memory.pages);
+  const pv = d.meta.source.type === 'pv';
+  if (pv && !opts.memoryImage) throw new DescriptorError('a PV descriptor restores only with its memory image (PV clones are eager)');
+  if (opts.memoryImage) checkImage(opts.memoryImage, d.meta.memory.imageId, d.meta.memory.pages, d.meta.memory.imageBytes);
 
   const uuid = randomUUID();
-  const built: BuildResult = await xc.buildDomain({
+  const built: BuildResult = pv ? await xc.restorePvStream({
+    handle: uuidBytes(uuid),
+    maxVcpus: d.meta.vm.maxVcpus,
+    maxPages: d.meta.vm.maxPages,
+    head: d.pvStream!.head,
+    tail: d.pvStream!.tail,
+    image: opts.memoryImage!,
+    imageOffset: IMAGE_HEADER_SIZE,
+    imageLength: d.meta.memory.imageBytes!,
+  }) : await xc.buildDomain({
     handle: uuidBytes(uuid),
     hap: d.meta.vm.hap,
     maxVcpus: d.meta.vm.maxVcpus,

@@ -12,7 +12,7 @@ export interface DomainEntries {
   storePort: number;
   consoleGfn: number;
   consolePort: number;
-  type: 'pvh' | 'hvm';
+  type: 'pv' | 'pvh' | 'hvm';
   /** snowflock's own keys the guest agent reads: vmid, parent, family */
   snowflock: Record<string, string>;
 }

@@ -184,6 +184,22 @@ export interface XenControl {
   writeMemoryImage(domid: number, populated: GfnRange[], path: string, header: Buffer): Promise<number>;
   /** builds a paused domain; a failure destroys what was built */
   buildDomain(spec: BuildSpec): Promise<BuildResult>;
+  /** libxenguest's migration stream of a suspended, paused PV domain, written to path */
+  savePvStream(domid: number, path: string): Promise<void>;
+  /** a paused PV domain restored from head + image[imageOffset, +imageLength) + tail; a failure destroys it */
+  restorePvStream(spec: PvRestoreSpec): Promise<BuildResult>;
+}
+
+export interface PvRestoreSpec {
+  /** the clone's UUID, 16 bytes */
+  handle: Buffer;
+  maxVcpus: number;
+  maxPages: number;
+  head: Buffer;
+  tail: Buffer;
+  image: string;
+  imageOffset: number;
+  imageLength: number;
 }
 
 export interface MemtapOptions {

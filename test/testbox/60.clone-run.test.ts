@@ -5,17 +5,13 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { readConsole, waitForConsole } from '../../lib/xen/console.js';
-import { captureDescriptor } from '../../lib/descriptor/capture.js';
+import { waitForConsole } from '../../lib/xen/console.js';
 import { restoreDescriptor, destroyClone, type Restored } from '../../lib/descriptor/restore.js';
 import { domainIds, waitUntil } from './helpers.js';
 import { Family } from './family.js';
 
 const family = new Family();
 const { xc, xs, work, parentName, image, clones } = family;
-const counts = (name: string, vmid: number) => family.counts(name, vmid);
 
 before(async () => {
   await family.startParent();
@@ -52,44 +48,11 @@ test('a clone is destroyed by xl destroy and by snowflock destroy, leaving no xe
 });
 
 test('restore: two clones continue the parent\'s count, each with its own vmid; the parent resumes', async (t) => {
-  for (const vmid of [1, 2]) {
-    clones.push(await restoreDescriptor(xc, xs, family.descriptor, { memoryImage: image, vmid, name: `${parentName}-c${vmid}`, start: false }));
-    t.diagnostic(`clone ${vmid} built paused: ${xc.physinfo().freePages} pages free`);
-  }
-  family.resumeParent();
-  for (const c of clones) xc.unpause(c.domid);
-  assert.equal(xc.domainInfo(family.parent!).shutdownReason, undefined, 'parent resumed');
-  await waitForConsole(parentName, new RegExp(`SF-COUNT ${family.countAtSuspend + 2} vmid=0`), 60_000);
-  for (const c of clones) {
-    await waitForConsole(c.name, new RegExp(`SF-COUNT \\d+ vmid=${c.vmid}`), 120_000, 2);
-    const seen = counts(c.name, c.vmid);
-    assert.ok(Math.min(...seen) >= family.countAtSuspend, `clone ${c.vmid} counts ${seen} continue from ${family.countAtSuspend}, not from 0`);
-    assert.doesNotMatch(readConsole(c.name), /SF-AGENT up/, 'the clone resumed; it did not boot');
-    const info = xc.domainInfo(c.domid);
-    assert.equal(info.type, 'pvh');
-    assert.equal(info.shutdownReason, undefined);
-  }
-  const xl = execFileSync('xl', ['list'], { encoding: 'utf8' });
-  for (const c of clones) assert.match(xl, new RegExp(`^${c.name}\\s+${c.domid}\\s`, 'm'));
-  // The parent is untouched by its clones.
-  const before = Math.max(...counts(parentName, 0));
-  await waitForConsole(parentName, new RegExp(`SF-COUNT ${before + 1} vmid=0`), 60_000);
+  await family.runClones([1, 2], (s) => t.diagnostic(s));
 });
 
 test('clone of a clone: a restored clone can itself be saved and restored', async () => {
-  const first = clones[0]!;
-  const second = join(work, 'clone.mem');
-  const r = await captureDescriptor(xc, xs, first.domid, { memoryImage: second, keepParentStopped: true });
-  const atSave = Math.max(...counts(first.name, 1));
-  const grand = await restoreDescriptor(xc, xs, r.descriptor, { memoryImage: second, vmid: 3, name: `${parentName}-gc`, start: false });
-  clones.push(grand);
-  r.resumeParent();
-  xc.unpause(grand.domid);
-  await waitForConsole(grand.name, /SF-COUNT \d+ vmid=3/, 120_000, 2);
-  const grandCounts = counts(grand.name, 3);
-  assert.ok(Math.min(...grandCounts) >= atSave - 1, `grandchild counts ${grandCounts} continue from ${atSave}`);
-  await waitForConsole(first.name, new RegExp(`SF-COUNT ${atSave + 1} vmid=1`), 60_000);
-  rmSync(second);
+  await family.cloneOfAClone();
 });
 
 test('clones are destroyed by xl destroy and by snowflock, leaving no xenstore home', async () => {
