@@ -6,6 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { XenControl, XenStore } from '../xen/native.js';
 import { captureDescriptor, type CaptureResult } from '../descriptor/capture.js';
+import { DescriptorError } from '../descriptor/errors.js';
 import { encodeDescriptor } from '../descriptor/format.js';
 import { startMemServer } from '../memtap/spawn.js';
 import { writeTokenFile } from '../memtap/token.js';
@@ -36,6 +37,9 @@ export interface ForkCapture {
  * resumed before the error is thrown; the directory is the caller's to remove.
  */
 export async function captureFork(xc: XenControl, xs: XenStore, parent: number, o: ForkCaptureOptions): Promise<ForkCapture> {
+  if (xc.domainInfo(parent).type === 'pv') {
+    throw new DescriptorError(`domain ${parent} is a PV guest: memory on demand needs HAP, which PV domains never have; clone it eagerly (snowflock clone --memory eager)`);
+  }
   const tokenFile = join(o.dir, 'token');
   const token = writeTokenFile(tokenFile);
   const image = join(o.dir, 'parent.mem');

@@ -4,7 +4,7 @@
 // clone; destroy leaves no domain or xenstore home. PV clones are eager (no HAP, no memtap).
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { captureDescriptor } from '../../lib/descriptor/capture.js';
 import { decodeDescriptor, encodeDescriptor } from '../../lib/descriptor/format.js';
@@ -24,6 +24,13 @@ after(() => family.dispose());
 test('a PV guest cannot be captured without a memory image (its clones are eager)', async () => {
   await assert.rejects(captureDescriptor(xc, xs, family.parent!), (e: Error) => e instanceof DescriptorError && /PV guest.*eager/.test(e.message));
   assert.equal(xc.domainInfo(family.parent!).shutdownReason, undefined, 'the parent was not suspended');
+});
+
+test('snowflock clone on demand refuses a PV guest by name; the parent runs on', () => {
+  const run = spawnSync(process.execPath, ['dist/lib/cli/main.js', 'clone', String(family.parent), '-n', '1'], { encoding: 'utf8', timeout: 120_000 });
+  assert.notEqual(run.status, 0);
+  assert.match(run.stderr, /PV guest: memory on demand needs HAP.*--memory eager/);
+  assert.equal(xc.domainInfo(family.parent!).shutdownReason, undefined);
 });
 
 test('save: the PV descriptor holds the stream without its page data; the image holds the pages', async (t) => {

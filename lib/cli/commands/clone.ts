@@ -11,7 +11,7 @@ import { secondsOption } from '../errors.js';
 export function cloneCommand(y: Argv) {
   return y.command(
     'clone <domain>',
-    'Clone a running PVH/HVM guest on this host: memory on demand (memtap), or an eager full copy',
+    'Clone a running guest on this host: memory on demand (memtap; PVH/HVM), or an eager full copy (PV guests too)',
     (a) =>
       a
         .positional('domain', { type: 'string', demandOption: true, describe: 'domid or name' })
