@@ -73,6 +73,13 @@ function dom0CommandLine(spec: BoxSpec): string {
   ].filter(Boolean).join(' ');
 }
 
+/** The box's RAM; a later dom0_mem= in SNOWFLOCK_TESTBOX_XENARGS overrides dom0's 1536 MiB. */
+function boxMemoryMiB(): string {
+  const v = process.env.SNOWFLOCK_TESTBOX_MEMORY_MIB ?? '3072';
+  if (!/^\d+$/.test(v) || Number(v) < 2048) throw new Error(`SNOWFLOCK_TESTBOX_MEMORY_MIB must be a number of MiB, at least 2048 (got "${v}")`);
+  return v;
+}
+
 export function qemuArgv(spec: BoxSpec): string[] {
   // QEMU's multiboot -initrd separates modules with ',' so a literal comma is written ',,'.
   const modules = `${artifacts.kernel()} ${dom0CommandLine(spec).replaceAll(',', ',,')},${artifacts.dom0Initrd()}`;
@@ -82,7 +89,7 @@ export function qemuArgv(spec: BoxSpec): string[] {
        '-device', `virtio-net-pci,netdev=n0,mac=52:54:00:5f:00:${spec.box.toString(16).padStart(2, '0')}`]
     : [];
   return [
-    '-machine', 'q35', '-accel', 'tcg', '-cpu', CPU_MODEL, '-smp', '2', '-m', '3072',
+    '-machine', 'q35', '-accel', 'tcg', '-cpu', CPU_MODEL, '-smp', '2', '-m', boxMemoryMiB(),
     '-nodefaults', '-display', 'none', '-no-reboot',
     ...(spec.interactive ? ['-serial', 'mon:stdio'] : ['-serial', 'stdio', '-monitor', 'none']),
     ...net,

@@ -19,6 +19,21 @@ describe('qemu command line', () => {
     expect(after('-cpu')).toBe('max,-smap,-rdtscp');
   });
 
+  it('gives the box 3 GiB, or SNOWFLOCK_TESTBOX_MEMORY_MIB (the descriptor bench), and refuses nonsense', () => {
+    expect(after('-m')).toBe('3072');
+    const saved = process.env.SNOWFLOCK_TESTBOX_MEMORY_MIB;
+    try {
+      process.env.SNOWFLOCK_TESTBOX_MEMORY_MIB = '6144';
+      const big = qemuArgv(spec);
+      expect(big[big.indexOf('-m') + 1]).toBe('6144');
+      process.env.SNOWFLOCK_TESTBOX_MEMORY_MIB = '6G';
+      expect(() => qemuArgv(spec)).toThrow(/SNOWFLOCK_TESTBOX_MEMORY_MIB must be a number of MiB/);
+    } finally {
+      if (saved === undefined) delete process.env.SNOWFLOCK_TESTBOX_MEMORY_MIB;
+      else process.env.SNOWFLOCK_TESTBOX_MEMORY_MIB = saved;
+    }
+  });
+
   it('boots the chosen hypervisor build', () => {
     expect(after('-kernel')).toMatch(/xen-custom\.elf$/);
   });
