@@ -10,12 +10,14 @@ import type { Descriptor } from './format.js';
 import { imageHeader } from './memory-image.js';
 import { splitPvStream, type SplitStream } from './pv-stream.js';
 
+/** Saves the stream, calls `saved` (the parent is no longer needed), then cuts the stream up. */
 export async function capturePvStream(xc: XenControl, domid: number, imagePath: string, imageId: string,
-  progress?: (message: string) => void): Promise<SplitStream> {
+  progress: ((message: string) => void) | undefined, saved: () => void): Promise<SplitStream> {
   const streamPath = `${imagePath}.stream`;
   try {
     progress?.('saving the PV migration stream');
     await xc.savePvStream(domid, streamPath);
+    saved();
     return await splitPvStream(streamPath, imagePath, (pages) => imageHeader(imageId, pages));
   } finally {
     rmSync(streamPath, { force: true });

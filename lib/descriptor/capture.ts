@@ -81,9 +81,13 @@ export async function captureDescriptor(xc: XenControl, xs: XenStore, domid: num
   };
   try {
     if (info.type === 'pv') {
-      const pv = await capturePvStream(xc, domid, opts.memoryImage!, imageId!, opts.progress);
-      if (!opts.keepParentStopped) resumeParent();
-      const pauseMs = Date.now() - started;
+      let pauseMs = 0;
+      // The parent may run on once the stream is saved: cutting it up reads only the file.
+      const pv = await capturePvStream(xc, domid, opts.memoryImage!, imageId!, opts.progress, () => {
+        if (!opts.keepParentStopped) resumeParent();
+        pauseMs = Date.now() - started;
+      });
+      if (opts.keepParentStopped) pauseMs = Date.now() - started;
       return { descriptor: pvDescriptor(info, name, devices, nics, version, imageId!, pv, pauseMs), pauseMs, imagePages: pv.pages, resumeParent };
     }
     state = await xc.captureState(domid);

@@ -53,50 +53,64 @@ async function firstOutput(name: string, t0: number): Promise<number> {
   return elapsed(t0);
 }
 
-async function measure(type: 'pvh' | 'pv', mib: number): Promise<Row> {
-  const name = `bench-${type}-${mib}`;
-  const guest: GuestConfig = { name, type, kernel: image.kernel, ramdisk: image.initrd, memoryMiB: mib, vcpus: 1, cmdline: 'sf.interval=1' };
-  const parent = await xlCreate(guest);
+/** Boots a counting test guest, runs fn on it, and destroys it whatever happens. */
+async function withGuest<T>(guest: GuestConfig, fn: (domid: number) => Promise<T>): Promise<T> {
+  const domid = await xlCreate(guest);
   try {
-    await waitForConsole(name, /SF-COUNT 2 vmid=0/, 600_000);
-    const row: Row = { guest: `${mib} MiB ${type.toUpperCase()}`, memoryBytes: mib << 20, eager: undefined as never, xl: undefined as never };
-    if (type !== 'pv') {
-      const t0 = Date.now();
-      const r = await captureDescriptor(xc, xs, parent);
-      row.bare = { bytes: encodeDescriptor(r.descriptor).length, captureMs: elapsed(t0), pauseMs: r.pauseMs };
-    }
-    const imagePath = join(work, `${name}.mem`);
-    let t0 = Date.now();
-    const r = await captureDescriptor(xc, xs, parent, { memoryImage: imagePath });
-    const captureMs = elapsed(t0);
-    t0 = Date.now();
-    const clone = await restoreDescriptor(xc, xs, r.descriptor, { memoryImage: imagePath, vmid: 1, name: `${name}-c1` });
-    const restoreMs = elapsed(t0);
-    const firstOutputMs = await firstOutput(clone.name, t0);
-    await destroyClone(xc, xs, clone.domid, clone.uuid);
-    row.eager = { bytes: encodeDescriptor(r.descriptor).length, imageBytes: statSync(imagePath).size, captureMs, pauseMs: r.pauseMs, restoreMs, firstOutputMs };
-    rmSync(imagePath);
-
-    const saveFile = join(work, `${name}.xl`);
-    const cfg = join(work, `${name}-xl.cfg`);
-    writeFileSync(cfg, xlConfig({ ...guest, name: `${name}-xl` }));
-    t0 = Date.now();
-    xl(['save', '-c', name, saveFile]); // -c: the parent runs on, so the save is its pause
-    const saveMs = elapsed(t0);
-    t0 = Date.now();
-    xl(['restore', cfg, saveFile]);
-    const xlRestoreMs = elapsed(t0);
-    const xlFirst = await firstOutput(`${name}-xl`, t0);
-    row.xl = { bytes: statSync(saveFile).size, saveMs, restoreMs: xlRestoreMs, firstOutputMs: xlFirst };
-    xl(['destroy', `${name}-xl`]);
-    rmSync(saveFile);
-    return row;
+    await waitForConsole(guest.name, /SF-COUNT 2 vmid=0/, 600_000);
+    return await fn(domid);
   } finally {
-    await xc.destroy(parent).catch(() => {});
+    await xc.destroy(domid).catch(() => {});
   }
 }
 
-const ratio = (a: number, b: number) => (b ? `${(a / b).toFixed(2)}x` : 'n/a');
+async function measureOurs(guest: GuestConfig, parent: number): Promise<Pick<Row, 'bare' | 'eager'>> {
+  const out: Pick<Row, 'bare' | 'eager'> = { eager: undefined as never };
+  if (guest.type !== 'pv') {
+    const t0 = Date.now();
+    const r = await captureDescriptor(xc, xs, parent);
+    out.bare = { bytes: encodeDescriptor(r.descriptor).length, captureMs: elapsed(t0), pauseMs: r.pauseMs };
+  }
+  const imagePath = join(work, `${guest.name}.mem`);
+  let t0 = Date.now();
+  const r = await captureDescriptor(xc, xs, parent, { memoryImage: imagePath });
+  const captureMs = elapsed(t0);
+  t0 = Date.now();
+  const clone = await restoreDescriptor(xc, xs, r.descriptor, { memoryImage: imagePath, vmid: 1, name: `${guest.name}-c1` });
+  const restoreMs = elapsed(t0);
+  const firstOutputMs = await firstOutput(clone.name, t0);
+  await destroyClone(xc, xs, clone.domid, clone.uuid);
+  out.eager = { bytes: encodeDescriptor(r.descriptor).length, imageBytes: statSync(imagePath).size, captureMs, pauseMs: r.pauseMs, restoreMs, firstOutputMs };
+  rmSync(imagePath);
+  return out;
+}
+
+/** xl save -c + xl restore of a guest snowflock has not touched (a fresh parent of the same kind). */
+async function measureXl(guest: GuestConfig): Promise<Row['xl']> {
+  const saveFile = join(work, `${guest.name}.xl`);
+  const cfg = join(work, `${guest.name}-xl.cfg`);
+  writeFileSync(cfg, xlConfig({ ...guest, name: `${guest.name}-xl` }));
+  let t0 = Date.now();
+  xl(['save', '-c', guest.name, saveFile]); // -c: the parent runs on, so the save is its pause
+  const saveMs = elapsed(t0);
+  t0 = Date.now();
+  xl(['restore', cfg, saveFile]);
+  const restoreMs = elapsed(t0);
+  const firstOutputMs = await firstOutput(`${guest.name}-xl`, t0);
+  const bytes = statSync(saveFile).size;
+  xl(['destroy', `${guest.name}-xl`]);
+  rmSync(saveFile);
+  return { bytes, saveMs, restoreMs, firstOutputMs };
+}
+
+async function measure(type: 'pvh' | 'pv', mib: number): Promise<Row> {
+  const guest: GuestConfig = { name: `bench-${type}-${mib}`, type, kernel: image.kernel, ramdisk: image.initrd, memoryMiB: mib, vcpus: 1, cmdline: 'sf.interval=1' };
+  const xlRow = await withGuest(guest, () => measureXl(guest));
+  const ours = await withGuest(guest, (parent) => measureOurs(guest, parent));
+  return { guest: `${mib} MiB ${type.toUpperCase()}`, memoryBytes: mib << 20, ...ours, xl: xlRow };
+}
+
+const ratio = (a: number, b: number) => (!b ? 'n/a' : a / b < 0.01 ? `${(a / b).toPrecision(2)}x` : `${(a / b).toFixed(2)}x`);
 const pct = (a: number, b: number) => `${((100 * a) / b).toFixed(3)}%`;
 
 async function main(): Promise<void> {
