@@ -114,11 +114,11 @@ const ratio = (a: number, b: number) => (!b ? 'n/a' : a / b < 0.01 ? `${(a / b).
 const pct = (a: number, b: number) => `${((100 * a) / b).toFixed(3)}%`;
 
 async function main(): Promise<void> {
-  const only = process.argv[2]; // e.g. "pv" or "1024": only the cases whose label contains it
+  const only = process.argv[2]; // "pvh", "pv", "256" or "1024": only the cases of that type or size
   const cases: ['pvh' | 'pv', number][] = [['pvh', 256], ['pvh', 1024], ['pv', 256]];
   const rows: Row[] = [];
   for (const [type, mib] of cases) {
-    if (only && !`${type}-${mib}`.includes(only)) continue;
+    if (only && only !== type && only !== String(mib)) continue;
     try {
       const row = await measure(type, mib);
       say(`${row.guest}: ${JSON.stringify(row)}`);
