@@ -89,4 +89,21 @@ BuildSpec ParseBuildSpec(Napi::Env env, Napi::Object o) {
   return s;
 }
 
+PvRestoreSpec ParsePvRestoreSpec(Napi::Env env, Napi::Object o) {
+  PvRestoreSpec s;
+  auto handle = Records<uint8_t>(env, o, "handle");
+  if (handle.size() != 16) throw Napi::RangeError::New(env, "build spec: handle must be 16 bytes");
+  std::memcpy(s.handle.data(), handle.data(), 16);
+  s.max_vcpus = uint32_t(Number(env, o, "maxVcpus"));
+  s.max_pages = uint64_t(Number(env, o, "maxPages"));
+  s.head = Records<uint8_t>(env, o, "head");
+  s.tail = Records<uint8_t>(env, o, "tail");
+  Napi::Value image = Field(env, o, "image");
+  if (!image.IsString()) throw Napi::TypeError::New(env, "build spec: image must be a path");
+  s.image = image.As<Napi::String>();
+  s.image_offset = uint64_t(Number(env, o, "imageOffset"));
+  s.image_length = uint64_t(Number(env, o, "imageLength"));
+  return s;
+}
+
 }  // namespace snowflock

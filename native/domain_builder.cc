@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "build_guards.h"
 #include "foreign_memory.h"
 #include "xen_error.h"
 #include "xen_libs.h"
@@ -16,34 +17,6 @@
 namespace snowflock {
 
 namespace {
-
-// Destroys the domain unless the build reached the end.
-class DomainUnderConstruction {
- public:
-  DomainUnderConstruction(xc_interface* xch, uint32_t domid) : xch_(xch), domid_(domid) {}
-  ~DomainUnderConstruction() {
-    if (!committed_) Xen().xc_domain_destroy(xch_, domid_);
-  }
-  void Commit() { committed_ = true; }
-  std::string subject() const { return "new domain " + std::to_string(domid_); }
-
- private:
-  xc_interface* xch_;
-  uint32_t domid_;
-  bool committed_ = false;
-};
-
-class FileDescriptor {
- public:
-  explicit FileDescriptor(int fd) : fd_(fd) {}
-  ~FileDescriptor() {
-    if (fd_ >= 0) close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 uint64_t ParamOr(const BuildSpec& s, uint32_t param, uint64_t fallback) {
   for (const auto& [p, v] : s.params)

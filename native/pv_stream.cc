@@ -7,28 +7,13 @@
 #include <cstring>
 #include <thread>
 
+#include "build_guards.h"
 #include "xen_error.h"
 #include "xen_libs.h"
 
 namespace snowflock {
 
 namespace {
-
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() { reset(); }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  void reset() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
-};
 
 // Writes everything or returns false (the reader went away: restore failed early).
 bool WriteAll(int fd, const uint8_t* data, size_t length) {
@@ -46,7 +31,7 @@ bool WriteAll(int fd, const uint8_t* data, size_t length) {
 // Returns an error message, or "" when everything was written.
 std::string FeedStream(int out, const PvRestoreSpec& spec) {
   if (!WriteAll(out, spec.head.data(), spec.head.size())) return "the restore stopped reading the stream head";
-  Fd image(open(spec.image.c_str(), O_RDONLY | O_CLOEXEC));
+  FileDescriptor image(open(spec.image.c_str(), O_RDONLY | O_CLOEXEC));
   if (image.get() < 0) return "cannot open memory image " + spec.image + ": " + std::strerror(errno);
   std::vector<uint8_t> buf(1 << 20);
   uint64_t offset = spec.image_offset, left = spec.image_length;
@@ -66,7 +51,7 @@ std::string FeedStream(int out, const PvRestoreSpec& spec) {
 
 void SavePvStream(xc_interface* xch, uint32_t domid, const std::string& path) {
   const std::string subject = "domain " + std::to_string(domid);
-  Fd out(open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  FileDescriptor out(open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (out.get() < 0) ThrowXenError("open", path);
   struct save_callbacks callbacks = {};
   // The caller has suspended the guest already; xc_domain_save checks that it is.
@@ -90,14 +75,7 @@ BuildResult RestorePvStream(xc_interface* xch, const PvRestoreSpec& spec) {
   std::memcpy(config.handle, spec.handle.data(), sizeof config.handle);
   ClearXenLog();
   if (xen.xc_domain_create(xch, &out.domid, &config) < 0) ThrowXenError("xc_domain_create", "PV clone");
-  struct Cleanup {
-    xc_interface* xch;
-    uint32_t domid;
-    bool committed = false;
-    ~Cleanup() {
-      if (!committed) Xen().xc_domain_destroy(xch, domid);
-    }
-  } cleanup{xch, out.domid};
+  DomainUnderConstruction domain(xch, out.domid);
   const std::string subject = "new PV domain " + std::to_string(out.domid);
 
   // The restore sizes its vCPU table from the vCPUs that exist.
@@ -112,7 +90,7 @@ BuildResult RestorePvStream(xc_interface* xch, const PvRestoreSpec& spec) {
 
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) ThrowXenError("pipe2", subject);
-  Fd read_end(fds[0]), write_end(fds[1]);
+  FileDescriptor read_end(fds[0]), write_end(fds[1]);
   std::string feed_error;
   std::thread feeder([&] {
     feed_error = FeedStream(write_end.get(), spec);
@@ -134,7 +112,7 @@ BuildResult RestorePvStream(xc_interface* xch, const PvRestoreSpec& spec) {
   out.console_port = uint32_t(console);
   out.store_gfn = store_mfn;  // machine frames for PV: what xenstored and xenconsoled map
   out.console_gfn = console_mfn;
-  cleanup.committed = true;
+  domain.Commit();
   return out;
 }
 

@@ -7,9 +7,9 @@
 #include "domain_builder.h"
 #include "domain_state.h"
 #include "domains.h"
-#include "pv_stream.h"
 #include "feature_probe.h"
 #include "host_info.h"
+#include "pv_stream.h"
 #include "suspend_cancel.h"
 #include "xen_error.h"
 #include "xen_libs.h"
@@ -228,31 +228,7 @@ Napi::Value XenControl::SavePvStream(const Napi::CallbackInfo& info) {
 Napi::Value XenControl::RestorePvStream(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "restorePvStream(spec)");
-  Napi::Object o = info[0].As<Napi::Object>();
-  auto bytes = [&](const char* key) {
-    Napi::Value v = o.Get(key);
-    if (!v.IsBuffer()) throw Napi::TypeError::New(env, std::string("restorePvStream: ") + key + " must be a Buffer");
-    auto b = v.As<Napi::Buffer<uint8_t>>();
-    return std::vector<uint8_t>(b.Data(), b.Data() + b.Length());
-  };
-  auto number = [&](const char* key) {
-    Napi::Value v = o.Get(key);
-    if (!v.IsNumber()) throw Napi::TypeError::New(env, std::string("restorePvStream: ") + key + " must be a number");
-    return v.As<Napi::Number>().Int64Value();
-  };
-  auto spec = std::make_shared<PvRestoreSpec>();
-  auto handle = bytes("handle");
-  if (handle.size() != spec->handle.size()) throw Napi::TypeError::New(env, "restorePvStream: handle must be 16 bytes");
-  std::copy(handle.begin(), handle.end(), spec->handle.begin());
-  spec->max_vcpus = uint32_t(number("maxVcpus"));
-  spec->max_pages = uint64_t(number("maxPages"));
-  spec->head = bytes("head");
-  spec->tail = bytes("tail");
-  Napi::Value image = o.Get("image");
-  if (!image.IsString()) throw Napi::TypeError::New(env, "restorePvStream: image must be a path");
-  spec->image = image.As<Napi::String>();
-  spec->image_offset = uint64_t(number("imageOffset"));
-  spec->image_length = uint64_t(number("imageLength"));
+  auto spec = std::make_shared<PvRestoreSpec>(ParsePvRestoreSpec(env, info[0].As<Napi::Object>()));
   auto h = Handle(env);
   return RunAsync<BuildResult>(
       env, "snowflock.restorePvStream", [h, spec] { return snowflock::RestorePvStream(h->get(), *spec); },

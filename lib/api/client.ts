@@ -114,8 +114,9 @@ export class SfClient {
       try {
         return await (await this.chan()).request(type, body);
       } catch (e) {
-        if (identity() !== vm) {
-          vm = identity();
+        const now = identity();
+        if (now !== vm) {
+          vm = now;
           deadline = Date.now() + retryFor;
         }
         if (!retriable(e) || Date.now() >= deadline) throw e;

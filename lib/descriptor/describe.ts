@@ -15,30 +15,29 @@ export function paramName(index: number): string {
 export function describeDescriptor(d: Descriptor, fileBytes: number): string[] {
   const m = d.meta;
   const memBytes = m.memory.pages * 4096;
-  if (d.pvStream) {
-    return [
-      `source       ${m.source.name} (domain ${m.source.domid} on ${m.source.host}), PV, uuid ${m.source.uuid}`,
-      `taken        ${m.createdAt} on Xen ${m.xen.version}${m.pauseMs !== undefined ? `, parent stopped ${m.pauseMs} ms` : ''}`,
-      `vcpus        ${m.vm.maxVcpus}`,
-      `memory       ${Math.round((m.vm.maxPages * 4) / 1024)} MiB max, ${m.memory.pages} pages with data in the memory image`,
+  const memory = `memory       ${Math.round((m.vm.maxPages * 4) / 1024)} MiB max, ${m.memory.pages} pages`;
+  const state = d.pvStream
+    ? [
+      `${memory} with data in the memory image`,
       `descriptor   ${fileBytes} bytes = ${((fileBytes / memBytes) * 100).toFixed(3)}% of that memory`,
       `pv stream    ${d.pvStream.head.length} + ${d.pvStream.tail.length} bytes around ${m.memory.imageBytes} bytes of page data (libxenguest migration stream)`,
-      `devices      ${Object.entries(m.devices).map(([k, v]) => `${k}:${v.length}`).join(' ') || 'none'}`,
-      `nics         ${(m.nics ?? []).map((n) => `vif${n.devid} ${n.mac} on ${n.bridge}`).join(', ') || 'none'} (clones get new MACs)`,
-      `memory image id ${m.memory.imageId} (PV clones are eager)`,
+    ]
+    : [
+      `${memory} populated in ${d.memoryMap.length} ranges`,
+      `descriptor   ${fileBytes} bytes = ${((fileBytes / memBytes) * 100).toFixed(3)}% of populated memory`,
+      `hvm context  ${d.hvmContext.length} bytes; cpuid ${d.cpuid.length / 24} leaves, ${d.msrs.length / 16} MSRs`,
+      `params       ${d.params.map(([i, v]) => `${paramName(i)}=0x${v.toString(16)}`).join(' ')}`,
+      `special      ${d.specialPages.map((p) => `${paramName(p.param)}@0x${p.gfn.toString(16)}`).join(' ') || 'none'}`,
     ];
-  }
   return [
     `source       ${m.source.name} (domain ${m.source.domid} on ${m.source.host}), ${m.source.type.toUpperCase()}, uuid ${m.source.uuid}`,
     `taken        ${m.createdAt} on Xen ${m.xen.version}${m.pauseMs !== undefined ? `, parent stopped ${m.pauseMs} ms` : ''}`,
     `vcpus        ${m.vm.maxVcpus}`,
-    `memory       ${Math.round((m.vm.maxPages * 4) / 1024)} MiB max, ${m.memory.pages} pages populated in ${d.memoryMap.length} ranges`,
-    `descriptor   ${fileBytes} bytes = ${((fileBytes / memBytes) * 100).toFixed(3)}% of populated memory`,
-    `hvm context  ${d.hvmContext.length} bytes; cpuid ${d.cpuid.length / 24} leaves, ${d.msrs.length / 16} MSRs`,
-    `params       ${d.params.map(([i, v]) => `${paramName(i)}=0x${v.toString(16)}`).join(' ')}`,
-    `special      ${d.specialPages.map((p) => `${paramName(p.param)}@0x${p.gfn.toString(16)}`).join(' ') || 'none'}`,
+    ...state,
     `devices      ${Object.entries(m.devices).map(([k, v]) => `${k}:${v.length}`).join(' ') || 'none'}`,
     `nics         ${(m.nics ?? []).map((n) => `vif${n.devid} ${n.mac} on ${n.bridge}`).join(', ') || 'none'} (clones get new MACs)`,
-    `memory image ${m.memory.imageId ? `id ${m.memory.imageId}` : 'none (lazy clones fetch memory on demand)'}`,
+    d.pvStream
+      ? `memory image id ${m.memory.imageId} (PV clones are eager)`
+      : `memory image ${m.memory.imageId ? `id ${m.memory.imageId}` : 'none (lazy clones fetch memory on demand)'}`,
   ];
 }
