@@ -29,6 +29,7 @@ for m in xen/xen-evtchn xen/xen-gntdev net/xen-netfront; do
 done
 ln -s busybox "$STAGE/bin/insmod"
 ln -s busybox "$STAGE/bin/ip" # the agent's sf.ip, and the guest library moving a clone's address
+ln -s busybox "$STAGE/bin/arp" # the guest library pinning the parent's address in a clone (busybox ip has no neigh replace)
 ln -s ../../bin/busybox "$STAGE/usr/bin/env" # cli.js starts with #!/usr/bin/env node
 
 # Node and the guest library. The library's runtime dependency in a guest is ffi-rs alone.

@@ -59,6 +59,9 @@ export class SfClient {
     const links = opts.readdress === false || vmIdentity() === null ? [] : snapshotLinks();
     const r = await this.retrying('clone', { ticket: ticketId(ticket), requestId: randomBytes(12).toString('base64url') });
     const readdressed = r.vmid > 0 && links.length ? await readdressChild(links, r.vmid) : [];
+    // The host daemon keeps a clone's vifs off the bridge until it no longer holds the parent's
+    // address (lib/xen/clone-nic.ts, plugCloneNics); with readdress: false the program owns that.
+    if (r.vmid > 0) await this.retrying('network_ready', {});
     if (r.vmid > 0 && r.hierarchical && opts.workers) this.workers = startWorkers(opts.workers, r);
     return readdressed.length ? { ...r, readdressed } : r;
   }

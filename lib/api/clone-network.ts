@@ -17,6 +17,16 @@ export interface LinkSnapshot {
 export type RunIp = (args: string[]) => Promise<string>;
 
 const execIp: RunIp = async (args) => (await promisify(execFile)('ip', args)).stdout;
+const execArp: RunIp = async (args) => (await promisify(execFile)('arp', args)).stdout;
+
+/** A permanent ARP entry: iproute2's `ip neigh`, else net-tools' or busybox's `arp -s` (busybox `ip` has no `neigh replace`). */
+async function pinNeighbour(address: string, mac: string, dev: string, ip: RunIp, arp: RunIp): Promise<void> {
+  try {
+    await ip(['neigh', 'replace', address, 'lladdr', mac, 'dev', dev, 'nud', 'permanent']);
+  } catch {
+    await arp(['-i', dev, '-s', address, mac]);
+  }
+}
 
 export function readMac(name: string): string | null {
   try {
@@ -54,11 +64,12 @@ export function childAddress(parent: string, prefix: number, vmid: number): stri
 
 /**
  * In a child: once the interfaces' MACs changed (netfront may take a moment after resume),
- * moves their addresses to the vmid-derived ones, renews the IPv6 link-local address and
- * restores the routes that left with the old address. Needs `ip` (iproute2 or busybox).
+ * moves their addresses to the vmid-derived ones, renews the IPv6 link-local address, pins the
+ * parent's addresses to the parent's MAC and restores the routes that left with the old
+ * address. Needs `ip` (iproute2 or busybox) and, with busybox, `arp`.
  * Returns what changed, e.g. "eth0 10.0.0.5/24 -> 10.0.0.7/24".
  */
-export async function readdressChild(before: LinkSnapshot[], vmid: number, o: { runIp?: RunIp; readLinkMac?: typeof readMac; waitMs?: number } = {}): Promise<string[]> {
+export async function readdressChild(before: LinkSnapshot[], vmid: number, o: { runIp?: RunIp; runArp?: RunIp; readLinkMac?: typeof readMac; waitMs?: number } = {}): Promise<string[]> {
   const ip = o.runIp ?? execIp;
   const mac = o.readLinkMac ?? readMac;
   const deadline = Date.now() + (o.waitMs ?? 5000);
@@ -79,6 +90,11 @@ export async function readdressChild(before: LinkSnapshot[], vmid: number, o: { 
     // a down/up makes the kernel derive it from the new one. IPv4 addresses stay.
     await ip(['link', 'set', 'dev', link.name, 'down']);
     await ip(['link', 'set', 'dev', link.name, 'up']);
+    // Siblings resume holding the parent's address too. The host daemon keeps them off the
+    // bridge until they readdress, but one that opted out (readdress: false) joins holding it:
+    // the parent's address is pinned to the parent's MAC (this link's MAC before the fork), which
+    // no ARP can override. After the up: a down flushes the link's neighbours, permanent ones too.
+    for (const { address } of link.ipv4) await pinNeighbour(address, link.mac, link.name, ip, o.runArp ?? execArp);
     const left = (await ip(['-4', 'route', 'show', 'dev', link.name])).split('\n').map((l) => l.trim());
     for (const r of routes) if (!left.includes(r)) await ip(['route', 'add', ...r.replace(/ src \S+/, '').split(/\s+/), 'dev', link.name]).catch(() => '');
   }

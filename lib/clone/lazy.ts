@@ -33,6 +33,8 @@ export interface LazyRestoreOptions {
   start?: boolean;
   /** MACs for the clone's vifs (restoreDescriptor) */
   macs?: string[];
+  /** keep the clone's vifs off their bridges until releaseCloneNics (RestoreOptions.holdNetwork) */
+  holdNetwork?: boolean;
 }
 
 export interface LazyClone extends Restored {
@@ -48,7 +50,7 @@ export interface LazyClone extends Restored {
 /** Builds one clone with its memory out and starts its memtap (used on any host). */
 export async function restoreLazy(xc: XenControl, xs: XenStore, d: Descriptor, o: LazyRestoreOptions): Promise<LazyClone> {
   const t0 = Date.now();
-  const r = await restoreDescriptor(xc, xs, d, { vmid: o.vmid, name: o.name, start: false, ...(o.macs ? { macs: o.macs } : {}) });
+  const r = await restoreDescriptor(xc, xs, d, { vmid: o.vmid, name: o.name, start: false, ...(o.macs ? { macs: o.macs } : {}), holdNetwork: o.holdNetwork === true });
   const memtapLog = join(o.logDir, `memtap-${r.domid}.log`);
   try {
     const options = {

@@ -55,6 +55,13 @@ export interface CloneBackend {
   /** A clone's host. Unpauses clones this backend built. */
   start(domids: number[]): Promise<void>;
 
+  /**
+   * A clone's host. Puts a clone's vifs, held off their bridges since the build, on them: the
+   * guest library asks once it has moved the clone off the parent's address. Returns the vifs
+   * released: none for a domain that is not a clone built here, or whose vifs are out already.
+   */
+  releaseNetwork(domid: number): Promise<string[]>;
+
   /** Parent's host. Lets the parent run on after its fork (succeeded or failed). Idempotent. */
   release(parent: number, fork: ForkInfo): Promise<void>;
 

@@ -15,6 +15,8 @@ export interface FakeDomain {
   size: DomainSize;
   fork?: string;
   vmid?: number;
+  /** a clone's one vif, off the bridge until releaseNetwork */
+  networkHeld?: boolean;
 }
 
 export interface FakeHooks {
@@ -58,7 +60,7 @@ export class FakeBackend implements CloneBackend {
     const size = { vcpus: Number(image.vcpus), memoryMiB: Number(image.memoryMiB) };
     const built = vmids.map((vmid) => {
       const domid = this.nextDomid++;
-      this.domains.set(domid, { domid, kind: 'clone', state: 'building', size, fork: fork.fork, vmid });
+      this.domains.set(domid, { domid, kind: 'clone', state: 'building', size, fork: fork.fork, vmid, networkHeld: true });
       return { vmid, domid };
     });
     try {
@@ -82,6 +84,13 @@ export class FakeBackend implements CloneBackend {
     });
     for (const d of started) d.state = 'running';
     this.hooks.onStart?.(started);
+  }
+
+  async releaseNetwork(domid: number): Promise<string[]> {
+    const d = this.domains.get(domid);
+    if (d?.kind !== 'clone' || !d.networkHeld) return [];
+    d.networkHeld = false;
+    return [`vif${domid}.0`];
   }
 
   async release(parent: number): Promise<void> {

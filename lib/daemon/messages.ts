@@ -32,6 +32,8 @@ export const guestRequests = {
   status: obj({}),
   hosts: obj({}),
   list: obj({}),
+  /** A clone that has moved off the parent's address: its host daemon puts its vifs on the bridge. */
+  network_ready: obj({}),
 };
 
 export const daemonRequests = {
@@ -189,6 +191,8 @@ export interface GuestResults {
   status: StatusResult;
   hosts: { hosts: HostView[] };
   list: { families: FamilyView[]; truncated: boolean };
+  /** The vifs put on their bridges (none for a VM whose network was not held). */
+  network_ready: { released: string[] };
 }
 
 export interface AdminResults {

@@ -13,6 +13,7 @@ import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { XenControl, XenStore } from '../xen/native.js';
 import { decodeDescriptor } from '../descriptor/format.js';
 import { destroyClone } from '../descriptor/restore.js';
+import { releaseCloneNics } from '../xen/clone-nic.js';
 import { DEFAULT_STATE_DIR, restoreLazy } from '../clone/lazy.js';
 import { cloneName } from '../clone/names.js';
 import { captureFork } from '../clone/capture-fork.js';
@@ -101,7 +102,7 @@ export class XenBackend implements CloneBackend {
         const c = await restoreLazy(this.xc, this.xs, descriptor, {
           vmid, name: cloneName(parentName, fork.fork.slice(0, 8), vmid), server: memserver, tokenFile, logDir: dir,
           prefetch: this.o.prefetch, heuristics: this.o.heuristics, freeReportWaitMs: this.o.freeReportWaitMs, start: false,
-          macs: this.network.macsFor(fork.fork, vmid, descriptor.meta.nics ?? []),
+          macs: this.network.macsFor(fork.fork, vmid, descriptor.meta.nics ?? []), holdNetwork: true,
         });
         this.writeClone(c.domid, { fork: fork.fork, vmid, uuid: c.uuid });
         built.push({ vmid, domid: c.domid });
@@ -119,6 +120,11 @@ export class XenBackend implements CloneBackend {
       if (!this.readClone(domid)) throw new Error(`domain ${domid} is not a clone built here`);
     }
     for (const domid of domids) this.xc.unpause(domid);
+  }
+
+  async releaseNetwork(domid: number): Promise<string[]> {
+    if (!this.readClone(domid)) return [];
+    return releaseCloneNics(this.xs, domid);
   }
 
   async release(parent: number): Promise<void> {

@@ -19,6 +19,8 @@ export interface RestoreOptions {
   start?: boolean;
   /** MACs for the clone's vifs, in the descriptor's nics order (default: new random ones) */
   macs?: string[];
+  /** keep the clone's vifs off their bridges until releaseCloneNics (see plugCloneNics) */
+  holdNetwork?: boolean;
 }
 
 export interface Restored {
@@ -99,7 +101,7 @@ export async function restoreDescriptor(xc: XenControl, xs: XenStore, d: Descrip
     const nics = d.meta.nics ?? [];
     macs = writeCloneNics(xs, built.domid, nics, opts.macs ? { macs: opts.macs } : {});
     xs.introduceDomain(built.domid, built.storeGfn, built.storePort);
-    await plugCloneNics(xs, built.domid, nics);
+    await plugCloneNics(xs, built.domid, nics, { hold: opts.holdNetwork === true });
     if (opts.start !== false) xc.unpause(built.domid);
   } catch (e) {
     await destroyClone(xc, xs, built.domid, uuid);

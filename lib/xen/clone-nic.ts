@@ -102,11 +102,20 @@ export function writeCloneNics(
   return macs;
 }
 
+/** Marks a vif held off its bridge; in the backend directory, which only dom0 may write. */
+const HELD_KEY = 'snowflock-held';
+
 /**
  * Joins each clone vif netdev to its bridge once xen-netback has created it, and marks the
  * hotplug done (netback then lets the frontend connect).
+ *
+ * With `hold`, the vif comes up off the bridge (and is marked held): a clone resumes holding
+ * the parent's IPv4 address, and netfront's reconnect announces it from the clone's new MAC
+ * (a gratuitous ARP, an unsolicited NA), which would steer the parent's peers to the clone. The
+ * guest library readdresses the clone first, then asks for releaseCloneNics.
  */
-export async function plugCloneNics(xs: XenStore, domid: number, nics: NicRecord[], timeoutMs = 20_000): Promise<void> {
+export async function plugCloneNics(xs: XenStore, domid: number, nics: NicRecord[], o: { hold?: boolean; timeoutMs?: number } = {}): Promise<void> {
+  const timeoutMs = o.timeoutMs ?? 20_000;
   for (const nic of nics) {
     const dev = vifName(domid, nic.devid);
     const deadline = Date.now() + timeoutMs;
@@ -116,13 +125,44 @@ export async function plugCloneNics(xs: XenStore, domid: number, nics: NicRecord
       }
       await new Promise((r) => setTimeout(r, 50));
     }
-    try {
-      await exec('ip', ['link', 'set', 'dev', dev, 'master', nic.bridge]);
-      await exec('ip', ['link', 'set', 'dev', dev, 'up']);
-    } catch (e) {
-      throw new CloneNicError(`cannot put ${dev} on bridge ${nic.bridge}: ${((e as { stderr?: string }).stderr ?? String(e)).trim()}`);
+    if (o.hold) {
+      xs.write(`${backendPath(domid, nic.devid)}/${HELD_KEY}`, '1');
+      await ipLink(['link', 'set', 'dev', dev, 'up'], `cannot bring ${dev} up`);
+    } else {
+      await joinBridge(dev, nic.bridge);
     }
     xs.write(`${backendPath(domid, nic.devid)}/hotplug-status`, 'connected');
+  }
+}
+
+/**
+ * Puts a clone's held vifs on their bridges (the ones plugCloneNics held) and returns their
+ * names; vifs not held are left as they are, so a second call, or a domain with none, does nothing.
+ */
+export async function releaseCloneNics(xs: XenStore, domid: number): Promise<string[]> {
+  const released: string[] = [];
+  for (const devid of xs.directory(`/local/domain/0/backend/vif/${domid}`) ?? []) {
+    const back = backendPath(domid, Number(devid));
+    const bridge = xs.read(`${back}/bridge`);
+    if (xs.read(`${back}/${HELD_KEY}`) !== '1' || !bridge) continue;
+    const dev = vifName(domid, Number(devid));
+    await joinBridge(dev, bridge);
+    xs.rm(`${back}/${HELD_KEY}`);
+    released.push(dev);
+  }
+  return released;
+}
+
+async function joinBridge(dev: string, bridge: string): Promise<void> {
+  await ipLink(['link', 'set', 'dev', dev, 'master', bridge], `cannot put ${dev} on bridge ${bridge}`);
+  await ipLink(['link', 'set', 'dev', dev, 'up'], `cannot bring ${dev} up`);
+}
+
+async function ipLink(args: string[], what: string): Promise<void> {
+  try {
+    await exec('ip', args);
+  } catch (e) {
+    throw new CloneNicError(`${what}: ${((e as { stderr?: string }).stderr ?? String(e)).trim()}`);
   }
 }
 

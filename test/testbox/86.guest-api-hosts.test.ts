@@ -92,6 +92,7 @@ async function box1Job(t: { diagnostic: (s: string) => void }, key: Buffer, name
     const there = await sideChannel.report();
     const lines = [...cloneLines(name), ...there.lines];
     const context = `parent:\n${consoleTail(name)}\nclones:\n${lines.join('\n')}`;
+    t.diagnostic(`clones sending their shares: ${lines.filter((l) => /SF-JOB (sent|send) /.test(l)).join(' | ')}`);
     assert.match(end, /SF-JOB joined destroyed=1,2,3,4 lost=0 unconfirmed=0 died=0/, context);
     const got = shares(lines);
     assert.deepEqual([...got.keys()].sort(), [1, 2, 3, 4], context);

@@ -5,6 +5,7 @@
 // left. (Needs Xen with mem_paging.)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { memPagingSkip, openXen, waitUntil, GUEST_BRIDGE } from './helpers.js';
 import { cloneLines, consoleTail, gauss, jobLines, startSingleHost, type JobHost, type MasterHandle } from './guest-job.js';
@@ -28,6 +29,16 @@ after(async () => {
   await master?.close();
 });
 
+/**
+ * dom0's neighbour entry for a guest address; null while unresolved. With `poke`, a TCP connect
+ * to the discard port first (refused or not, it makes dom0 resolve the address).
+ */
+function neighbour(address: string, o: { poke?: boolean } = {}): string | null {
+  if (o.poke) spawnSync('busybox', ['nc', '-w', '1', address, '9'], { stdio: 'ignore', input: '' });
+  const entry = spawnSync('ip', ['neigh', 'show', address, 'dev', GUEST_BRIDGE], { encoding: 'utf8' }).stdout;
+  return /lladdr (\S+)/.exec(entry)?.[1] ?? null;
+}
+
 // Guests' vifs only: with several boxes, the box's eth0 is a port of the bridge too.
 const vifsOnBridge = () => readdirSync(`/sys/class/net/${GUEST_BRIDGE}/brif`).filter((port) => port.startsWith('vif')).sort();
 
@@ -38,6 +49,11 @@ test('clones get their own vif and address and send their shares to the parent o
   const domainsBefore = b.liveDomids();
   const parent = await b.startJob(name, 'node', 'share-sum.mjs', ['2', '100000', 'net'], { ip: `${PARENT_IP}/24` });
   try {
+    // dom0 is one of the parent's peers: it learns the parent's MAC before the fork, and the
+    // clones must not steer it elsewhere (they resume holding the parent's address).
+    const parentMac = b.xs.read(`/local/domain/0/backend/vif/${parent}/0/mac`);
+    await waitUntil('dom0 reaches the parent', () => neighbour(PARENT_IP, { poke: true }) === parentMac, 120_000)
+      .catch(() => assert.fail(`dom0 never resolved ${PARENT_IP} to the parent's ${parentMac} (neighbour: ${neighbour(PARENT_IP)})`));
     const end = await b.jobEnd(name, parent, /SF-JOB (joined|killed|error)/, 900_000);
     const lines = jobLines(name);
     t.diagnostic(lines);
@@ -53,6 +69,7 @@ test('clones get their own vif and address and send their shares to the parent o
       assert.ok(clones.some((l) => l.includes(`clone vmid=${vmid} `) && l.includes(`address=10.98.0.${10 + vmid}`)), `clone ${vmid}'s address\n${context}`);
       assert.match(lines, new RegExp(`received vmid=${vmid} from=(::ffff:)?10\\.98\\.0\\.${10 + vmid}\\b`));
     }
+    assert.equal(neighbour(PARENT_IP), parentMac, 'dom0 still sends the parent\'s traffic to the parent\'s MAC');
     await b.assertNothingLeft(parent, domainsBefore);
     // The clones' vifs left the bridge and their backends left xenstore; the parent's stays.
     await waitUntil('only the parent\'s vif on the bridge', () => vifsOnBridge().join() === `vif${parent}.0`, 10_000)

@@ -1,11 +1,15 @@
 // A parallel job through the sf_* API, run by the Node test guest (agent: sf.workload=node).
-//   node share-sum.mjs N TOTAL [join|kill [SECONDS]|net]
+//   node share-sum.mjs N TOTAL [join|kill [SECONDS|go]|net]
 // The parent asks for a ticket of N clones and forks; clone k of m sums its share of 1..TOTAL
 // (the numbers congruent to k mod m), prints it and exits; the parent joins and prints the
-// report. With `kill`, clones work until the parent kills them SECONDS (5) after the fork.
+// report. With `kill`, clones work until the parent kills them: SECONDS (5) after the fork, or
+// with `go` once dom0 writes the parent's xenstore key data/sf-job/go (the test box writes it
+// when it has seen every clone at work, since a clone's first steps on memory on demand can
+// take minutes under emulation).
 // With `net`, each clone also sends its share to the parent over TCP (eth0; the guest library
 // gave the clone its own address), and the parent prints the combined result before joining.
 // Every line starts with SF-JOB so the test box can read the console.
+import { execFileSync } from 'node:child_process';
 import net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { sf_request_ticket, sf_clone, sf_exit, sf_join, sf_kill, SfError } from './dist/lib/api/index.js';
@@ -16,20 +20,43 @@ const say = (line) => console.log(`SF-JOB ${line}`);
 const RESULT_PORT = 7400;
 const eth0 = () => networkInterfaces().eth0?.find((a) => a.family === 'IPv4')?.address;
 
-/** A clone's share to the parent, retried until the parent listens. */
+/**
+ * A clone's share to the parent, retried until the parent has it: each attempt gives up after
+ * 15 s (an unanswered SYN would wait two minutes) and failures are printed, so a share that never
+ * arrives says why. The parent closes the connection once it has read the line.
+ */
 async function sendShare(parentAddress, vmid, sum) {
-  for (let attempt = 0; ; attempt++) {
+  for (let attempt = 1; ; attempt++) {
+    const t0 = Date.now();
+    let connected = false;
     try {
       await new Promise((resolve, reject) => {
-        const s = net.connect(RESULT_PORT, parentAddress, () => s.end(`${vmid} ${sum}\n`, resolve));
+        const s = net.connect(RESULT_PORT, parentAddress, () => { connected = true; s.write(`${vmid} ${sum}\n`); });
+        s.setTimeout(15_000, () => s.destroy(new Error('no answer within 15 s')));
         s.once('error', reject);
+        s.once('end', () => { s.destroy(); resolve(); });
       });
+      say(`sent vmid=${vmid} attempt=${attempt} in-ms=${Date.now() - t0}`);
       return;
     } catch (e) {
-      if (attempt >= 300) throw e;
+      say(`send vmid=${vmid} attempt=${attempt} failed after ${Date.now() - t0} ms (${connected ? 'connected' : 'not connected'}): ${e.code ?? e.message}`);
+      if (attempt >= 60) throw e;
       await new Promise((r) => setTimeout(r, 1000));
     }
   }
+}
+
+/** The parent's `go`: dom0 writes data/sf-job/go in this VM's xenstore home. */
+async function waitForGo() {
+  for (const deadline = Date.now() + 600_000; Date.now() < deadline;) {
+    try {
+      execFileSync('xenstore-read', ['data/sf-job/go'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+  throw new Error('no go from dom0 (data/sf-job/go) within 10 minutes');
 }
 
 /** The parent's side: one line "vmid sum" from each of m clones, within 10 minutes. */
@@ -39,8 +66,10 @@ function collectShares(m) {
     const timer = setTimeout(() => reject(new Error(`shares from ${[...got.keys()].join(',') || 'no clone'} of ${m} within 10 minutes`)), 600_000);
     const server = net.createServer((s) => {
       let data = '';
-      s.on('data', (d) => { data += d; });
-      s.on('end', () => {
+      s.on('data', (d) => {
+        data += d;
+        if (!data.endsWith('\n')) return;
+        s.end();
         const [vmid, sum] = data.trim().split(' ');
         got.set(Number(vmid), BigInt(sum));
         say(`received vmid=${vmid} from=${s.remoteAddress}`);
@@ -74,7 +103,8 @@ try {
     await sf_exit();
   } else {
     say(`parent forked clones=${ticket.granted} in-ms=${Date.now() - t0}`);
-    if (mode === 'kill') await new Promise((r) => setTimeout(r, Number(killAfter) * 1000));
+    if (mode === 'kill' && killAfter === 'go') await waitForGo();
+    else if (mode === 'kill') await new Promise((r) => setTimeout(r, Number(killAfter) * 1000));
     if (mode === 'net') {
       const got = await collectShares(ticket.granted);
       const from = [...got.keys()].sort((a, b) => a - b);

@@ -69,6 +69,36 @@ describe('a family through the guest library', () => {
     expect(typeof sfExitCamel).toBe('function');
   });
 
+  it('a child\'s vifs stay off the bridge until its sf_clone returns; a parent\'s network_ready releases nothing', async () => {
+    lab = await startLab();
+    parentApi(lab);
+    const heldAtStart: boolean[] = [];
+    const heldAfterClone: boolean[] = [];
+    for (const { fake } of Object.values(lab.hosts)) {
+      const runPrograms = fake.hooks.onStart!;
+      fake.hooks.onStart = (clones) => {
+        heldAtStart.push(...clones.map((d) => d.networkHeld === true));
+        runPrograms(clones);
+      };
+    }
+    lab.childProgram = async (c) => {
+      heldAfterClone.push(lab!.hosts[c.host as 'h1' | 'h2'].fake.domains.get(c.domid)!.networkHeld === true);
+      await c.client.exit();
+    };
+    const t = await sf_request_ticket(4);
+    expect(await sf_clone(t)).toBe(0);
+    await lab.children();
+    expect(heldAtStart).toEqual([true, true, true, true]);
+    expect(heldAfterClone).toEqual([false, false, false, false]);
+    const ch = await connectTcp({ host: '127.0.0.1', port: lab.hosts.h1.port, domid: 7 });
+    try {
+      expect(await ch.request('network_ready', {})).toEqual({ released: [] });
+    } finally {
+      ch.close();
+    }
+    expect((await sf_join(t)).destroyed.sort()).toEqual([1, 2, 3, 4]);
+  });
+
   it('kill during work destroys every clone at once', async () => {
     lab = await startLab();
     parentApi(lab);

@@ -37,9 +37,22 @@ describe('retries', () => {
     const c = new SfClient(s.connect, { retryDelayMs: 1 });
     expect(await c.clone('t-1')).toBe(3);
     expect(s.connects()).toBe(2);
-    expect(s.sent.map((x) => x.type)).toEqual(['clone', 'clone']);
+    // ... and then, in the child, asks its host daemon to put its vifs on the bridge.
+    expect(s.sent.map((x) => x.type)).toEqual(['clone', 'clone', 'network_ready']);
     expect(s.sent[0]!.body).toEqual(s.sent[1]!.body); // same ticket, same requestId
     expect(s.sent[0]!.body.requestId).toMatch(/^[A-Za-z0-9_-]{16}$/);
+  });
+
+  it('only a child sends network_ready, after sf_clone answered, and a failed one fails sf_clone', async () => {
+    const parent = stub([async () => ({ vmid: 0, clones: 2, hierarchical: false, vcpus: 1 })]);
+    expect(await new SfClient(parent.connect).clone('t-1')).toBe(0);
+    expect(parent.sent.map((x) => x.type)).toEqual(['clone']);
+    const child = stub([async (type) => {
+      if (type === 'network_ready') throw new SfError('internal', "host h1 cannot put domain 7's vifs on their bridges: no bridge");
+      return { vmid: 1, clones: 2, hierarchical: false, vcpus: 1 };
+    }]);
+    await expect(new SfClient(child.connect, { retryDelayMs: 1 }).clone('t-1')).rejects.toThrow(/vifs on their bridges/);
+    expect(child.sent.map((x) => x.type)).toEqual(['clone', 'network_ready']);
   });
 
   it('each sf_clone call has its own requestId', async () => {
@@ -80,7 +93,8 @@ describe('retries', () => {
         vm = 'clone';
         throw new SfError('channel-closed', 'this VM was cloned: the vchan belongs to its parent');
       },
-      async () => {
+      async (type) => {
+        if (type === 'network_ready') return { released: [] };
         if (++tries < 3) throw new ChannelUnavailableError('the host daemon is not serving this domain yet');
         return { vmid: 2, clones: 2, hierarchical: false, vcpus: 1 };
       },

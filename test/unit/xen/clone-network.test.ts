@@ -1,29 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CloneNicError, newMac, readNics, removeCloneNics, writeCloneNics } from '../../../lib/xen/clone-nic.js';
 import { childAddress, readdressChild, type LinkSnapshot } from '../../../lib/api/clone-network.js';
-import type { XenStore, XenStorePermission } from '../../../lib/xen/native.js';
-
-/** xenstore as a map of paths; enough for the entry layout. */
-function memoryStore(): XenStore & { nodes: Map<string, string>; perms: Map<string, XenStorePermission[]> } {
-  const nodes = new Map<string, string>();
-  const perms = new Map<string, XenStorePermission[]>();
-  const ensure = (p: string) => {
-    for (let i = p.indexOf('/', 1); i > 0; i = p.indexOf('/', i + 1)) if (!nodes.has(p.slice(0, i))) nodes.set(p.slice(0, i), '');
-    if (!nodes.has(p)) nodes.set(p, '');
-  };
-  return {
-    nodes, perms,
-    close() {},
-    read: (p) => nodes.get(p) ?? null,
-    write: (p, v) => { ensure(p); nodes.set(p, v); },
-    mkdir: ensure,
-    rm: (p) => { for (const k of [...nodes.keys()]) if (k === p || k.startsWith(`${p}/`)) nodes.delete(k); },
-    directory: (p) => (nodes.has(p) ? [...nodes.keys()].filter((k) => k.startsWith(`${p}/`) && !k.slice(p.length + 1).includes('/')).map((k) => k.slice(p.length + 1)) : null),
-    setPermissions: (p, v) => { perms.set(p, v); },
-    introduceDomain() {},
-    releaseDomain() {},
-  };
-}
+import { memoryStore } from '../../memory-xenstore.js';
 
 describe('a clone\'s vifs in xenstore', () => {
   it('reads the parent\'s bridged vifs and says why others are skipped', () => {
@@ -85,7 +63,7 @@ describe('a child\'s address', () => {
 
   const link: LinkSnapshot = { name: 'eth0', mac: '00:16:3e:00:00:05', ipv4: [{ address: '10.98.0.10', prefix: 24 }] };
 
-  it('moves the address of a link whose MAC changed and puts back the routes that went with it', async () => {
+  it('moves the address of a link whose MAC changed, pins the parent\'s address to the parent\'s MAC and puts back the routes', async () => {
     const calls: string[] = [];
     let routes = 'default via 10.98.0.1\n10.98.0.0/24 proto kernel scope link src 10.98.0.10\n';
     const runIp = async (args: string[]) => {
@@ -102,9 +80,20 @@ describe('a child\'s address', () => {
       'addr add 10.98.0.12/24 dev eth0',
       'link set dev eth0 down',
       'link set dev eth0 up',
+      'neigh replace 10.98.0.10 lladdr 00:16:3e:00:00:05 dev eth0 nud permanent',
       '-4 route show dev eth0',
       'route add default via 10.98.0.1 dev eth0',
     ]);
+  });
+
+  it('pins the parent\'s address with arp -s where ip has no neigh replace (busybox)', async () => {
+    const arp: string[] = [];
+    const runIp = async (args: string[]) => {
+      if (args[0] === 'neigh') throw new Error("ip: invalid argument 'replace' to 'ip'");
+      return '';
+    };
+    await readdressChild([link], 3, { runIp, runArp: async (a) => { arp.push(a.join(' ')); return ''; }, readLinkMac: () => '00:16:3e:aa:bb:cc', waitMs: 0 });
+    expect(arp).toEqual(['-i eth0 -s 10.98.0.10 00:16:3e:00:00:05']);
   });
 
   it('leaves a link alone whose MAC never changed (not re-plugged by dom0)', async () => {
