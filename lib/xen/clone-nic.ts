@@ -109,10 +109,11 @@ const HELD_KEY = 'snowflock-held';
  * Joins each clone vif netdev to its bridge once xen-netback has created it, and marks the
  * hotplug done (netback then lets the frontend connect).
  *
- * With `hold`, the vif comes up off the bridge (and is marked held): a clone resumes holding
- * the parent's IPv4 address, and netfront's reconnect announces it from the clone's new MAC
- * (a gratuitous ARP, an unsolicited NA), which would steer the parent's peers to the clone. The
- * guest library readdresses the clone first, then asks for releaseCloneNics.
+ * With `hold`, the vif comes up off the bridge (and is marked held). A resumed clone sends some
+ * frames with the parent's MAC as their source, which moves the parent's MAC behind the clone's
+ * port in the bridge's forwarding table, and it holds and announces the parent's IPv4 address
+ * until it is readdressed. The guest library readdresses the clone, then asks for
+ * releaseCloneNics.
  */
 export async function plugCloneNics(xs: XenStore, domid: number, nics: NicRecord[], o: { hold?: boolean; timeoutMs?: number } = {}): Promise<void> {
   const timeoutMs = o.timeoutMs ?? 20_000;

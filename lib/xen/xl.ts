@@ -64,3 +64,13 @@ export async function xlDomid(name: string): Promise<number> {
   if (!Number.isInteger(domid)) throw new Error(`xl domid ${name}: unexpected output "${stdout.trim()}"`);
   return domid;
 }
+
+/** xl destroy: for a domain xl created, libxl also removes its devices' backends and xenstore home. */
+export async function xlDestroy(domid: number): Promise<void> {
+  try {
+    await run('xl', ['destroy', String(domid)], { timeout: 60_000 });
+  } catch (e) {
+    const err = e as { stderr?: string; message: string };
+    throw new Error(`xl destroy ${domid} failed: ${(err.stderr ?? err.message).trim()}`);
+  }
+}

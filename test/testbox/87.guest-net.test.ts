@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { memPagingSkip, openXen, waitUntil, GUEST_BRIDGE } from './helpers.js';
 import { cloneLines, consoleTail, gauss, jobLines, startSingleHost, type JobHost, type MasterHandle } from './guest-job.js';
 
@@ -39,6 +39,22 @@ function neighbour(address: string, o: { poke?: boolean } = {}): string | null {
   return /lladdr (\S+)/.exec(entry)?.[1] ?? null;
 }
 
+/**
+ * The bridge ports its forwarding table has put `mac` behind (sysfs brforward: 16-byte
+ * entries, MAC first, then the port number's low byte; the high byte is at offset 12).
+ */
+function portsHolding(mac: string): string[] {
+  const table = readFileSync(`/sys/class/net/${GUEST_BRIDGE}/brforward`);
+  const portNames = new Map(readdirSync(`/sys/class/net/${GUEST_BRIDGE}/brif`)
+    .map((p) => [Number(readFileSync(`/sys/class/net/${GUEST_BRIDGE}/brif/${p}/port_no`, 'utf8')), p] as const));
+  const want = Buffer.from(mac.replaceAll(':', ''), 'hex');
+  const ports: string[] = [];
+  for (let o = 0; o + 16 <= table.length; o += 16) {
+    if (table.subarray(o, o + 6).equals(want)) ports.push(portNames.get(table[o + 6]! | (table[o + 12]! << 8)) ?? `port ${table[o + 6]}`);
+  }
+  return ports;
+}
+
 // Guests' vifs only: with several boxes, the box's eth0 is a port of the bridge too.
 const vifsOnBridge = () => readdirSync(`/sys/class/net/${GUEST_BRIDGE}/brif`).filter((port) => port.startsWith('vif')).sort();
 
@@ -47,6 +63,8 @@ test('clones get their own vif and address and send their shares to the parent o
   const b = box!;
   const name = `sf-net-${process.pid}`;
   const domainsBefore = b.liveDomids();
+  const vifBackends = () => (b.xs.directory('/local/domain/0/backend/vif') ?? []).map(Number).sort((x, y) => x - y);
+  const backendsBefore = vifBackends();
   const parent = await b.startJob(name, 'node', 'share-sum.mjs', ['2', '100000', 'net'], { ip: `${PARENT_IP}/24` });
   try {
     // dom0 is one of the parent's peers: it learns the parent's MAC before the fork, and the
@@ -54,7 +72,15 @@ test('clones get their own vif and address and send their shares to the parent o
     const parentMac = b.xs.read(`/local/domain/0/backend/vif/${parent}/0/mac`);
     await waitUntil('dom0 reaches the parent', () => neighbour(PARENT_IP, { poke: true }) === parentMac, 120_000)
       .catch(() => assert.fail(`dom0 never resolved ${PARENT_IP} to the parent's ${parentMac} (neighbour: ${neighbour(PARENT_IP)})`));
-    const end = await b.jobEnd(name, parent, /SF-JOB (joined|killed|error)/, 900_000);
+    // While the clones run, the bridge must keep the parent's MAC behind the parent's vif, and
+    // dom0 the parent's address at the parent's MAC: sampled, since a clone's destroy would
+    // take any wrong entry with it.
+    const seen = { ports: new Set<string>(), neighbours: new Set<string>() };
+    const sampler = setInterval(() => {
+      for (const p of portsHolding(parentMac!)) seen.ports.add(p);
+      seen.neighbours.add(neighbour(PARENT_IP) ?? 'none');
+    }, 250);
+    const end = await b.jobEnd(name, parent, /SF-JOB (joined|killed|error)/, 900_000).finally(() => clearInterval(sampler));
     const lines = jobLines(name);
     t.diagnostic(lines);
     const clones = cloneLines(name);
@@ -69,12 +95,13 @@ test('clones get their own vif and address and send their shares to the parent o
       assert.ok(clones.some((l) => l.includes(`clone vmid=${vmid} `) && l.includes(`address=10.98.0.${10 + vmid}`)), `clone ${vmid}'s address\n${context}`);
       assert.match(lines, new RegExp(`received vmid=${vmid} from=(::ffff:)?10\\.98\\.0\\.${10 + vmid}\\b`));
     }
-    assert.equal(neighbour(PARENT_IP), parentMac, 'dom0 still sends the parent\'s traffic to the parent\'s MAC');
+    assert.deepEqual([...seen.ports], [`vif${parent}.0`], 'the bridge kept the parent\'s MAC behind the parent\'s vif');
+    assert.deepEqual([...seen.neighbours], [parentMac], 'dom0 kept the parent\'s address at the parent\'s MAC');
     await b.assertNothingLeft(parent, domainsBefore);
     // The clones' vifs left the bridge and their backends left xenstore; the parent's stays.
     await waitUntil('only the parent\'s vif on the bridge', () => vifsOnBridge().join() === `vif${parent}.0`, 10_000)
       .catch(() => assert.deepEqual(vifsOnBridge(), [`vif${parent}.0`]));
-    assert.deepEqual((b.xs.directory('/local/domain/0/backend/vif') ?? []).map(Number), [parent], 'vif backends in xenstore');
+    assert.deepEqual(vifBackends(), [...backendsBefore, parent].sort((x, y) => x - y), 'vif backends in xenstore');
   } finally {
     await b.endJob(parent, domainsBefore);
   }

@@ -1,6 +1,6 @@
 // Shared by the test box suite: where it runs, and guests that are always cleaned up.
 import { openXen } from '../../lib/xen/control.js';
-import { xlCreate, type GuestConfig } from '../../lib/xen/xl.js';
+import { xlCreate, xlDestroy, type GuestConfig } from '../../lib/xen/xl.js';
 import { testGuestImage } from '../../lib/testbox/guest-image.js';
 import { readConsole } from '../../lib/xen/console.js';
 import type { XenControl } from '../../lib/xen/native.js';
@@ -73,8 +73,18 @@ export async function startNodeGuest(name: string, workload: 'node' | 'shell', p
 export const GUEST_BRIDGE = 'sfbr0';
 
 /** Destroys the domain if it still exists; for after() hooks. */
+/**
+ * Through xl first: for a guest xl created, a bare destroy hypercall would leave libxl's vif
+ * backends and xenstore home behind for the next test to find.
+ */
 export async function destroyQuietly(xc: XenControl, domid: number | undefined): Promise<void> {
   if (domid === undefined) return;
+  try {
+    await xlDestroy(domid);
+    return;
+  } catch {
+    /* not xl's to destroy, or already gone */
+  }
   try {
     await xc.destroy(domid);
   } catch {
