@@ -50,8 +50,7 @@ export async function xlCreate(g: GuestConfig): Promise<number> {
   try {
     await run('xl', ['create', cfg], { timeout: 120_000 });
   } catch (e) {
-    const err = e as { stderr?: string; message: string };
-    throw new Error(`xl create ${g.name} failed: ${(err.stderr ?? err.message).trim()}`);
+    throw xlFailed(`create ${g.name}`, e);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -70,7 +69,12 @@ export async function xlDestroy(domid: number): Promise<void> {
   try {
     await run('xl', ['destroy', String(domid)], { timeout: 60_000 });
   } catch (e) {
-    const err = e as { stderr?: string; message: string };
-    throw new Error(`xl destroy ${domid} failed: ${(err.stderr ?? err.message).trim()}`);
+    throw xlFailed(`destroy ${domid}`, e);
   }
+}
+
+/** An xl run's failure, with what xl printed on stderr. */
+function xlFailed(what: string, e: unknown): Error {
+  const err = e as { stderr?: string; message: string };
+  return new Error(`xl ${what} failed: ${(err.stderr ?? err.message).trim()}`);
 }

@@ -72,10 +72,10 @@ export async function startNodeGuest(name: string, workload: 'node' | 'shell', p
 /** The test box dom0's bridge for guests' vifs; dom0 is 10.98.0.(250 + box)/24 on it. */
 export const GUEST_BRIDGE = 'sfbr0';
 
-/** Destroys the domain if it still exists; for after() hooks. */
 /**
- * Through xl first: for a guest xl created, a bare destroy hypercall would leave libxl's vif
- * backends and xenstore home behind for the next test to find.
+ * Destroys the domain if it still exists; for after() hooks. Through xl first: for a guest xl
+ * created, a bare destroy hypercall would leave libxl's vif backends and xenstore home behind
+ * for the next test to find.
  */
 export async function destroyQuietly(xc: XenControl, domid: number | undefined): Promise<void> {
   if (domid === undefined) return;
