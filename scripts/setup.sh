@@ -1,27 +1,59 @@
 #!/bin/bash
-# Sets up snowflock on a fresh Debian 12 machine: the apt packages the build, the tests and
-# the Xen test box need, then npm ci (which builds the C++ addon) and the TypeScript build.
+# Sets up snowflock on a fresh Debian 12 machine: the apt packages the build and the Xen test
+# box need (with --tests also those only the host tests need), npm ci (which builds the C++
+# addon), the TypeScript build, and a `snowflock` command in /usr/local/bin.
 # Idempotent and quick when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PACKAGES=(
-  build-essential python3 pkg-config     # node-gyp
-  libxen-dev                             # Xen headers for the addon (libraries are dlopen()ed)
-  qemu-system-x86 busybox-static cpio file xz-utils dpkg-dev   # the test box
-  bison flex                             # the project's own Xen build
-  iproute2 bridge-utils nftables         # namespaces, bridges, taps; family filters
-  slurmctld slurmd slurm-client munge    # the Slurm cluster-manager plug-in's host tests
-  gridengine-master gridengine-exec gridengine-client   # the Grid Engine plug-in's host tests
-)
-missing=()
-for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
-  echo "setup: installing ${missing[*]}"
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+usage() {
+  cat <<'EOF'
+usage: scripts/setup.sh [--tests]
+  (no option)  what the demo needs: build tools, Xen headers, QEMU, busybox, cpio and the
+               tools for the project's Xen build and the test box
+  --tests      also what only the tests need: nftables (family filters), Slurm with munge
+               and Grid Engine (the cluster-manager plug-ins' host tests)
+Installs /usr/local/bin/snowflock (runs this checkout's dist/lib/cli/main.js). Uses sudo when
+not root. Downloads and builds go to $SNOWFLOCK_CACHE (default ~/.cache/snowflock).
+EOF
+}
+TESTS=
+case "${1:-}" in
+  '') ;;
+  --tests) TESTS=1 ;;
+  -h|--help) usage; exit 0 ;;
+  *) echo "setup: unknown option $1" >&2; usage >&2; exit 2 ;;
+esac
+SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+
+# node-gyp; Xen headers for the addon (its libraries are dlopen()ed); the test box (fetch.sh);
+# the project's Xen build (build-xen.sh). Those scripts install what they miss only as root,
+# so a user's demo needs all of it here.
+scripts/cluster/install-missing.sh \
+  build-essential python3 pkg-config \
+  libxen-dev \
+  qemu-system-x86 busybox-static cpio file xz-utils iproute2 bridge-utils \
+  bison flex dpkg-dev
+if [ -n "$TESTS" ]; then
+  scripts/cluster/install-missing.sh nftables
+  scripts/cluster/slurm-install.sh
+  scripts/cluster/gridengine-install.sh
 fi
 node -e 'const [a,b]=process.versions.node.split(".").map(Number); if (a<20||(a===20&&b<19)) {console.error("setup: Node >= 20.19 needed, have "+process.version); process.exit(1)}'
 npm ci --no-audit --no-fund
 npm run build
+
+# A wrapper, not a symlink to main.js: `npm run build` recreates dist/ without the execute bit,
+# and sudo's PATH may not find the node this checkout was built with.
+BIN=/usr/local/bin/snowflock
+MARK='# snowflock command, installed by scripts/setup.sh'
+WRAPPER="#!/bin/sh
+$MARK
+exec '$(command -v node)' '$(pwd)/dist/lib/cli/main.js' \"\$@\""
+if [ -e "$BIN" ] && ! grep -qxF "$MARK" "$BIN"; then
+  echo "setup: $BIN exists and was not installed by setup; left alone (run: node dist/lib/cli/main.js)" >&2
+elif [ "$(cat "$BIN" 2>/dev/null)" != "$WRAPPER" ]; then
+  echo "$WRAPPER" | $SUDO tee "$BIN" >/dev/null
+  $SUDO chmod 755 "$BIN"
+  echo "setup: installed $BIN"
+fi
 echo "setup: done (cache for downloads and builds: ${SNOWFLOCK_CACHE:-$HOME/.cache/snowflock})"

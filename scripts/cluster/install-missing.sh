@@ -1,6 +1,7 @@
 #!/bin/bash
 # Installs the Debian packages named that are not installed yet (quick no-op when all are):
-# dpkg is asked first, apt only for what is missing. Used by the cluster labs' install scripts.
+# dpkg is asked first, apt only for what is missing. Used by scripts/setup.sh and the cluster
+# labs' install scripts.
 #   install-missing.sh PACKAGE...
 set -euo pipefail
 missing=()
