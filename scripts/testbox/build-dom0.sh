@@ -56,6 +56,10 @@ cp "$REPO_ROOT/package.json" "$P/"
 cp -a "$REPO_ROOT/dist" "$P/"
 cp "$REPO_ROOT/build/Release/snowflock.node" "$P/build/Release/"
 cp -a "$REPO_ROOT/images" "$P/"
+# `snowflock` on dom0's PATH, as the README writes the commands (main.js starts with #!/usr/bin/env node).
+chmod 755 "$P/dist/lib/cli/main.js"
+ln -s /opt/snowflock/dist/lib/cli/main.js "$D/usr/bin/snowflock"
+ln -s ../../bin/busybox "$D/usr/bin/env"
 # Production dependencies only: the closure npm itself reports.
 (cd "$REPO_ROOT" && npm ls --omit=dev --all --parseable 2>/dev/null | tail -n +2) | while read -r dep; do
   rel=${dep#"$REPO_ROOT"/}
