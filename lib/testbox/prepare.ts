@@ -1,5 +1,6 @@
 // Gets every artifact a test box run needs, through the scripts in scripts/testbox and
-// images/, which cache their work: the second run only rebuilds the dom0 initramfs.
+// images/. fetch.sh and build-xen.sh cache their work and say themselves whether they
+// download, build or reuse it; the guest images and the dom0 initramfs are rebuilt every time.
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { artifacts, repoRoot, type XenFlavour } from './paths.js';
@@ -25,10 +26,8 @@ function runScript(script: string, args: string[], progress: Progress): Promise<
 }
 
 export async function prepareArtifacts(flavour: XenFlavour, progress: Progress, opts: { dom0: boolean }): Promise<void> {
-  progress('fetching Debian Xen 4.17 and kernel packages (cached)');
   await runScript('scripts/testbox/fetch.sh', [], progress);
   if (flavour === 'custom') {
-    progress('building the project Xen with MEM_PAGING and MEM_SHARING (cached)');
     await runScript('scripts/testbox/build-xen.sh', [], progress);
   }
   progress('building the test guest image');

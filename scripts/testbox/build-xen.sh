@@ -10,14 +10,16 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 OUT=$TESTBOX_DIR/xen-custom.elf
-[ -f "$OUT" ] && [ -z "${XEN_PATCH:-}" ] && { log "custom Xen cached: $OUT"; exit 0; }
+[ -f "$OUT" ] && [ -z "${XEN_PATCH:-}" ] && { log "reusing the cached project Xen (MEM_PAGING, MEM_SHARING): $OUT"; exit 0; }
 [ -f "$TESTBOX_DIR/root/boot/xen-4.17-amd64.config" ] || "$(dirname "$0")/fetch.sh"
 ensure_packages build-essential bison flex python3 dpkg-dev
 
 SRC=$TESTBOX_DIR/xen-src
 mkdir -p "$SRC"
 cd "$SRC"
-if ! ls "xen_${XEN_SOURCE_VERSION}.dsc" >/dev/null 2>&1; then
+if ls "xen_${XEN_SOURCE_VERSION}.dsc" >/dev/null 2>&1; then
+  log "reusing the cached Xen source $XEN_SOURCE_VERSION"
+else
   # A deb-src entry for the mirror apt already uses, only for this download.
   MIRROR=$(grep -h '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | grep -v security | head -1 || true)
   [ -n "$MIRROR" ] || MIRROR=$(awk '$1=="deb" && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
@@ -41,7 +43,7 @@ make -s -C xen olddefconfig >/dev/null
 for opt in UNSUPPORTED MEM_SHARING MEM_PAGING; do
   grep -q "^CONFIG_$opt=y" xen/.config || die "CONFIG_$opt did not stick in xen/.config"
 done
-log "building the hypervisor (about 1 minute on 2 cores)"
+log "building the project Xen with MEM_PAGING and MEM_SHARING (about 2 minutes on 2 cores)"
 make -s -C xen -j"$(nproc)" >build.log 2>&1 || { tail -30 build.log; die "hypervisor build failed"; }
 cp xen/xen "$OUT.new" && mv "$OUT.new" "$OUT"
 cp xen/.config "$TESTBOX_DIR/xen-custom.config"

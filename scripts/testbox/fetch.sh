@@ -9,13 +9,13 @@ source "$(dirname "$0")/lib.sh"
 
 ensure_packages qemu-system-x86 busybox-static cpio file xz-utils python3 iproute2 bridge-utils
 STAMP=$TESTBOX_DIR/fetch.stamp
-[ -f "$STAMP" ] && [ -f "$TESTBOX_DIR/vmlinux" ] && [ -f "$TESTBOX_DIR/xen-stock.elf" ] && { log "artifacts cached ($(cat "$STAMP"))"; exit 0; }
+[ -f "$STAMP" ] && [ -f "$TESTBOX_DIR/vmlinux" ] && [ -f "$TESTBOX_DIR/xen-stock.elf" ] && { log "reusing the cached Debian Xen and kernel packages ($(cat "$STAMP"))"; exit 0; }
 
 DEBS=$TESTBOX_DIR/debs
 mkdir -p "$DEBS"
 KVER=$(apt-cache depends linux-image-amd64 | sed -n 's/.*Depends: linux-image-\(.*\)$/\1/p' | head -1)
 [ -n "$KVER" ] || die "cannot resolve the linux-image-amd64 kernel version (apt-get update?)"
-log "downloading Xen 4.17 and kernel $KVER packages"
+log "downloading Debian's Xen 4.17 and kernel $KVER packages"
 (cd "$DEBS" && apt-get download -q \
   xen-hypervisor-4.17-amd64 xen-utils-4.17 xen-utils-common xenstore-utils \
   libxenmisc4.17 libxenstore4 libxentoolcore1 libxentoollog1 libxenevtchn1 \
