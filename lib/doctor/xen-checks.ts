@@ -1,25 +1,10 @@
 // Doctor checks that talk to Xen through the addon. Features are probed on a throwaway
 // domain, never inferred from version strings.
 import { existsSync, realpathSync } from 'node:fs';
-import { loadAddon, type Addon, type FeatureResult } from '../xen/native.js';
+import { loadAddon, type Addon } from '../xen/native.js';
 import { openXen } from '../xen/control.js';
 import { check, type Check } from './check.js';
-
-function featureCheck(id: string, title: string, r: FeatureResult, useFor: string): Check {
-  if (r.available) return check(id, 'xen', title, 'ok', `usable (${useFor})`);
-  const why = [r.reason, r.errno ? `errno ${r.errno}` : '', r.xenLog ? `xen: ${r.xenLog}` : ''].filter(Boolean).join('; ');
-  return check(id, 'xen', title, 'warn', `unavailable: ${why}`);
-}
-
-// Xen 4.17's VM fork (xc_memshr_fork) copies neither PV timers nor event channels
-// (copy_vcpu_settings() TODO), so a PVH child that sleeps never wakes; it is Intel-only too.
-// snowflock forks with memtap on every CPU and does not use it, whatever the probe says.
-function memshrForkCheck(r: FeatureResult): Check {
-  const limit = 'not used: Xen 4.17\'s fork does not copy PV timers or event channels, so a sleeping PVH child never wakes; same-host clones use memtap';
-  if (r.available) return check('xen.mem-sharing', 'xen', 'mem_sharing (xc_memshr_fork)', 'skip', `permitted here, ${limit}`);
-  const why = [r.reason, r.errno ? `errno ${r.errno}` : ''].filter(Boolean).join('; ');
-  return check('xen.mem-sharing', 'xen', 'mem_sharing (xc_memshr_fork)', 'skip', `unavailable (${why}); ${limit}`);
-}
+import { memoryFeatureChecks } from './feature-checks.js';
 
 export async function xenChecks(opts: { probeFeatures: boolean }): Promise<Check[]> {
   const out: Check[] = [];
@@ -73,10 +58,7 @@ export async function xenChecks(opts: { probeFeatures: boolean }): Promise<Check
     out.push(check('xen.memory', 'xen', 'free memory', 'ok',
       `${Math.round((p.freePages * 4) / 1024)} MiB free of ${Math.round((p.totalPages * 4) / 1024)} MiB, ${p.nrCpus} CPUs`));
     if (opts.probeFeatures) {
-      const f = await xc.probeFeatures();
-      out.push(featureCheck('xen.mem-paging', 'mem_paging (memtap)', f.memPaging, 'memory on demand'));
-      out.push(memshrForkCheck(f.memSharing));
-      out.push(featureCheck('xen.mem-access', 'mem_access (stock-Xen memtap)', f.memAccess, 'memtap on stock Xen, Intel EPT'));
+      out.push(...memoryFeatureChecks(await xc.probeFeatures()));
     } else {
       out.push(check('xen.features', 'xen', 'memory features', 'skip', 'not probed (--no-probe)'));
     }
