@@ -1,10 +1,13 @@
 // Runs a job in N test boxes at once and gathers what each dom0 reported.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { FROZEN_AFTER_SEC, bootBox, type BoxResult, type BoxSpec } from './qemu.js';
+import { bootBox, type BoxResult, type BoxSpec } from './qemu.js';
 import { createBoxNetwork, type BoxNetwork } from './network.js';
 import { artifacts, type XenFlavour } from './paths.js';
 import { newTapSummary, readTapLine, type TapSummary } from './tap.js';
+import { newFaultReader, readFaultLine, type TripleFault } from './faults.js';
+import { judgeSkips, type SkipReport } from './skips.js';
+import { emulatorVerdict, type AttributedFault } from './retry.js';
 
 export interface TestboxRunOptions {
   hosts: number;
@@ -21,8 +24,41 @@ export interface TestboxRunOptions {
 export interface TestboxBoxReport extends BoxResult {
   tap: TapSummary;
   marks: string[];
-  /** guest vCPUs Xen reported as triple-faulted ("d5v0"), see emulatorTripleFaults */
-  tripleFaults: string[];
+  /** triple faults Xen printed on this box, with their kind (faults.ts) */
+  faults: TripleFault[];
+  /** every skip of the test job, judged against lib/testbox/expected-skips.ts */
+  skips: SkipReport[];
+}
+
+/** What one box printed, read line by line (runTestbox; unit tests feed console logs to it). */
+export interface BoxConsole {
+  tap: TapSummary;
+  marks: string[];
+  faults: ReturnType<typeof newFaultReader>;
+}
+
+export function newBoxConsole(): BoxConsole {
+  return { tap: newTapSummary(), marks: [], faults: newFaultReader() };
+}
+
+export function readBoxLine(c: BoxConsole, line: string): void {
+  readTapLine(c.tap, line);
+  readFaultLine(c.faults, line);
+  const mark = /SNOWFLOCK-MARK (.*)/.exec(line);
+  if (mark) c.marks.push(mark[1]!);
+}
+
+/** A box's report from its console and its QEMU run. */
+export function boxReport(result: BoxResult, c: BoxConsole, env: { flavour: XenFlavour; hosts: number }): TestboxBoxReport {
+  const skips = judgeSkips(c.tap.skips, { flavour: env.flavour, hosts: env.hosts, box: result.box });
+  return { ...result, tap: c.tap, marks: c.marks, faults: c.faults.faults, skips };
+}
+
+/** ok, and the emulator's verdict with every fault attributed, for a run's boxes. */
+export function judgeRun(job: string, boxes: TestboxBoxReport[]): Pick<TestboxReport, 'ok' | 'faults' | 'emulator'> {
+  const ok = boxes.every((b) => b.jobRc === 0 && !b.timedOut && b.tap.failed.length === 0 && b.skips.every((s) => s.expected));
+  const { rerun, reason, faults } = emulatorVerdict({ ok, job, boxes });
+  return { ok, faults, emulator: { rerun, reason } };
 }
 
 export interface TestboxReport {
@@ -32,7 +68,11 @@ export interface TestboxReport {
   job: string;
   runDir: string;
   boxes: TestboxBoxReport[];
-  /** runs spoiled by the emulated CPU (emulatorTripleFaults), oldest first, when this one is a rerun */
+  /** every triple fault of every box: domain, kind, owning suite file, and whether it justified a rerun */
+  faults: AttributedFault[];
+  /** whether the emulated CPU alone explains the failure (retry.ts), and why or why not */
+  emulator: { rerun: boolean; reason: string };
+  /** runs spoiled by the emulated CPU, oldest first, when this one is a rerun */
   earlierAttempts?: TestboxReport[];
 }
 
@@ -46,9 +86,7 @@ export async function runTestbox(opts: TestboxRunOptions): Promise<TestboxReport
   const spoiled = new AbortController();
   try {
     const boxes = Array.from({ length: opts.hosts }, (_, i) => i + 1).map(async (box): Promise<TestboxBoxReport> => {
-      const tap = newTapSummary();
-      const marks: string[] = [];
-      const tripleFaults: string[] = [];
+      const seen = newBoxConsole();
       const result = await bootBox(
         {
           box,
@@ -64,39 +102,18 @@ export async function runTestbox(opts: TestboxRunOptions): Promise<TestboxReport
           signal: spoiled.signal,
         },
         (line) => {
-          readTapLine(tap, line);
-          const mark = /SNOWFLOCK-MARK (.*)/.exec(line);
-          if (mark) marks.push(mark[1]!);
-          const fault = /^\(XEN\) (d\d+v\d+) Triple fault/.exec(line);
-          if (fault) tripleFaults.push(fault[1]!);
+          readBoxLine(seen, line);
           opts.onLine?.(box, line);
         },
       );
       if (result.froze) spoiled.abort();
-      return { ...result, tap, marks, tripleFaults };
+      return boxReport(result, seen, opts);
     });
     const reports = await Promise.all(boxes);
-    const ok = reports.every((b) => b.jobRc === 0 && !b.timedOut && b.tap.failed.length === 0);
-    return { ok, hosts: opts.hosts, flavour: opts.flavour, job: opts.job, runDir, boxes: reports };
+    return { ...judgeRun(opts.job, reports), hosts: opts.hosts, flavour: opts.flavour, job: opts.job, runDir, boxes: reports };
   } finally {
     network?.destroy();
   }
-}
-
-/**
- * Guests that triple-faulted during a failed run. Under QEMU TCG (SVM without next-RIP save,
- * so Xen decodes every intercepted instruction itself) a busy PVH guest now and then
- * triple-faults at an intercepted instruction, the same one in parents and clones, and once
- * with Xen's own code segment in the guest's saved state: the emulated CPU, not the guest.
- * A failed test run that shows one is run again (three times at most); earlier attempts stay in the report.
- * This is for the test box only: on a real Xen host a triple fault fails the run.
- */
-export function emulatorTripleFaults(report: TestboxReport): string[] {
-  if (report.ok || report.job !== 'test') return [];
-  return report.boxes.flatMap((b) => [
-    ...b.tripleFaults.map((f) => `box ${b.box}: ${f}`),
-    ...(b.froze ? [`box ${b.box}: froze (no output for ${FROZEN_AFTER_SEC} s)`] : []),
-  ]);
 }
 
 /**

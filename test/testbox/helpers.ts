@@ -4,6 +4,8 @@ import { xlCreate, xlDestroy, type GuestConfig } from '../../lib/xen/xl.js';
 import { testGuestImage } from '../../lib/testbox/guest-image.js';
 import { readConsole } from '../../lib/xen/console.js';
 import type { XenControl } from '../../lib/xen/native.js';
+import { domainMark } from '../../lib/testbox/faults.js';
+import { suiteFileMark, suiteFileName } from '../../lib/testbox/tap.js';
 
 export const env = {
   inTestbox: process.env.SNOWFLOCK_TESTBOX === '1',
@@ -11,6 +13,41 @@ export const env = {
   hosts: Number(process.env.SNOWFLOCK_HOSTS ?? '1'),
   box: Number(process.env.SNOWFLOCK_BOX ?? '1'),
 };
+
+// Ownership marks for the host's retry rule (lib/testbox/retry.ts): which suite file this
+// process runs, and every domain that appears while it does. node:test runs one file per
+// process, one at a time, and prints each file's stderr as "# ..." lines on dom0's console.
+const suiteFile = suiteFileName(process.argv[1] ?? 'unknown');
+const mark = (line: string) => process.stderr.write(`${line}\n`);
+mark(suiteFileMark(suiteFile));
+/** xl creates in flight: a domain that appears meanwhile is bootGuest's, which marks it itself */
+let xlCreating = 0;
+const markedDomains = new Set<number>();
+if (env.inTestbox) watchNewDomains();
+
+/**
+ * Marks each domain that appears while this file runs (clones built by snowflock or by the
+ * daemons, the feature probe's domain, an xl restore) as this file's, built by something other
+ * than the suite's xl create. Twice a second: building a domain takes longer than that.
+ */
+function watchNewDomains(): void {
+  let xc: XenControl;
+  try {
+    xc = openXen();
+  } catch {
+    return; // not a dom0: no domains to own
+  }
+  for (const d of xc.listDomains()) markedDomains.add(d.domid); // earlier files' leftovers
+  const look = () => {
+    if (xlCreating > 0) return;
+    for (const d of xc.listDomains()) {
+      if (markedDomains.has(d.domid)) continue;
+      markedDomains.add(d.domid);
+      mark(domainMark(d.domid, { file: suiteFile, builtBy: 'other' }));
+    }
+  };
+  setInterval(look, 500).unref();
+}
 
 export async function startTestGuest(name: string, type: 'pvh' | 'pv', cmdline = '', memoryMiB = 128): Promise<number> {
   const image = testGuestImage();
@@ -27,7 +64,15 @@ async function bootGuest(g: GuestConfig): Promise<number> {
   const attempts = env.inTestbox ? 3 : 1;
   for (let attempt = 1; ; attempt++) {
     const seen = agentUps(g.name);
-    const domid = await xlCreate(g);
+    xlCreating++;
+    let domid: number;
+    try {
+      domid = await xlCreate(g);
+      markedDomains.add(domid);
+      mark(domainMark(domid, { file: suiteFile, builtBy: 'xl' }));
+    } finally {
+      xlCreating--;
+    }
     const deadline = Date.now() + 300_000;
     const xc = openXen();
     try {
@@ -40,6 +85,7 @@ async function bootGuest(g: GuestConfig): Promise<number> {
       }
       if (attempt >= attempts) throw new Error(`guest ${g.name} died while booting ${attempts} times (see the Xen console for the triple fault)`);
       process.stderr.write(`# guest ${g.name} (domain ${domid}) died while booting; starting it again (${attempt + 1}/${attempts})\n`);
+      mark(domainMark(domid, { file: suiteFile, dropped: 'died-booting' }));
       await destroyQuietly(xc, domid); // on_crash=destroy may have taken it already
     } finally {
       xc.close();

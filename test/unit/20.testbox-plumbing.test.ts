@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { qemuArgv } from '../../lib/testbox/qemu.js';
 import { newTapSummary, readTapLine } from '../../lib/testbox/tap.js';
-import { emulatorTripleFaults, rerunScope, retryFits, type TestboxBoxReport, type TestboxReport } from '../../lib/testbox/run.js';
+import { rerunScope, retryFits, type TestboxBoxReport, type TestboxReport } from '../../lib/testbox/run.js';
 import { xlConfig } from '../../lib/xen/xl.js';
 
 const spec = {
@@ -107,33 +107,13 @@ describe('xl guest config', () => {
   });
 });
 
-describe('runs the emulated CPU broke', () => {
-  const box = (n: number, tripleFaults: string[], failed: string[] = [], froze = false, failedFiles: string[] = [], timedOut = false): TestboxBoxReport => ({
-    box: n, jobRc: failed.length ? 1 : froze ? null : 0, qemuExit: 0, timedOut, watchdogFired: false, froze, seconds: 1, logFile: `box${n}.log`,
-    tap: { ...newTapSummary(), failed, failedFiles }, marks: [], tripleFaults,
-  });
-  const report = (ok: boolean, job: string, boxes: TestboxBoxReport[]): TestboxReport => ({ ok, hosts: boxes.length, flavour: 'custom', job, runDir: '/r', boxes });
-
-  it('names the guests that triple-faulted in a failed test run', () => {
-    expect(emulatorTripleFaults(report(false, 'test', [box(1, ['d5v0'], ['a test']), box(2, [])]))).toEqual(['box 1: d5v0']);
-  });
-  it('names a box that froze (no output, not even dom0\'s heartbeat, for minutes)', () => {
-    expect(emulatorTripleFaults(report(false, 'test', [box(1, [], [], true), box(2, [])]))).toEqual(['box 1: froze (no output for 300 s)']);
-  });
-  it('asks for nothing when the run passed, failed without one, or was not a test run', () => {
-    expect(emulatorTripleFaults(report(true, 'test', [box(1, ['d5v0'])]))).toEqual([]);
-    expect(emulatorTripleFaults(report(false, 'test', [box(1, [], ['a test'])]))).toEqual([]);
-    expect(emulatorTripleFaults(report(false, 'bench', [box(1, ['d2v0'])]))).toEqual([]);
-  });
-});
-
 describe('what a rerun runs', () => {
   const box = (n: number, o: { failed?: string[]; files?: string[]; timedOut?: boolean; froze?: boolean; rc?: number | null } = {}): TestboxBoxReport => ({
     box: n, jobRc: o.rc === undefined ? (o.failed?.length ? 1 : 0) : o.rc, qemuExit: 0, timedOut: o.timedOut ?? false, watchdogFired: false,
     froze: o.froze ?? false, seconds: 1, logFile: `box${n}.log`,
-    tap: { ...newTapSummary(), failed: o.failed ?? [], failedFiles: o.files ?? [] }, marks: [], tripleFaults: ['d5v0'],
+    tap: { ...newTapSummary(), failed: o.failed ?? [], failedFiles: o.files ?? [] }, marks: [], faults: [{ vcpu: 'd5v0', domid: 5, kind: 'vmrun' }], skips: [],
   });
-  const report = (boxes: TestboxBoxReport[]): TestboxReport => ({ ok: false, hosts: boxes.length, flavour: 'custom', job: 'test', runDir: '/r', boxes });
+  const report = (boxes: TestboxBoxReport[]): TestboxReport => ({ ok: false, hosts: boxes.length, flavour: 'custom', job: 'test', runDir: '/r', boxes, faults: [], emulator: { rerun: true, reason: '' } });
 
   it('only the files that failed, across all boxes, when every box finished', () => {
     const r = report([box(1, { failed: ['x', 'y'], files: ['86.guest-api-hosts', '85.guest-api'] }), box(2, { failed: ['y'], files: ['86.guest-api-hosts'] })]);

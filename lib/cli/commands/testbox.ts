@@ -1,6 +1,8 @@
 import type { Argv } from 'yargs';
 import { prepareArtifacts } from '../../testbox/prepare.js';
-import { emulatorTripleFaults, rerunScope, retryFits, runTestbox, type TestboxReport } from '../../testbox/run.js';
+import { rerunScope, retryFits, runTestbox, type TestboxReport } from '../../testbox/run.js';
+import { faultLine } from '../../testbox/retry.js';
+import { judgeSkips, skipSummaryLines, unexpectedSkipLines } from '../../testbox/skips.js';
 import { runSuiteOnHost } from '../../testbox/on-host.js';
 import { bootBox } from '../../testbox/qemu.js';
 import { artifacts, type XenFlavour } from '../../testbox/paths.js';
@@ -40,11 +42,15 @@ function summarize(report: TestboxReport): void {
   ])));
   for (const b of report.boxes) {
     for (const f of b.tap.failed) console.log(`box ${b.box}: FAILED ${f}`);
+    for (const s of skipSummaryLines(b.skips)) console.log(`box ${b.box}: ${s}`);
+    for (const s of unexpectedSkipLines(b.skips)) console.log(`box ${b.box}: FAILED ${s}`);
     if (b.jobRc !== 0) {
       console.log(`----- box ${b.box}: last console lines -----`);
       console.log(readFileSync(b.logFile, 'utf8').split('\n').slice(-60).join('\n'));
     }
   }
+  for (const f of report.faults) console.log(faultLine(f));
+  if (!report.ok && tests) console.log(`run again: ${report.emulator.rerun ? 'yes' : 'no'} (${report.emulator.reason})`);
 }
 
 function parseEnv(pairs: string[]): Record<string, string> {
@@ -57,7 +63,7 @@ function parseEnv(pairs: string[]): Record<string, string> {
   return env;
 }
 
-/** Test runs a guest triple fault of the emulated CPU spoiled are run again, at most this often (about half of the runs of the project-Xen subset see one). */
+/** Test runs the emulated CPU spoiled (retry.ts: emulatorVerdict) are run again, at most this often. */
 const EMULATOR_RETRIES = 3;
 /** ...and only while another attempt fits in this much time since the first began (retryFits; CI's 90 minutes). */
 const RETRY_BUDGET_MS = 50 * 60_000;
@@ -90,11 +96,10 @@ export async function boxJob(job: 'test' | 'demo' | 'bench', argv: BoxArgs): Pro
     elapsedMs: Date.now() - started, lastAttemptMs: Date.now() - attemptStarted, narrowed, budgetMs: RETRY_BUDGET_MS,
   });
   for (;;) {
-    const faults = emulatorTripleFaults(report);
     const narrowed = rerunScope(report, scope);
-    if (!faults.length || earlier.length >= EMULATOR_RETRIES || !timeForAnother(narrowed !== scope)) break;
+    if (!report.emulator.rerun || earlier.length >= EMULATOR_RETRIES || !timeForAnother(narrowed !== scope)) break;
     if (!argv.json) summarize(report);
-    progress(`the emulated machine failed: ${faults.join(', ')} (a known test box problem: docs/ARCHITECTURE.md, test box notes); `
+    progress(`the emulated machine failed: ${report.emulator.reason} (a known test box problem: docs/ARCHITECTURE.md, test box notes); `
       + `running ${narrowed === scope ? 'the job' : `the failed suite files (${narrowed})`} again`);
     scope = narrowed;
     earlier.push(report);
@@ -128,8 +133,10 @@ export function testboxCommand(y: Argv) {
           if (argv.onHost) {
             await prepareArtifacts('stock', progress, { dom0: false });
             const { rc, tap } = await runSuiteOnHost({ flavour: 'host', only: argv.only, args: ((argv['--'] ?? []) as unknown[]).map(String), onLine: (l) => process.stdout.write(argv.json ? '' : l + '\n') });
-            if (argv.json) printJson({ onHost: true, rc, tap });
-            process.exitCode = rc === 0 ? ExitCode.ok : ExitCode.failed;
+            const skips = judgeSkips(tap.skips, { flavour: 'host', hosts: 1, box: 1 });
+            if (argv.json) printJson({ onHost: true, rc, tap, skips });
+            else for (const s of [...skipSummaryLines(skips), ...unexpectedSkipLines(skips).map((l) => `FAILED ${l}`)]) console.log(s);
+            process.exitCode = rc === 0 && skips.every((s) => s.expected) ? ExitCode.ok : ExitCode.failed;
             return;
           }
           await boxJob('test', argv as unknown as BoxArgs);
