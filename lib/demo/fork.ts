@@ -17,6 +17,7 @@ import { requestMemtapStats } from '../memtap/stats.js';
 import { destroyClone } from '../descriptor/restore.js';
 import { runDoctor } from '../doctor/index.js';
 import { table } from '../cli/output.js';
+import { checkMismatches, patternMismatches } from './verdict.js';
 
 const lastCount = (name: string, vmid: number) => {
   const all = [...readConsole(name).matchAll(new RegExp(`SF-COUNT (\\d+) vmid=${vmid}\\b`, 'g'))];
@@ -96,11 +97,12 @@ async function onDemandDemo(say: (text: string) => void, clones: number): Promis
       const pages = (mib << 20) / 4096;
       say(`clone ${c.vmid} fetched ${s.fetchedPages} of ${pages} pages (${((100 * s.fetchedPages) / pages).toFixed(0)}%) in ${s.faults} faults; ${s.zeroFilled} free pages zero-filled`);
     }
-    const bad = r.clones.flatMap((c) => memLines(c.name, c.vmid)).reduce((n, m) => n + Number(m[3]), 0);
+    const bad = r.clones.reduce((n, c) => n + patternMismatches(readConsole(c.name), c.vmid), 0);
     say(`pattern pages that did not match in any clone: ${bad}`);
     const before = memLines(name, 0).length;
     await waitForConsole(name, new RegExp(`SF-MEM pass=${before + 1} `), 120_000);
     say(`the parent keeps running and rewriting its memory: ${memLines(name, 0).at(-1)![0]}`);
+    checkMismatches(bad);
   } finally {
     for (const c of made) await destroyClone(xc, xs, c.domid, c.uuid).catch(() => {});
     if (parent !== undefined) await xc.destroy(parent).catch(() => {});
