@@ -16,6 +16,7 @@ import { testGuestImage } from '../../lib/testbox/guest-image.js';
 import { captureDescriptor } from '../../lib/descriptor/capture.js';
 import { encodeDescriptor } from '../../lib/descriptor/format.js';
 import { restoreDescriptor, destroyClone } from '../../lib/descriptor/restore.js';
+import { reportMissingRows } from './missing-rows.js';
 
 const say = (s: string) => process.stdout.write(`snowflock-bench: ${s}\n`);
 const xc = openXen();
@@ -117,6 +118,7 @@ async function main(): Promise<void> {
   const only = process.argv[2]; // "pvh", "pv", "256" or "1024": only the cases of that type or size
   const cases: ['pvh' | 'pv', number][] = [['pvh', 256], ['pvh', 1024], ['pv', 256]];
   const rows: Row[] = [];
+  const missing: string[] = [];
   for (const [type, mib] of cases) {
     if (only && only !== type && only !== String(mib)) continue;
     try {
@@ -125,6 +127,7 @@ async function main(): Promise<void> {
       rows.push(row);
     } catch (e) {
       say(`${mib} MiB ${type}: FAILED: ${(e as Error).message}`);
+      missing.push(`${mib} MiB ${type.toUpperCase()}`);
     }
   }
   say('');
@@ -142,6 +145,7 @@ async function main(): Promise<void> {
     say(`| ${r.guest} | ${ratio(r.bare?.bytes ?? r.eager.bytes, r.xl.bytes)} | ${r.bare ? ratio(r.bare.pauseMs, r.xl.saveMs) : 'n/a (PV)'} | ${ratio(r.eager.pauseMs, r.xl.saveMs)} | ${ratio(r.eager.restoreMs, r.xl.restoreMs)} | ${ratio(r.eager.firstOutputMs, r.xl.firstOutputMs)} |`);
   }
   say(`json ${JSON.stringify(rows)}`);
+  reportMissingRows(say, missing);
 }
 
 await main().finally(() => {

@@ -20,6 +20,7 @@ import { cloneEager } from '../../lib/clone/eager.js';
 import { destroyClone } from '../../lib/descriptor/restore.js';
 import { requestMemtapStats } from '../../lib/memtap/stats.js';
 import { processAlive } from '../../lib/memtap/spawn.js';
+import { reportMissingRows } from './missing-rows.js';
 
 const say = (s: string) => process.stdout.write(`snowflock-bench: ${s}\n`);
 const xc = openXen();
@@ -159,6 +160,8 @@ const ratio = (a: number, b: number) => (b ? (a / b).toFixed(2) + 'x' : 'n/a');
 /** Each measurement on its own parent, so one failure (or a crashed parent) costs only that row. */
 // `scripts/bench/memtap -- alloc`: only the rows whose label contains the word.
 const only = process.argv[2];
+/** rows that failed: named on the last line, and the bench exits 1 */
+const missing: string[] = [];
 
 async function measure<T>(label: string, line: string, fn: (parent: number, name: string) => Promise<T>): Promise<T | undefined> {
   if (only && !label.includes(only)) return undefined;
@@ -170,6 +173,7 @@ async function measure<T>(label: string, line: string, fn: (parent: number, name
     return await fn(parent, name);
   } catch (e) {
     say(`${label}: FAILED: ${(e as Error).message}`);
+    missing.push(label);
     return undefined;
   } finally {
     if (parent !== undefined) {
@@ -238,6 +242,7 @@ async function main(): Promise<void> {
     say(`parent stopped for the fork: on-demand ${readH.pauseMs} ms (descriptor + local memory copy); xl save ${xl.saveMs} ms`);
   }
   say(`json ${JSON.stringify({ readH, readN, readP0, allocH, allocN, allocW, eager, xl, tcpMs: tcp })}`);
+  reportMissingRows(say, missing);
 }
 
 try {

@@ -73,6 +73,7 @@ export async function boxJob(job: 'test' | 'demo' | 'bench', argv: BoxArgs): Pro
   if (argv.only !== undefined && !/^[\w.-]+(,[\w.-]+)*$/.test(argv.only)) throw new UsageError(`--only takes file-name prefixes separated by commas, got "${argv.only}"`);
   await prepareArtifacts(argv.xen, progress, { dom0: true });
   progress(`booting ${argv.hosts} test box(es), Xen ${argv.xen}, job ${job} (timeout ${argv.timeout}s)`);
+  const missingRows: string[] = []; // a benchmark's rows that failed (scripts/bench/missing-rows.ts)
   const run = (only: string | undefined) => runTestbox({
     hosts: argv.hosts,
     flavour: argv.xen,
@@ -85,6 +86,8 @@ export async function boxJob(job: 'test' | 'demo' | 'bench', argv: BoxArgs): Pro
       if (argv.verbose) process.stderr.write(`[box${box}] ${line}\n`);
       else if (/^SNOWFLOCK-MARK|^(not )?ok \d+ - |^# (pass|fail)/.test(line)) progress(`box${box}: ${line}`);
       if (job !== 'test' && !argv.verbose && /^snowflock-(demo|bench):/.test(line)) process.stdout.write(`[box${box}] ${line}\n`);
+      const missing = /^snowflock-bench: (missing rows: .*)/.exec(line);
+      if (missing) missingRows.push(argv.hosts > 1 ? `box ${box}: ${missing[1]}` : missing[1]!);
     },
   });
   const earlier: TestboxReport[] = [];
@@ -109,6 +112,7 @@ export async function boxJob(job: 'test' | 'demo' | 'bench', argv: BoxArgs): Pro
   if (earlier.length) report = { ...report, earlierAttempts: earlier };
   if (argv.json) printJson(report);
   else summarize(report);
+  for (const l of missingRows) (argv.json ? progress : console.log)(l);
   process.exitCode = report.ok ? ExitCode.ok : ExitCode.failed;
 }
 
