@@ -190,9 +190,16 @@ test('memtap killed: the clone is paused and a new memtap takes over the ring', 
   const c = clone();
   const worker = Number(events(c.memtapLog).filter((e) => e.event === 'ready').at(-1)!.worker);
   assert.ok(worker > 0, 'the worker pid is logged');
+  assert.equal(xc.domainInfo(c.domid).paused, false, 'the clone runs before its memtap is killed');
   process.kill(worker, 'SIGKILL');
+  // Ask Xen, not the supervisor's log: between the worker's death and the takeover the clone
+  // must be paused (a new worker takes seconds to start, the poll is every 100 ms).
+  const restarted = () => events(c.memtapLog).some((e) => e.event === 'memtap-restarted');
+  let pausedByXen = false;
+  await waitUntil('Xen to report the clone paused', () => (pausedByXen = xc.domainInfo(c.domid).paused) || restarted(), 30_000);
+  assert.ok(pausedByXen, 'Xen reports the clone paused while its memtap is gone (the takeover came before it was seen paused)');
   await waitUntil('memtap-lost', () => events(c.memtapLog).some((e) => e.event === 'memtap-lost' && e.paused === true), 30_000);
-  await waitUntil('memtap-restarted', () => events(c.memtapLog).some((e) => e.event === 'memtap-restarted'), 120_000);
+  await waitUntil('memtap-restarted', restarted, 120_000);
   assert.equal(events(c.memtapLog).filter((e) => e.event === 'ready').at(-1)!.takeover, true);
   assert.equal(xc.domainInfo(c.domid).paused, false);
   const seen = memPasses(c.name, c.vmid).length;

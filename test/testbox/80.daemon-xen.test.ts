@@ -113,7 +113,17 @@ test('ticket for 2, clone, the clones run on memory on demand and exit, the pare
 test('sf_kill ends clones that are still working', async (t) => {
   if (skip) return t.skip(skip);
   const before = domainNames();
-  const { ticket } = await fork(2);
+  const { ticket, clones } = await fork(2);
+  // Working, not just built: each clone has verified its pattern since the fork and its vCPU
+  // time still grows right before the kill.
+  for (const c of clones) {
+    const name = xs.read(`/local/domain/${c.domid}/name`)!;
+    await waitUntil(`clone ${c.vmid} passes once`, () => memPasses(name, c.vmid).length >= 1, 300_000);
+    const cpu = xc.domainInfo(c.domid).cpuTimeNs;
+    await waitUntil(`clone ${c.vmid}'s vCPU time to grow`, () => xc.domainInfo(c.domid).cpuTimeNs > cpu, 30_000);
+    const info = xc.domainInfo(c.domid);
+    assert.ok(!info.paused && info.shutdownReason === undefined, `clone ${c.vmid} runs: ${JSON.stringify(info)}`);
+  }
   const t0 = Date.now();
   const report = await guest(parent!).kill(ticket);
   t.diagnostic(`sf_kill of 2 working clones: ${Date.now() - t0} ms (emulated)`);

@@ -3,7 +3,7 @@
 // clone), host daemons restarted mid-fork and mid-work, and daemon authentication.
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
-  SfError, clone, configure, exit as sfExitCamel, join, kill, requestTicket, sf_clone, sf_join, sf_request_ticket,
+  SfError, clone, configure, exit, join, kill, requestTicket, sf_clone, sf_exit, sf_join, sf_kill, sf_request_ticket,
   type GuestChannel,
 } from '../../../lib/api/index.js';
 import { connectTcp } from '../../../lib/api/tcp-channel.js';
@@ -53,20 +53,33 @@ describe('a family through the guest library', () => {
     expect((await lab.master.hosts()).hosts.map((h) => h.usedVcpus)).toEqual([0, 0]);
   });
 
-  it('the camelCase names are the same calls; a child sees its role', async () => {
+  it('the camelCase names are the same calls; a child sees its role and leaves through the module-level exit()', async () => {
+    expect([requestTicket, clone, exit, join, kill]).toEqual([sf_request_ticket, sf_clone, sf_exit, sf_join, sf_kill]);
     lab = await startLab();
     parentApi(lab);
     const roles: string[] = [];
+    let parentCloned!: () => void;
+    const cloned = new Promise<void>((r) => { parentCloned = r; });
     lab.childProgram = async (c) => {
       roles.push((await c.client.status()).role);
-      await c.client.exit();
+      if (c.vmid !== 1) return c.client.exit();
+      // Clone 1 leaves as a guest program would: the default client on its own channel, then
+      // exit(). Only once the parent's clone() has returned, since configure() replaces its client.
+      await cloned;
+      const l = lab!;
+      configure(() => connectTcp({ host: '127.0.0.1', port: l.hosts[c.host].port, domid: c.domid }), { retryForMs: 20_000, retryDelayMs: 50 });
+      await exit();
     };
     const t = await requestTicket(2);
     expect(await clone(t.ticket)).toBe(0);
+    parentCloned();
     await lab.children();
     expect(roles).toEqual(['child', 'child']);
-    expect((await join(t)).destroyed.sort()).toEqual([1, 2]);
-    expect(typeof sfExitCamel).toBe('function');
+    parentApi(lab);
+    const report = await join(t);
+    expect(report).toMatchObject({ outcome: 'joined', lost: [], unconfirmed: [] });
+    expect(report.destroyed.sort()).toEqual([1, 2]);
+    expect(clonesLeft(lab)).toBe(0);
   });
 
   it('a child\'s vifs stay off the bridge until its sf_clone returns; a parent\'s network_ready releases nothing', async () => {
