@@ -97,6 +97,11 @@ class AccessBackend : public FaultBackend {
     });
   }
 
+  void Detach(uint32_t) override {
+    channel_.reset();
+    Close();
+  }
+
  private:
   void Close() {
     if (ring_) munmap(ring_, XC_PAGE_SIZE);

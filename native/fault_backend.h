@@ -36,6 +36,9 @@ class FaultBackend {
   // Puts staging(0..n-1) in place at gfns. result[i] is 0 when page i is in place (or was
   // already: a racing duplicate), else -errno: that page still faults, and is fetched again.
   virtual void Install(uint32_t domid, const uint64_t* gfns, size_t n, std::vector<long>* result) = 0;
+  // Once every page is in: ends Xen's side of the ring and takes the ring page out of the
+  // guest, so nothing of memtap stays in the clone (settle). The backend is unusable after.
+  virtual void Detach(uint32_t domid) = 0;
 
  protected:
   std::unique_ptr<VmEventChannel> channel_;

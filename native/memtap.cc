@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <unordered_set>
 
@@ -126,6 +127,12 @@ uint64_t Memtap::MarkFree(const std::vector<GfnRange>& ranges) {
   return n;
 }
 
+void Memtap::Settle() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!stats_.settled) stats_.settling = true;
+  settle_ = true;
+}
+
 void Memtap::SetPrefetch(uint32_t pages) { prefetch_.store(std::min<uint32_t>(pages, FaultBackend::kBatch - 1)); }
 
 MemtapStats Memtap::Stats() {
@@ -144,17 +151,28 @@ void Memtap::SayGoodbye() {
 
 void Memtap::Loop() {
   std::string failure;
+  bool settled = false;
   try {
     VmEventChannel& ring = backend_->channel();
     struct pollfd p = {ring.fd(), POLLIN, 0};
     std::vector<vm_event_request_t> requests;
     while (!stop_) {
-      if (poll(&p, 1, 100) > 0) ring.Acknowledge();
+      // Settling loads pages between faults: the guest's own faults still come first.
+      bool settling = settle_.load();
+      if (poll(&p, 1, settling ? 0 : 100) > 0) ring.Acknowledge();
       vm_event_request_t r;
       while (ring.Pop(&r)) requests.push_back(r);
-      if (requests.empty()) continue;
-      Serve(requests);
-      requests.clear();
+      if (!requests.empty()) {
+        Serve(requests);
+        requests.clear();
+        continue;
+      }
+      if (settling && !SettleStep()) {
+        // Every page is in, so no request can come that is not already answered.
+        backend_->Detach(opt_.domid);
+        settled = true;
+        break;
+      }
     }
   } catch (const StopRequested&) {
   } catch (const XenError& e) {
@@ -163,13 +181,59 @@ void Memtap::Loop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stats_.running = false;
+    stats_.settling = false;
+    stats_.settled = settled;
   }
+  if (settled) emit_({"settled", std::to_string(stats_.settle_loaded) + " pages loaded to settle"});
   if (!failure.empty()) {
     // Whatever broke, a paused clone is better than one that runs on wrong memory.
     Xen().xc_domain_pause(xc_.get(), opt_.domid);
     emit_({"failed", failure});
   }
   emit_({"stopped", failure});
+}
+
+bool Memtap::SettleStep() {
+  std::vector<uint64_t> gfns, fetch, zero;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    states_.NextUnloaded(&settle_cursor_, FaultBackend::kBatch, &gfns);
+    for (uint64_t g : gfns) (states_.Get(g) == PageState::kFree ? zero : fetch).push_back(g);
+  }
+  if (gfns.empty()) {
+    // A page refused on the way (settle_cursor_ went past it) is still to load: look again.
+    std::lock_guard<std::mutex> lock(mu_);
+    settle_cursor_ = 0;
+    states_.NextUnloaded(&settle_cursor_, 1, &gfns);
+    settle_cursor_ = 0;
+    return !gfns.empty();
+  }
+  std::vector<long> result;
+  std::vector<uint64_t> installed;
+  auto install = [&](const std::vector<uint64_t>& batch) {
+    backend_->Install(opt_.domid, batch.data(), batch.size(), &result);
+    for (size_t k = 0; k < batch.size(); k++) {
+      if (result[k] == 0) installed.push_back(batch[k]);
+      else NoteLoadFailure(batch[k], result[k], true);
+    }
+  };
+  if (!zero.empty()) {
+    for (size_t k = 0; k < zero.size(); k++) std::memset(backend_->staging(k), 0, XC_PAGE_SIZE);
+    install(zero);
+  }
+  if (!fetch.empty()) {
+    Fetch(fetch, fetch_buffer_.data());
+    for (size_t k = 0; k < fetch.size(); k++) std::memcpy(backend_->staging(k), fetch_buffer_.data() + k * XC_PAGE_SIZE, XC_PAGE_SIZE);
+    install(fetch);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  for (uint64_t g : installed) states_.Set(g, PageState::kIn);
+  stats_.settle_loaded += installed.size();
+  if (!fetch.empty()) {
+    stats_.fetches++;
+    stats_.fetched_pages += fetch.size();
+  }
+  return true;
 }
 
 void Memtap::Serve(std::vector<vm_event_request_t>& requests) {
@@ -212,6 +276,7 @@ void Memtap::Serve(std::vector<vm_event_request_t>& requests) {
       backend_->Install(opt_.domid, &zero[i], n, &result);
       for (size_t k = 0; k < n; k++) {
         if (result[k] == 0) zero_filled++, installed.push_back(zero[i + k]);
+        else NoteLoadFailure(zero[i + k], result[k], true);
       }
     }
   }
@@ -223,7 +288,10 @@ void Memtap::Serve(std::vector<vm_event_request_t>& requests) {
     for (size_t k = 0; k < fetch.size(); k++) std::memcpy(backend_->staging(k), fetch_buffer_.data() + k * XC_PAGE_SIZE, XC_PAGE_SIZE);
     backend_->Install(opt_.domid, fetch.data(), fetch.size(), &result);
     for (size_t k = 0; k < fetch.size(); k++) {
-      if (result[k] != 0) continue;
+      if (result[k] != 0) {
+        NoteLoadFailure(fetch[k], result[k], k < demanded);
+        continue;
+      }
       (k < demanded ? faults : prefetched)++;
       installed.push_back(fetch[k]);
     }
@@ -249,6 +317,22 @@ void Memtap::Serve(std::vector<vm_event_request_t>& requests) {
   stats_.handle_ms += ms;
   stats_.max_handle_ms = std::max(stats_.max_handle_ms, ms);
   stats_.batches++;
+}
+
+void Memtap::NoteLoadFailure(uint64_t gfn, long err, bool demanded) {
+  // A vCPU retries a refused page at once: three refusals of a page it waits on are not a race.
+  constexpr int kTries = 3;
+  int tries = ++refused_[gfn];
+  char hex[32];
+  snprintf(hex, sizeof hex, "0x%llx", static_cast<unsigned long long>(gfn));
+  std::string what = "domain " + std::to_string(opt_.domid) + ": gfn " + hex + " could not be loaded (" + strerror(int(-err)) + ", errno " +
+                     std::to_string(-err) + ")";
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.load_failures++;
+  }
+  if (tries == 1) emit_({"load-failed", what + (demanded ? "" : " as a prefetched neighbour")});
+  if (demanded && tries >= kTries) throw XenError("memtap", what + " " + std::to_string(tries) + " times; the clone is paused", int(-err), "");
 }
 
 void Memtap::Fetch(const std::vector<uint64_t>& gfns, uint8_t* out) {

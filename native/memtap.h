@@ -13,6 +13,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "page_client.h"
@@ -56,11 +57,15 @@ struct MemtapStats {
   uint64_t batches = 0;       // ring wake-ups that had requests
   uint64_t free_marked = 0;   // pages switched to zero-fill by MarkFree
   uint64_t outages = 0;       // times the clone was paused because the memserver was lost
+  uint64_t load_failures = 0; // pages Xen refused to take (each one reported as a "load-failed" event)
+  uint64_t settle_loaded = 0; // pages loaded by settling rather than by faults
+  bool settling = false;      // Settle() was asked for and is not done
+  bool settled = false;       // every page is in and memtap has left the clone
   bool running = false;
 };
 
 struct MemtapEvent {
-  std::string type;  // "memserver-lost", "memserver-back", "stopped", "failed"
+  std::string type;  // "memserver-lost", "memserver-back", "load-failed", "settled", "stopped", "failed"
   std::string message;
 };
 
@@ -79,6 +84,10 @@ class Memtap {
   uint64_t MarkFree(const std::vector<GfnRange>& ranges);
   // Neighbours loaded with each fault from now on (at most 127).
   void SetPrefetch(uint32_t pages);
+  // Loads every page the clone has not touched, between its faults, then leaves the clone:
+  // the ring is closed and removed, and the loop ends with a "settled" event. The clone is
+  // then an ordinary domain, independent of the memserver.
+  void Settle();
   MemtapStats Stats();
   // Tells the memserver this clone is finished (after the domain is gone).
   void SayGoodbye();
@@ -89,6 +98,11 @@ class Memtap {
   void Fetch(const std::vector<uint64_t>& gfns, uint8_t* out);
   void PageOut(const Welcome& w, PrepareReport* report);
   void LoadEager(const Welcome& w);
+  // Loads the next batch of pages the clone has not touched; false when none is left.
+  bool SettleStep();
+  // Reports a page Xen refused to take; a page the guest waits on that keeps being refused
+  // ends the loop (the clone is paused) instead of leaving a vCPU faulting forever.
+  void NoteLoadFailure(uint64_t gfn, long err, bool demanded);
 
   MemtapOptions opt_;
   XcHandle xc_;
@@ -103,6 +117,9 @@ class Memtap {
   std::function<void(const MemtapEvent&)> emit_;
   std::vector<uint8_t> fetch_buffer_;
   std::array<uint8_t, 16> image_id_{};  // the image this clone was built from
+  std::atomic<bool> settle_{false};
+  uint64_t settle_cursor_ = 0;  // loop thread only
+  std::unordered_map<uint64_t, int> refused_;  // gfn -> failed loads so far (loop thread only)
 };
 
 }  // namespace snowflock

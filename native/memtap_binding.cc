@@ -64,6 +64,10 @@ Napi::Object StatsToJs(Napi::Env env, const MemtapStats& s) {
   o.Set("batches", double(s.batches));
   o.Set("freeMarked", double(s.free_marked));
   o.Set("outages", double(s.outages));
+  o.Set("loadFailures", double(s.load_failures));
+  o.Set("settleLoaded", double(s.settle_loaded));
+  o.Set("settling", s.settling);
+  o.Set("settled", s.settled);
   return o;
 }
 
@@ -77,6 +81,7 @@ void MemtapBinding::Register(Napi::Env env, Napi::Object exports) {
                                        InstanceMethod("stop", &MemtapBinding::Stop),
                                        InstanceMethod("markFree", &MemtapBinding::MarkFree),
                                        InstanceMethod("setPrefetch", &MemtapBinding::SetPrefetch),
+                                       InstanceMethod("settle", &MemtapBinding::Settle),
                                        InstanceMethod("stats", &MemtapBinding::Stats),
                                        InstanceMethod("goodbye", &MemtapBinding::Goodbye),
                                    });
@@ -168,6 +173,11 @@ Napi::Value MemtapBinding::SetPrefetch(const Napi::CallbackInfo& info) {
   if (!(pages >= 0 && pages <= 127) || pages != double(uint32_t(pages))) throw Napi::RangeError::New(env, "prefetch must be an integer 0..127");
   memtap_->SetPrefetch(uint32_t(pages));
   return env.Undefined();
+}
+
+Napi::Value MemtapBinding::Settle(const Napi::CallbackInfo& info) {
+  memtap_->Settle();
+  return info.Env().Undefined();
 }
 
 Napi::Value MemtapBinding::Stats(const Napi::CallbackInfo& info) { return StatsToJs(info.Env(), memtap_->Stats()); }

@@ -22,6 +22,7 @@ class MemtapBinding : public Napi::ObjectWrap<MemtapBinding> {
   Napi::Value Stop(const Napi::CallbackInfo& info);
   Napi::Value MarkFree(const Napi::CallbackInfo& info);
   Napi::Value SetPrefetch(const Napi::CallbackInfo& info);
+  Napi::Value Settle(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
   Napi::Value Goodbye(const Napi::CallbackInfo& info);
 

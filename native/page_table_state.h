@@ -37,6 +37,16 @@ class PageStates {
     return n;
   }
 
+  // Up to max gfns from *cursor on that are still to load (out or free); moves the cursor past
+  // the last one looked at. Settling walks the whole table this way, a batch at a time.
+  void NextUnloaded(uint64_t* cursor, size_t max, std::vector<uint64_t>* out) const {
+    for (; *cursor < states_.size() && max; ++*cursor)
+      if (states_[*cursor] == PageState::kOut || states_[*cursor] == PageState::kFree) {
+        out->push_back(*cursor);
+        max--;
+      }
+  }
+
   // Up to max gfns after `from` that are still out (not free), looking at most `window` gfns ahead:
   // guests touch memory in runs, so the neighbours of a fault are the best guess for the next.
   void NextOut(uint64_t from, size_t max, uint64_t window, std::vector<uint64_t>* out) const {

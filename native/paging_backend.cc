@@ -19,7 +19,7 @@ namespace {
 
 class PagingBackend : public FaultBackend {
  public:
-  PagingBackend(xc_interface* xch, uint32_t domid, bool takeover, uint32_t xen_port) {
+  PagingBackend(xc_interface* xch, uint32_t domid, bool takeover, uint32_t xen_port) : xch_(xch) {
     const XenLibs& xen = Xen();
     const std::string subject = "domain " + std::to_string(domid);
     if (xen.xc_hvm_param_get(xch, domid, HVM_PARAM_PAGING_RING_PFN, &ring_gfn_) || ring_gfn_ == 0)
@@ -56,8 +56,21 @@ class PagingBackend : public FaultBackend {
     for (long& r : *result)
       if (r == -ENOENT) r = 0;
   }
+  void Detach(uint32_t domid) override {
+    const XenLibs& xen = Xen();
+    const std::string subject = "domain " + std::to_string(domid);
+    channel_.reset();
+    ClearXenLog();
+    if (xen.xc_mem_paging_disable(xch_, domid)) ThrowXenError("xc_mem_paging_disable", subject);
+    ring_ = ForeignMapping();
+    xen_pfn_t ring = xen_pfn_t(ring_gfn_);
+    if (xen.xc_domain_decrease_reservation_exact(xch_, domid, 1, 0, &ring))
+      ThrowXenError("xc_domain_decrease_reservation_exact", subject + " paging ring page");
+    xen_port_ = 0;
+  }
 
  private:
+  xc_interface* xch_;
   uint32_t xen_port_ = 0;
   uint64_t ring_gfn_ = 0;
   ForeignMemory fmem_;

@@ -9,6 +9,7 @@ import type { NicRecord } from '../xen/clone-nic.js';
 import type { Descriptor } from './format.js';
 import { imageHeader } from './memory-image.js';
 import { splitPvStream, type SplitStream } from './pv-stream.js';
+import type { ParentRecord } from './parent-record.js';
 
 /** Saves the stream, calls `saved` (the parent is no longer needed), then cuts the stream up. */
 export async function capturePvStream(xc: XenControl, domid: number, imagePath: string, imageId: string,
@@ -25,7 +26,7 @@ export async function capturePvStream(xc: XenControl, domid: number, imagePath: 
 }
 
 export function pvDescriptor(info: DomainInfo, name: string, devices: Record<string, string[]>, nics: NicRecord[],
-  version: XenVersionInfo, imageId: string, pv: SplitStream, pauseMs: number): Descriptor {
+  version: XenVersionInfo, imageId: string, pv: SplitStream, pauseMs: number, record: ParentRecord): Descriptor {
   return {
     meta: {
       format: 'snowflock-descriptor',
@@ -34,10 +35,12 @@ export function pvDescriptor(info: DomainInfo, name: string, devices: Record<str
       // The stream carries the CPU policy, TSC and vCPU state; these describe the domain to build.
       vm: { maxVcpus: info.maxVcpuId + 1, maxPages: info.maxPages, hap: false, emulationFlags: 0, maxGpfn: 0, pagingPoolBytes: 0 },
       tsc: { mode: 0, elapsedNsec: '0', gtscKhz: 0, incarnation: 0 },
-      memory: { pages: pv.pages, imageId, imageBytes: pv.imageBytes },
+      memory: { pages: pv.pages, imageId, imageBytes: pv.imageBytes, ...record.memory },
       devices,
       nics,
       xen: { version: `${version.major}.${version.minor}${version.extra}` },
+      ...(record.libxl ? { libxl: record.libxl } : {}),
+      control: record.control,
       pauseMs,
     },
     hvmContext: Buffer.alloc(0),

@@ -10,6 +10,7 @@ import { DescriptorError } from './errors.js';
 import { imageHeader, newImageId } from './memory-image.js';
 import type { Descriptor } from './format.js';
 import { capturePvStream, pvDescriptor } from './capture-pv.js';
+import { readParentRecord } from './parent-record.js';
 
 export interface CaptureOptions {
   /** write a full memory image here while the parent is suspended */
@@ -66,6 +67,8 @@ export async function captureDescriptor(xc: XenControl, xs: XenStore, domid: num
   const { nics, skipped } = readNics(xs, domid);
   for (const why of skipped) opts.progress?.(`clones will not get ${why}`);
   const version = xc.version();
+  // Taken before the stop: the balloon target and libxl's record change only by the toolstack.
+  const record = readParentRecord(xs, domid, info.uuid, info.maxPages);
 
   const started = Date.now();
   opts.progress?.(`suspending domain ${domid} (${name})`);
@@ -88,7 +91,7 @@ export async function captureDescriptor(xc: XenControl, xs: XenStore, domid: num
         pauseMs = Date.now() - started;
       });
       if (opts.keepParentStopped) pauseMs = Date.now() - started;
-      return { descriptor: pvDescriptor(info, name, devices, nics, version, imageId!, pv, pauseMs), pauseMs, imagePages: pv.pages, resumeParent };
+      return { descriptor: pvDescriptor(info, name, devices, nics, version, imageId!, pv, pauseMs, record), pauseMs, imagePages: pv.pages, resumeParent };
     }
     state = await xc.captureState(domid);
     if (opts.memoryImage) {
@@ -117,10 +120,12 @@ export async function captureDescriptor(xc: XenControl, xs: XenStore, domid: num
         pagingPoolBytes: state.pagingPoolBytes,
       },
       tsc: { ...state.tsc, elapsedNsec: state.tsc.elapsedNsec.toString() },
-      memory: { pages, ...(imageId ? { imageId } : {}) },
+      memory: { pages, ...(imageId ? { imageId } : {}), ...record.memory },
       devices,
       nics,
       xen: { version: `${version.major}.${version.minor}${version.extra}` },
+      ...(record.libxl ? { libxl: record.libxl } : {}),
+      control: record.control,
       pauseMs,
     },
     hvmContext: state.hvmContext,

@@ -11,6 +11,7 @@
 // Section payloads: META is UTF-8 JSON (descriptorMeta below); the others are the raw Xen
 // records, little endian, as documented next to each SectionType.
 import type { NicRecord } from '../xen/clone-nic.js';
+import { checkConfig, type LibxlConfig } from '../xen/libxl-config.js';
 import { crc32 } from 'node:zlib';
 import type { GfnRange, SpecialPage } from '../xen/native.js';
 import { DescriptorError } from './errors.js';
@@ -49,12 +50,20 @@ export interface DescriptorMeta {
    * pages in the memory map; imageId ties the descriptor to its memory image. PV: pages with
    * data in the stream, and imageBytes the length of the page data after the image header.
    */
-  memory: { pages: number; imageId?: string; imageBytes?: number };
+  memory: {
+    pages: number; imageId?: string; imageBytes?: number;
+    /** the parent's xenstore memory/static-max and memory/target at the fork (absent in older descriptors) */
+    staticMaxKiB?: number; targetKiB?: number;
+  };
   /** xenstore devices the parent had, by class (vif, vbd, ...) */
   devices: Record<string, string[]>;
   /** the parent's bridged vifs, which every clone gets with a new MAC (absent in older descriptors) */
   nics?: NicRecord[];
   xen: { version: string };
+  /** the parent's configuration as libxl recorded it (absent when libxl did not build the parent) */
+  libxl?: LibxlConfig;
+  /** what the parent's kernel announced under control/ (feature-poweroff, ...: "0" or "1") */
+  control?: Record<string, string>;
   /** parent's pause for capture, in ms (emulated hosts: ratios only) */
   pauseMs?: number;
 }
@@ -211,14 +220,36 @@ export function decodeDescriptor(file: Buffer, source = 'descriptor'): Descripto
   return d;
 }
 
+/** The control/ nodes a kernel announces and a clone carries over from its parent. */
+export const CONTROL_FEATURES = ['feature-poweroff', 'feature-reboot', 'feature-suspend', 'feature-s3', 'feature-s4'];
+
+function validateMemoryTargets(meta: DescriptorMeta, fail: (why: string) => never): void {
+  const { staticMaxKiB, targetKiB } = meta.memory;
+  if (staticMaxKiB === undefined && targetKiB === undefined) return;
+  const maxKiB = meta.vm.maxPages * 4;
+  if (!Number.isInteger(staticMaxKiB) || staticMaxKiB! < 1 || staticMaxKiB! > maxKiB) fail(`bad memory static-max ${staticMaxKiB} KiB (Xen's limit is ${maxKiB} KiB)`);
+  if (!Number.isInteger(targetKiB) || targetKiB! < 1 || targetKiB! > staticMaxKiB!) fail(`bad memory target ${targetKiB} KiB (static-max ${staticMaxKiB} KiB)`);
+}
+
 /** Cross-checks that a well-formed file also describes a buildable VM. */
 export function validateDescriptor(d: Descriptor, source = 'descriptor'): void {
-  const fail = (why: string) => {
+  const fail = (why: string): never => {
     throw new DescriptorError(`${source}: ${why}`);
   };
   const vm = d.meta.vm;
   if (!vm || !Number.isInteger(vm.maxVcpus) || vm.maxVcpus < 1 || vm.maxVcpus > 128) fail(`bad vCPU count ${vm?.maxVcpus}`);
   if (!Number.isInteger(vm.maxPages) || vm.maxPages < 1) fail(`bad memory size ${vm.maxPages} pages`);
+  validateMemoryTargets(d.meta, fail);
+  if (d.meta.libxl !== undefined) {
+    try {
+      checkConfig(d.meta.libxl, `${source}: libxl configuration`);
+    } catch (e) {
+      fail((e as Error).message.slice(source.length + 2));
+    }
+  }
+  for (const [k, v] of Object.entries(d.meta.control ?? {})) {
+    if (!CONTROL_FEATURES.includes(k) || (v !== '0' && v !== '1')) fail(`bad control feature ${k}=${String(v)}`);
+  }
   if (d.meta.source?.type === 'pv') {
     // A PV descriptor's state is its stream; there is no HVM state or memory map.
     if (!d.pvStream || d.pvStream.head.length < 40 || d.pvStream.tail.length < 8) fail('PV descriptor without its migration stream');

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import type { XenControl, XenStore, BuildResult } from '../xen/native.js';
 import { removeDomainEntries, writeDomainEntries } from '../xen/domain-xenstore.js';
 import { plugCloneNics, removeCloneNics, writeCloneNics } from '../xen/clone-nic.js';
+import { cloneDomainConfig, nicScript, removeDomainConfig, writeDomainConfig, writeLibxlNicEntries } from '../xen/libxl-config.js';
 import { DescriptorError } from './errors.js';
 import { checkImage, IMAGE_HEADER_SIZE } from './memory-image.js';
 import type { Descriptor } from './format.js';
@@ -37,6 +38,18 @@ export interface Restored {
 /** A clone needs its pages plus a little for Xen's own structures (p2m, paging pool). */
 function pagesNeeded(d: Descriptor): number {
   return d.meta.memory.pages + Math.ceil(d.meta.vm.pagingPoolBytes / 4096) + 256;
+}
+
+/**
+ * The clone's memory/static-max and target: the parent's at the fork. Older descriptors lack
+ * them: Xen's limit less libxl's 1 MiB slack (LIBXL_MAXMEM_CONSTANT), as libxl sets it.
+ */
+export function cloneMemoryKiB(d: Descriptor): { staticMaxKiB: number; targetKiB: number } {
+  const { staticMaxKiB, targetKiB } = d.meta.memory;
+  if (staticMaxKiB !== undefined && targetKiB !== undefined) return { staticMaxKiB, targetKiB };
+  const maxKiB = d.meta.vm.maxPages * 4;
+  const limit = maxKiB > 2048 ? maxKiB - 1024 : maxKiB;
+  return { staticMaxKiB: limit, targetKiB: limit };
 }
 
 export function uuidBytes(uuid: string): Buffer {
@@ -84,22 +97,30 @@ export async function restoreDescriptor(xc: XenControl, xs: XenStore, d: Descrip
     ...(opts.memoryImage ? { memoryImage: opts.memoryImage, imageOffset: IMAGE_HEADER_SIZE } : {}),
   });
   let macs: string[] = [];
+  const memory = cloneMemoryKiB(d);
   try {
     writeDomainEntries(xs, {
       domid: built.domid,
       name: opts.name,
       uuid,
       type: d.meta.source.type,
-      memoryKiB: d.meta.vm.maxPages * 4,
+      ...memory,
       vcpus: d.meta.vm.maxVcpus,
       storeGfn: built.storeGfn,
       storePort: built.storePort,
       consoleGfn: built.consoleGfn,
       consolePort: built.consolePort,
       snowflock: { vmid: String(opts.vmid), parent: d.meta.source.uuid, 'parent-name': d.meta.source.name },
+      control: d.meta.control,
     });
     const nics = d.meta.nics ?? [];
     macs = writeCloneNics(xs, built.domid, nics, opts.macs ? { macs: opts.macs } : {});
+    // libxl's record of the clone, so that xl treats it as a domain of its own (libxl-config.ts).
+    nics.forEach((nic, i) => writeLibxlNicEntries(xs, built.domid, nic, macs[i]!, nicScript(d.meta.libxl, nic.devid)));
+    writeDomainConfig(built.domid, uuid, cloneDomainConfig(d.meta.libxl, {
+      name: opts.name, uuid, type: d.meta.source.type, vcpus: d.meta.vm.maxVcpus, ...memory,
+      nics: nics.map((nic, i) => ({ nic, mac: macs[i]! })),
+    }));
     xs.introduceDomain(built.domid, built.storeGfn, built.storePort);
     await plugCloneNics(xs, built.domid, nics, { hold: opts.holdNetwork === true });
     if (opts.start !== false) xc.unpause(built.domid);
@@ -124,4 +145,5 @@ export async function destroyClone(xc: XenControl, xs: XenStore, domid: number, 
   }
   removeCloneNics(xs, domid);
   removeDomainEntries(xs, domid, uuid);
+  if (uuid) removeDomainConfig(domid, uuid);
 }

@@ -1,10 +1,14 @@
 // Keeps a clone's memtap alive. The fault loop runs in a worker process; if that process
 // dies, the clone is paused at once (its vCPUs would otherwise hang one by one on faults
 // nobody answers), a new worker takes over the same paging ring, and the clone runs on.
+// A worker that failed (a page Xen will not take, a memserver serving another image) is not
+// restarted: the clone stays paused, and its memory state says why (snowflock list).
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { openXen } from '../xen/control.js';
+import { loadAddon, type XenStore } from '../xen/native.js';
 import { forkProcessArgv, type MemtapProcessOptions } from './fork-process.js';
+import { writeMemoryState } from './memory-state.js';
 
 export interface SupervisorOptions {
   /** what each worker is started with (a restarted worker also gets the ring to take over) */
@@ -16,6 +20,9 @@ export interface SupervisorOptions {
 export async function superviseMemtap(o: SupervisorOptions): Promise<number> {
   const domid = o.worker.domid;
   const xc = openXen();
+  const xs: XenStore = new (loadAddon().XenStore)();
+  const state = (value: string) => writeMemoryState(xs, domid, value);
+  let failure: string | undefined;
   let takeoverPort: number | undefined;
   let pausedByUs = false;
   let restarts = 0;
@@ -49,7 +56,11 @@ export async function superviseMemtap(o: SupervisorOptions): Promise<number> {
           return o.emit({ event: 'worker-output', line });
         }
         o.emit({ ...event, worker: child!.pid });
+        if (event.event === 'failed') failure = String(event.message ?? 'memtap failed');
+        if (event.event === 'memserver-lost') state('paused: memserver lost');
+        if (event.event === 'memserver-back') state('on-demand');
         if (event.event === 'ready') {
+          state('on-demand');
           takeoverPort = Number(event.xenPort);
           if (pausedByUs) {
             xc.unpause(domid);
@@ -61,6 +72,10 @@ export async function superviseMemtap(o: SupervisorOptions): Promise<number> {
       const [code, signal] = await exited;
       await drained;
       if (code === 0 || stopping || !domainExists()) return code ?? 0;
+      if (failure !== undefined) {
+        state(`failed: ${failure}`);
+        return code ?? 1; // the worker paused the clone; another would fail the same way
+      }
       if (takeoverPort === undefined) return code ?? 1; // never ready: nothing to take over
       if (!pausedByUs) {
         xc.pause(domid);
@@ -69,10 +84,12 @@ export async function superviseMemtap(o: SupervisorOptions): Promise<number> {
       o.emit({ event: 'memtap-lost', domid: domid, code, signal, paused: true });
       if (++restarts > (o.maxRestarts ?? 5)) {
         o.emit({ event: 'error', message: `memtap for domain ${domid} died ${restarts} times; the clone stays paused` });
+        state(`failed: memtap died ${restarts} times`);
         return 1;
       }
     }
   } finally {
+    xs.close();
     xc.close();
   }
 }

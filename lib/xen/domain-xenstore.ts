@@ -6,7 +6,9 @@ export interface DomainEntries {
   domid: number;
   name: string;
   uuid: string;
-  memoryKiB: number;
+  /** memory/static-max and memory/target, the parent's at the fork */
+  staticMaxKiB: number;
+  targetKiB: number;
   vcpus: number;
   storeGfn: number;
   storePort: number;
@@ -15,7 +17,12 @@ export interface DomainEntries {
   type: 'pv' | 'pvh' | 'hvm';
   /** snowflock's own keys the guest agent reads: vmid, parent, family */
   snowflock: Record<string, string>;
+  /** control/feature-* flags the parent's kernel announced (a resumed kernel does not write them again) */
+  control?: Record<string, string>;
 }
+
+/** Nodes libxl makes for the guest to write into, so its shutdown and sysrq watches see dom0's writes. */
+const GUEST_CONTROL_NODES = ['control/shutdown', 'control/sysrq', 'device/suspend/event-channel'];
 
 export function domainPath(domid: number): string {
   return `/local/domain/${domid}`;
@@ -43,8 +50,8 @@ export function writeDomainEntries(xs: XenStore, e: DomainEntries): void {
   ro('domid', String(e.domid));
   ro('vm', `/vm/${e.uuid}`);
   ro('memory');
-  ro('memory/static-max', String(e.memoryKiB));
-  ro('memory/target', String(e.memoryKiB));
+  ro('memory/static-max', String(e.staticMaxKiB));
+  ro('memory/target', String(e.targetKiB));
   ro('cpu');
   for (let v = 0; v < e.vcpus; v++) ro(`cpu/${v}/availability`, 'online');
   ro('store/ring-ref', String(e.storeGfn));
@@ -55,6 +62,14 @@ export function writeDomainEntries(xs: XenStore, e: DomainEntries): void {
   ro('console/output', 'pty');
   ro('device');
   rw('control');
+  for (const node of GUEST_CONTROL_NODES) rw(node);
+  for (const [k, v] of Object.entries(e.control ?? {})) {
+    xs.write(`${home}/control/${k}`, v);
+    xs.setPermissions(`${home}/control/${k}`, readWrite);
+  }
+  // What libxl tells every guest the toolstack supports.
+  ro('control/platform-feature-multiprocessor-suspend', '1');
+  ro('control/platform-feature-xs_reset_watches', '1');
   rw('data');
   rw('drivers');
   rw('feature');
@@ -67,6 +82,7 @@ export function writeDomainEntries(xs: XenStore, e: DomainEntries): void {
   xs.mkdir(`/vm/${e.uuid}`);
   xs.write(`/vm/${e.uuid}/name`, e.name);
   xs.write(`/vm/${e.uuid}/uuid`, e.uuid);
+  xs.write(`/vm/${e.uuid}/start_time`, (Date.now() / 1000).toFixed(2)); // xl uptime
 }
 
 /** Removes everything writeDomainEntries created; safe when some of it is gone. */

@@ -249,10 +249,17 @@ export interface MemtapStats {
   batches: number;
   freeMarked: number;
   outages: number;
+  /** pages Xen refused to take (each reported by a load-failed event) */
+  loadFailures: number;
+  /** pages loaded by settle() rather than by the guest's faults */
+  settleLoaded: number;
+  settling: boolean;
+  /** every page is in and memtap has left the clone */
+  settled: boolean;
 }
 
 export interface MemtapEvent {
-  type: 'memserver-lost' | 'memserver-back' | 'failed' | 'stopped';
+  type: 'memserver-lost' | 'memserver-back' | 'load-failed' | 'settled' | 'failed' | 'stopped';
   message?: string;
 }
 
@@ -267,6 +274,8 @@ export interface Memtap {
   markFree(ranges: GfnRange[]): number;
   /** neighbours loaded with each fault from now on (0..127) */
   setPrefetch(pages: number): void;
+  /** loads every page the clone has not touched, then leaves it (a "settled" event ends the loop) */
+  settle(): void;
   stats(): MemtapStats;
   /** tells the memserver this clone is finished */
   goodbye(): Promise<void>;

@@ -80,7 +80,7 @@ test('the CLI clones with -n and reports the clones as JSON', async (t) => {
   const listed = JSON.parse(execFileSync(process.execPath, ['dist/lib/cli/main.js', 'list', '--json'], { encoding: 'utf8' })) as
     { domid: number; name: string | null; clone: { parent: string | null; vmid: number } | null }[];
   for (const c of r.clones) {
-    assert.deepEqual(listed.find((d) => d.domid === c.domid), { ...listed.find((d) => d.domid === c.domid)!, name: c.name, clone: { parent: family.parentName, vmid: c.vmid } }, 'snowflock list names each clone\'s parent and vmid');
+    assert.deepEqual(listed.find((d) => d.domid === c.domid), { ...listed.find((d) => d.domid === c.domid)!, name: c.name, clone: { parent: family.parentName, vmid: c.vmid, memory: null } }, 'snowflock list names each clone\'s parent and vmid');
   }
   assert.equal(listed.find((d) => d.domid === family.parent)?.clone, null, 'the parent is no clone');
   const destroyed = execFileSync(process.execPath, ['dist/lib/cli/main.js', 'destroy', ...r.clones.map((c) => String(c.domid)), '--json'], { encoding: 'utf8' });

@@ -49,9 +49,9 @@ function watchNewDomains(): void {
   setInterval(look, 500).unref();
 }
 
-export async function startTestGuest(name: string, type: 'pvh' | 'pv', cmdline = '', memoryMiB = 128): Promise<number> {
+export async function startTestGuest(name: string, type: 'pvh' | 'pv', cmdline = '', memoryMiB = 128, vifs: string[] = []): Promise<number> {
   const image = testGuestImage();
-  return bootGuest({ name, type, kernel: image.kernel, ramdisk: image.initrd, memoryMiB, vcpus: 1, cmdline, ...testTsc() });
+  return bootGuest({ name, type, kernel: image.kernel, ramdisk: image.initrd, memoryMiB, vcpus: 1, cmdline, vifs, ...testTsc() });
 }
 
 /**

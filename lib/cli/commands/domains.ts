@@ -3,6 +3,7 @@ import { withXen } from '../../xen/control.js';
 import { withXenSession } from '../../xen/session.js';
 import { destroyClone } from '../../descriptor/restore.js';
 import type { DomainInfo, XenStore } from '../../xen/native.js';
+import { readMemoryState } from '../../memtap/memory-state.js';
 import { printJson, table } from '../output.js';
 import { UsageError } from '../errors.js';
 
@@ -19,7 +20,8 @@ function mib(pages: number): string {
 /** A domain with its name and, for a clone snowflock built, its parent and vmid (from its xenstore home). */
 export interface ListedDomain extends DomainInfo {
   name: string | null;
-  clone: { parent: string | null; vmid: number } | null;
+  /** memory: on-demand, paused: ..., failed: ... (memtap's), or null for an eager clone */
+  clone: { parent: string | null; vmid: number; memory: string | null } | null;
 }
 
 function describe(d: DomainInfo, xs: XenStore): ListedDomain {
@@ -28,13 +30,13 @@ function describe(d: DomainInfo, xs: XenStore): ListedDomain {
   return {
     ...d,
     name: xs.read(`${home}/name`) ?? null,
-    clone: vmid === null ? null : { parent: xs.read(`${home}/snowflock/parent-name`) ?? null, vmid: Number(vmid) },
+    clone: vmid === null ? null : { parent: xs.read(`${home}/snowflock/parent-name`) ?? null, vmid: Number(vmid), memory: readMemoryState(xs, d.domid) },
   };
 }
 
 function row(d: ListedDomain): (string | number)[] {
   return [d.name ?? '-', d.domid, d.type, mib(d.totPages), mib(d.pagedPages), d.onlineVcpus, d.state, (d.cpuTimeNs / 1e9).toFixed(1),
-    d.clone ? `${d.clone.parent ?? '?'}#${d.clone.vmid}` : '-'];
+    d.clone ? `${d.clone.parent ?? '?'}#${d.clone.vmid}` : '-', d.clone?.memory ?? '-'];
 }
 
 export function domainCommands(y: Argv) {
@@ -42,7 +44,7 @@ export function domainCommands(y: Argv) {
     .command('list', 'List the domains on this host, as the hypervisor sees them', {}, async (argv) => {
       const domains = await withXenSession((xc, xs) => xc.listDomains().map((d) => describe(d, xs)));
       if (argv.json) printJson(domains);
-      else console.log(table(['NAME', 'ID', 'TYPE', 'MEM(MiB)', 'PAGED(MiB)', 'VCPUS', 'STATE', 'TIME(s)', 'CLONE OF#VMID'], domains.map(row)));
+      else console.log(table(['NAME', 'ID', 'TYPE', 'MEM(MiB)', 'PAGED(MiB)', 'VCPUS', 'STATE', 'TIME(s)', 'CLONE OF#VMID', 'CLONE MEMORY'], domains.map(row)));
     })
     .command('pause <domid>', 'Pause a domain', (a) => a.positional('domid', { type: 'number', demandOption: true }), async (argv) => {
       const id = domid(argv.domid);

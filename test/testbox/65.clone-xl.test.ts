@@ -1,0 +1,186 @@
+// Clones are domains Xen's own toolstack manages: xl list -l, mem-set, vcpu-set,
+// network-attach/detach and save/restore behave on a clone as on a domain xl created, and on
+// the parent afterwards. A clone's memory limits are its parent's at the fork; a clone of a
+// ballooned parent, and a clone of that clone, load every page, and Xen logs no over-allocation.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadAddon } from '../../lib/xen/native.js';
+import { readConsole, waitForConsole } from '../../lib/xen/console.js';
+import { destroyClone, type Restored } from '../../lib/descriptor/restore.js';
+import type { LazyCloneResult } from '../../lib/clone/lazy.js';
+import { processAlive } from '../../lib/memtap/spawn.js';
+import { destroyQuietly, domainIds, env, GUEST_BRIDGE, memPagingSkip, openXen, startTestGuest, waitUntil } from './helpers.js';
+
+const xc = openXen();
+const xs = new (loadAddon().XenStore)();
+const work = mkdtempSync(join(tmpdir(), 'sf-xl-'));
+const parentName = `sf-xl-${process.pid}`;
+let parent: number | undefined;
+let onDemandSkip: string | false = false;
+/** every domain and memserver this file made, for after() */
+const made: { domid: number; uuid?: string }[] = [];
+const memservers: number[] = [];
+const skipBox = env.box !== 1 ? 'single-host file runs on box 1' : false;
+
+interface XlListed { domid: number; config: { c_info: { name: string; uuid: string }; b_info: { max_memkb: number; target_memkb: number; max_vcpus: number }; nics?: { mac?: string; devid?: number }[] } }
+
+function xl(args: string[], timeout = 180_000): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync('xl', args, { encoding: 'utf8', timeout });
+  return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+}
+
+function xlOk(args: string[], timeout?: number): string {
+  const r = xl(args, timeout);
+  assert.equal(r.status, 0, `xl ${args.join(' ')} failed (${r.status}): ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+/** xl list -l as xl prints it, failing on libxl's "Fail to get domain configuration". */
+function xlListLong(domid: number): XlListed {
+  const r = xl(['list', '-l', String(domid)]);
+  assert.equal(r.status, 0, `xl list -l ${domid}: ${r.stderr}`);
+  assert.doesNotMatch(r.stderr, /Fail to get domain configuration|unable to retrieve/, `xl list -l ${domid} could not read the configuration`);
+  const listed = JSON.parse(r.stdout) as XlListed[];
+  assert.equal(listed.length, 1, `xl list -l ${domid} printed ${listed.length} domains`);
+  return listed[0]!;
+}
+
+const memoryNode = (domid: number, node: 'static-max' | 'target') => Number(xs.read(`/local/domain/${domid}/memory/${node}`));
+
+function snowflock(args: string[], timeout = 600_000): string {
+  const r = spawnSync(process.execPath, ['dist/lib/cli/main.js', ...args], { encoding: 'utf8', timeout });
+  assert.equal(r.status, 0, `snowflock ${args.join(' ')} failed: ${r.stdout} ${r.stderr}`);
+  return r.stdout;
+}
+
+function cloneEager(domid: number): Restored {
+  const r = JSON.parse(snowflock(['clone', String(domid), '-n', '1', '--memory', 'eager', '--json', '--workdir', work])) as { clones: Restored[] };
+  made.push(...r.clones);
+  return r.clones[0]!;
+}
+
+function cloneOnDemand(domid: number): LazyCloneResult {
+  const r = JSON.parse(snowflock(['clone', String(domid), '-n', '1', '--json', '--state-dir', join(work, 'state')])) as LazyCloneResult;
+  made.push(...r.clones);
+  memservers.push(r.memserver.pid);
+  return r;
+}
+
+const counts = (name: string, vmid: number) => [...readConsole(name).matchAll(new RegExp(`SF-COUNT (\\d+) vmid=${vmid}\\b`, 'g'))].map((m) => Number(m[1]));
+
+/** The clone carries its own identity and the parent's memory limits in libxl's record. */
+function assertXlKnows(c: Restored, p: number): void {
+  const listed = xlListLong(c.domid);
+  assert.equal(listed.config.c_info.name, c.name);
+  assert.equal(listed.config.c_info.uuid, c.uuid);
+  assert.equal(memoryNode(c.domid, 'static-max'), memoryNode(p, 'static-max'), 'static-max is the parent\'s');
+  assert.equal(memoryNode(c.domid, 'target'), memoryNode(p, 'target'), 'the balloon target is the parent\'s');
+  assert.equal(listed.config.b_info.max_memkb, memoryNode(p, 'static-max'));
+  for (const [i, mac] of c.macs.entries()) assert.equal(listed.config.nics?.[i]?.mac, mac, `vif ${i} has the clone's MAC in libxl's record`);
+}
+
+before(async () => {
+  if (skipBox) return;
+  onDemandSkip = await memPagingSkip(xc);
+  const vifs = existsSync(`/sys/class/net/${GUEST_BRIDGE}/bridge`) ? [`bridge=${GUEST_BRIDGE}`] : [];
+  parent = await startTestGuest(parentName, 'pvh', '', 128, vifs);
+  await waitForConsole(parentName, /SF-COUNT \d+ vmid=0/, 120_000, 2);
+});
+
+after(async () => {
+  for (const c of made) await destroyClone(xc, xs, c.domid, c.uuid).catch(() => {});
+  for (const pid of memservers) if (processAlive(pid)) process.kill(pid, 'SIGTERM');
+  await destroyQuietly(xc, parent);
+  xs.close();
+  xc.close();
+  rmSync(work, { recursive: true, force: true });
+});
+
+test('an eager clone is a domain xl manages: list -l, mem-set, vcpu-set, network-attach and -detach', { skip: skipBox }, async () => {
+  const c = cloneEager(parent!);
+  assertXlKnows(c, parent!);
+  xlOk(['mem-set', String(c.domid), '100m']);
+  assert.equal(memoryNode(c.domid, 'target'), 102400, 'xl mem-set set the clone\'s balloon target');
+  assert.equal(xlListLong(c.domid).config.b_info.target_memkb, 102400);
+  xlOk(['vcpu-set', String(c.domid), '1']);
+  if (existsSync(`/sys/class/net/${GUEST_BRIDGE}/bridge`)) {
+    const before = xlOk(['network-list', String(c.domid)]).trim().split('\n').length;
+    xlOk(['network-attach', String(c.domid), `bridge=${GUEST_BRIDGE}`]);
+    const attached = xlOk(['network-list', String(c.domid)]).trim().split('\n');
+    assert.equal(attached.length, before + 1, `xl network-attach added a vif:\n${attached.join('\n')}`);
+    const devid = attached.at(-1)!.trim().split(/\s+/)[0]!;
+    xlOk(['network-detach', String(c.domid), devid]);
+    await waitUntil('the attached vif gone', () => xlOk(['network-list', String(c.domid)]).trim().split('\n').length === before, 60_000);
+  }
+});
+
+test('xl save and xl restore an eager clone: it runs on from where it was, as the same clone', { skip: skipBox }, async () => {
+  const c = made.at(-1)! as Restored;
+  const file = join(work, 'clone.xlsave');
+  await waitForConsole(c.name, new RegExp(`SF-COUNT \\d+ vmid=${c.vmid}`), 120_000, 1);
+  xlOk(['save', String(c.domid), file], 300_000);
+  assert.ok(statSync(file).size > 1 << 20, 'xl wrote the clone\'s memory');
+  assert.ok(!domainIds(xc).includes(c.domid), 'xl save ended the clone');
+  const atSave = Math.max(...counts(c.name, c.vmid));
+  xlOk(['restore', file], 300_000);
+  const domid = Number(xlOk(['domid', c.name]).trim());
+  made.push({ domid });
+  await waitForConsole(c.name, new RegExp(`SF-COUNT ${atSave + 2} vmid=`), 120_000);
+  assert.doesNotMatch(readConsole(c.name).split(`SF-COUNT ${atSave}`).at(-1)!, /SF-AGENT up/, 'the restored clone resumed; it did not boot');
+  xlListLong(domid);
+  xlOk(['destroy', String(domid)]);
+  rmSync(file);
+});
+
+test('an on-demand clone: xl list -l and mem-set; settled, xl save and restore work', { skip: skipBox || onDemandSkip }, async (t) => {
+  if (onDemandSkip) return t.skip(onDemandSkip);
+  const fork = cloneOnDemand(parent!);
+  const c = fork.clones[0]!;
+  assertXlKnows(c, parent!);
+  xlOk(['mem-set', String(c.domid), '110m']);
+  assert.equal(memoryNode(c.domid, 'target'), 112640);
+  const listed = JSON.parse(snowflock(['list', '--json'])) as { domid: number; clone: { memory: string | null } | null }[];
+  assert.equal(listed.find((d) => d.domid === c.domid)?.clone?.memory, 'on-demand', 'snowflock list shows the clone\'s memory on demand');
+});
+
+test('a clone of a ballooned parent, and a clone of that clone, load every page; no over-allocation', { skip: skipBox || onDemandSkip }, async (t) => {
+  if (onDemandSkip) return t.skip(onDemandSkip);
+  xlOk(['mem-set', String(parent), '120m']);
+  await waitUntil('the parent ballooned down', () => xc.domainInfo(parent!).totPages <= 30976, 120_000);
+  const fork = cloneOnDemand(parent!);
+  const c = fork.clones[0]!;
+  assert.equal(memoryNode(c.domid, 'target'), 122880, 'the clone aims at the parent\'s ballooned target');
+  await waitForConsole(c.name, new RegExp(`SF-COUNT \\d+ vmid=${c.vmid}`), 180_000, 2);
+  // An eager clone of the on-demand clone reads every one of its pages through memtap.
+  const grand = cloneEager(c.domid);
+  await waitForConsole(grand.name, new RegExp(`SF-COUNT \\d+ vmid=${grand.vmid}`), 180_000, 2);
+  const dmesg = xlOk(['dmesg']);
+  assert.doesNotMatch(dmesg, /Over-allocation/, 'Xen logged no over-allocation');
+  const listed = JSON.parse(snowflock(['list', '--json'])) as { domid: number; clone: { memory: string | null } | null }[];
+  assert.equal(listed.find((d) => d.domid === c.domid)?.clone?.memory, 'on-demand', 'no page failed to load');
+  xlOk(['mem-set', String(parent), '128m']);
+});
+
+test('the parent afterwards: xl list -l, mem-set and xl save -c (a checkpoint: it runs on)', { skip: skipBox }, async () => {
+  xlListLong(parent!);
+  xlOk(['mem-set', String(parent), '124m']);
+  assert.equal(memoryNode(parent!, 'target'), 126976);
+  const before = Math.max(...counts(parentName, 0));
+  const file = join(work, 'parent.xlsave');
+  xlOk(['save', '-c', String(parent), file], 300_000);
+  await waitForConsole(parentName, new RegExp(`SF-COUNT ${before + 2} vmid=0`), 120_000);
+  rmSync(file);
+});
+
+test('xl\'s record of a clone goes with it', { skip: skipBox }, async () => {
+  for (const c of made.filter((m) => m.uuid)) {
+    await destroyClone(xc, xs, c.domid, c.uuid);
+    assert.ok(!existsSync(`/var/lib/xen/userdata-d.${c.domid}.${c.uuid}.libxl-json`), `domain ${c.domid}'s libxl record removed`);
+    assert.equal(xs.read(`/libxl/${c.domid}/device/vif/0/backend`), null);
+  }
+  made.splice(0);
+});
