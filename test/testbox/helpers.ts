@@ -40,7 +40,13 @@ function watchNewDomains(): void {
   for (const d of xc.listDomains()) markedDomains.add(d.domid); // earlier files' leftovers
   const look = () => {
     if (xlCreating > 0) return;
-    for (const d of xc.listDomains()) {
+    let domains;
+    try {
+      domains = xc.listDomains();
+    } catch {
+      return; // a mark missed leaves a fault unclaimed (no rerun); it must never fail the file
+    }
+    for (const d of domains) {
       if (markedDomains.has(d.domid)) continue;
       markedDomains.add(d.domid);
       mark(domainMark(d.domid, { file: suiteFile, builtBy: 'other' }));
