@@ -54,6 +54,12 @@ describe('which skips each environment allows', () => {
     expect(unexpected([['40.multihost', skipped('single host')]], { flavour: 'custom', hosts: 2, box: 1 })).toEqual(['40.multihost: single host']);
   });
 
+  it('65 (xl on clones): box 1 only, its on-demand cases need mem_paging', () => {
+    expect(unexpected([['65.clone-xl', skipped('single-host file runs on box 1', 6)]], { flavour: 'custom', hosts: 2, box: 2 })).toEqual([]);
+    expect(unexpected([['65.clone-xl', skipped(STOCK, 2)]], { flavour: 'stock', hosts: 1, box: 1 })).toEqual([]);
+    expect(unexpected([['65.clone-xl', skipped(STOCK, 2)]], { flavour: 'custom', hosts: 1, box: 1 })).toHaveLength(2);
+  });
+
   it('a missing guest bridge fails a test box run, not a real host\'s', () => {
     const noBridge: [string, string[]][] = [['87.guest-net', skipped('no bridge sfbr0 in this dom0')]];
     expect(unexpected(noBridge, { flavour: 'custom', hosts: 2, box: 1 })).toEqual(['87.guest-net: no bridge sfbr0 in this dom0']);
