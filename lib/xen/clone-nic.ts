@@ -22,22 +22,42 @@ export interface NicRecord {
 
 export class CloneNicError extends Error {}
 
-/** The parent's vifs served by dom0; ones without a bridge (routed, NAT) are skipped with a reason. */
+/**
+ * The parent's vifs served by dom0; ones without a bridge (routed, NAT) are skipped with a reason.
+ * The facts come from dom0's backend directory, which only dom0 writes: the guest owns its
+ * frontend directory, so its "backend" and "mac" could name another domain's vif (and with it
+ * that domain's bridge and MAC). A vif counts only when the frontend's backend is dom0's own
+ * backend for this domain's vif and that backend names this frontend back.
+ */
 export function readNics(xs: XenStore, domid: number): { nics: NicRecord[]; skipped: string[] } {
   const nics: NicRecord[] = [];
   const skipped: string[] = [];
   for (const id of xs.directory(`${domainPath(domid)}/device/vif`) ?? []) {
-    const front = `${domainPath(domid)}/device/vif/${id}`;
-    const backend = xs.read(`${front}/backend`);
-    const mac = xs.read(`${front}/mac`);
-    const bridge = backend ? xs.read(`${backend}/bridge`) : null;
-    if (!backend?.startsWith('/local/domain/0/') || !mac || !bridge) {
-      skipped.push(`vif ${id}: ${!backend?.startsWith('/local/domain/0/') ? 'not served by dom0' : !mac ? 'no MAC' : 'not on a bridge'}`);
-      continue;
-    }
-    nics.push({ devid: Number(id), mac, bridge });
+    const found = readNic(xs, domid, id);
+    if (typeof found === 'string') skipped.push(`vif ${id}: ${found}`);
+    else nics.push(found);
   }
   return { nics, skipped };
+}
+
+/** One vif's record, or why it is skipped. */
+function readNic(xs: XenStore, domid: number, id: string): NicRecord | string {
+  if (!/^\d{1,9}$/.test(id)) return 'not a device number';
+  const devid = Number(id);
+  const front = `${domainPath(domid)}/device/vif/${id}`;
+  const back = backendPath(domid, devid);
+  const named = xs.read(`${front}/backend`);
+  if (!named?.startsWith('/local/domain/0/')) return 'not served by dom0';
+  if (named !== back) return `its frontend names backend ${named}, not dom0's ${back}`;
+  const frontendId = xs.read(`${back}/frontend-id`);
+  if (frontendId !== String(domid)) return `dom0's backend serves domain ${frontendId ?? '(none)'}, not ${domid}`;
+  const frontend = xs.read(`${back}/frontend`);
+  if (frontend !== front) return `dom0's backend serves ${frontend ?? '(none)'}, not ${front}`;
+  const mac = xs.read(`${back}/mac`);
+  if (!mac) return 'no MAC';
+  const bridge = xs.read(`${back}/bridge`);
+  if (!bridge) return 'not on a bridge';
+  return { devid, mac, bridge };
 }
 
 /** A new MAC in Xen's OUI (00:16:3e), as xl picks one for a vif without a MAC. */

@@ -2,21 +2,74 @@ import { describe, expect, it } from 'vitest';
 import { CloneNicError, newMac, readNics, removeCloneNics, writeCloneNics } from '../../../lib/xen/clone-nic.js';
 import { childAddress, readdressChild, type LinkSnapshot } from '../../../lib/api/clone-network.js';
 import { memoryStore } from '../../memory-xenstore.js';
+import type { XenStore } from '../../../lib/xen/native.js';
+
+/** A vif as libxl lays it out: the guest's frontend and dom0's backend, each naming the other. */
+function libxlVif(xs: XenStore, domid: number, devid: number, mac: string, bridge?: string, backendDomain = 0): void {
+  const front = `/local/domain/${domid}/device/vif/${devid}`;
+  const back = `/local/domain/${backendDomain}/backend/vif/${domid}/${devid}`;
+  xs.write(`${front}/backend`, back);
+  xs.write(`${front}/mac`, mac);
+  xs.write(`${back}/frontend`, front);
+  xs.write(`${back}/frontend-id`, String(domid));
+  xs.write(`${back}/mac`, mac);
+  if (bridge) xs.write(`${back}/bridge`, bridge);
+}
 
 describe('a clone\'s vifs in xenstore', () => {
   it('reads the parent\'s bridged vifs and says why others are skipped', () => {
     const xs = memoryStore();
-    xs.write('/local/domain/5/device/vif/0/backend', '/local/domain/0/backend/vif/5/0');
-    xs.write('/local/domain/5/device/vif/0/mac', '00:16:3e:00:00:05');
-    xs.write('/local/domain/0/backend/vif/5/0/bridge', 'xenbr0');
-    xs.write('/local/domain/5/device/vif/1/backend', '/local/domain/0/backend/vif/5/1');
-    xs.write('/local/domain/5/device/vif/1/mac', '00:16:3e:00:00:06');
-    xs.write('/local/domain/5/device/vif/2/backend', '/local/domain/3/backend/vif/5/2');
-    xs.write('/local/domain/5/device/vif/2/mac', '00:16:3e:00:00:07');
+    libxlVif(xs, 5, 0, '00:16:3e:00:00:05', 'xenbr0');
+    libxlVif(xs, 5, 1, '00:16:3e:00:00:06');
+    libxlVif(xs, 5, 2, '00:16:3e:00:00:07', 'xenbr0', 3);
     expect(readNics(xs, 5)).toEqual({
       nics: [{ devid: 0, mac: '00:16:3e:00:00:05', bridge: 'xenbr0' }],
       skipped: ['vif 1: not on a bridge', 'vif 2: not served by dom0'],
     });
+  });
+
+  it('reads a clone\'s own vifs as writeCloneNics laid them out (a clone cloned again)', () => {
+    const xs = memoryStore();
+    writeCloneNics(xs, 9, [{ devid: 0, mac: '00:16:3e:00:00:05', bridge: 'xenbr0' }], { macs: ['00:16:3e:12:34:56'], bridgeExists: () => true });
+    expect(readNics(xs, 9)).toEqual({ nics: [{ devid: 0, mac: '00:16:3e:12:34:56', bridge: 'xenbr0' }], skipped: [] });
+  });
+
+  // The frontend directory is the guest's to write: none of it may choose the bridge or the MAC.
+  it('refuses a guest-written backend that points at another domain\'s vif', () => {
+    const xs = memoryStore();
+    libxlVif(xs, 5, 0, '00:16:3e:00:00:05', 'xenbr0');
+    libxlVif(xs, 9, 0, '00:16:3e:00:00:09', 'xenbr-other');
+    xs.write('/local/domain/5/device/vif/0/backend', '/local/domain/0/backend/vif/9/0');
+    xs.write('/local/domain/5/device/vif/0/mac', '00:16:3e:00:00:09');
+    expect(readNics(xs, 5)).toEqual({
+      nics: [],
+      skipped: ['vif 0: its frontend names backend /local/domain/0/backend/vif/9/0, not dom0\'s /local/domain/0/backend/vif/5/0'],
+    });
+  });
+
+  it('refuses a backend that dom0 keeps for another frontend', () => {
+    const xs = memoryStore();
+    libxlVif(xs, 5, 0, '00:16:3e:00:00:05', 'xenbr0');
+    xs.write('/local/domain/0/backend/vif/5/0/frontend-id', '9');
+    libxlVif(xs, 5, 1, '00:16:3e:00:00:06', 'xenbr0');
+    xs.write('/local/domain/0/backend/vif/5/1/frontend', '/local/domain/9/device/vif/0');
+    expect(readNics(xs, 5)).toEqual({
+      nics: [],
+      skipped: ['vif 0: dom0\'s backend serves domain 9, not 5', 'vif 1: dom0\'s backend serves /local/domain/9/device/vif/0, not /local/domain/5/device/vif/1'],
+    });
+  });
+
+  it('takes the MAC from dom0\'s backend, not from the guest\'s frontend', () => {
+    const xs = memoryStore();
+    libxlVif(xs, 5, 0, '00:16:3e:00:00:05', 'xenbr0');
+    xs.write('/local/domain/5/device/vif/0/mac', '00:16:3e:00:00:09');
+    expect(readNics(xs, 5).nics).toEqual([{ devid: 0, mac: '00:16:3e:00:00:05', bridge: 'xenbr0' }]);
+  });
+
+  it('skips vif names that are not device numbers', () => {
+    const xs = memoryStore();
+    xs.write('/local/domain/5/device/vif/x/backend', '/local/domain/0/backend/vif/5/x');
+    expect(readNics(xs, 5)).toEqual({ nics: [], skipped: ['vif x: not a device number'] });
   });
 
   it('writes frontend and backend with the new MAC, the backend state last, owned as libxl owns them', () => {
