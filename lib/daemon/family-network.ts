@@ -23,7 +23,7 @@ export class FamilyNetwork {
   }
 
   /** After this host built its clones (still paused): filter the family, when isolating. */
-  async built(fork: ForkInfo, nics: NicRecord[], clones: { domid: number }[]): Promise<void> {
+  async built(fork: ForkInfo, nics: NicRecord[], clones: { domid: number; vmid: number }[]): Promise<void> {
     if (!this.isolate || !nics.length) return;
     const vmids = Array.from({ length: fork.clones }, (_, i) => i + 1);
     const parent = this.parents.get(fork.fork);
@@ -31,7 +31,8 @@ export class FamilyNetwork {
       family: fork.fork,
       parentMacs: nics.map((n) => n.mac),
       cloneMacs: vmids.flatMap((vmid) => this.macsFor(fork.fork, vmid, nics)),
-      cloneVifs: clones.flatMap((c) => nics.map((n) => vifName(c.domid, n.devid))),
+      // each vif with the MAC macsFor gave it: the filter drops what it sends as anyone else
+      cloneVifs: clones.flatMap((c) => nics.map((n) => ({ name: vifName(c.domid, n.devid), mac: familyMac(fork.fork, c.vmid, n.devid) }))),
       parentVifs: parent === undefined ? [] : nics.map((n) => vifName(parent, n.devid)),
     });
   }

@@ -1,10 +1,15 @@
 // Network isolation of a fork family in dom0 (SnowFlock kept each family on a private virtual
 // network; today's equivalent is an nftables bridge table per family). Clones share the
 // parent's bridge, and on every host with clones of the family:
+//   - a clone is known by its port (its vif), never by the MAC it sends: a frame from a clone's
+//     vif whose source MAC, or ARP sender hardware address, is not that vif's is dropped before
+//     the bridge learns from it (a clone sets its own MAC, and could otherwise leave its family
+//     or move another guest's MAC behind its port);
 //   - a clone's unicast frames reach only family members (the parent and its clones, by MAC);
 //   - a clone's broadcast and multicast reach only the family's vifs on this host and the
 //     bridge's non-vif ports (the uplink to the family's other hosts);
-//   - nothing from outside the family reaches a clone's vif.
+//   - nothing from another guest's vif reaches a clone's vif, and from the uplink only frames
+//     from family MACs (the family's other hosts).
 // The parent keeps its own connectivity. One table per family makes removal one command.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -18,10 +23,15 @@ export interface FamilyMembers {
   parentMacs: string[];
   /** MACs of every clone's vifs, on all hosts */
   cloneMacs: string[];
-  /** this host's vifs of the family's clones (netdev names) */
-  cloneVifs: string[];
+  /** this host's vifs of the family's clones: netdev name and the MAC dom0 gave it */
+  cloneVifs: CloneVif[];
   /** this host's vifs of the parent, if it runs here */
   parentVifs: string[];
+}
+
+export interface CloneVif {
+  name: string;
+  mac: string;
 }
 
 export class FamilyFilterError extends Error {}
@@ -38,8 +48,9 @@ const elements = (values: string[], quote = false) => (values.length ? ` element
 
 /** The nft script that installs (or replaces) the family's table. */
 export function familyRuleset(m: FamilyMembers): string {
-  for (const mac of [...m.parentMacs, ...m.cloneMacs]) if (!MAC.test(mac)) throw new FamilyFilterError(`bad MAC "${mac}"`);
-  for (const dev of [...m.cloneVifs, ...m.parentVifs]) if (!IFNAME.test(dev)) throw new FamilyFilterError(`bad interface name "${dev}"`);
+  const cloneVifs = m.cloneVifs.map((v) => v.name);
+  for (const mac of [...m.parentMacs, ...m.cloneMacs, ...m.cloneVifs.map((v) => v.mac)]) if (!MAC.test(mac)) throw new FamilyFilterError(`bad MAC "${mac}"`);
+  for (const dev of [...cloneVifs, ...m.parentVifs]) if (!IFNAME.test(dev)) throw new FamilyFilterError(`bad interface name "${dev}"`);
   if (!m.cloneMacs.length) throw new FamilyFilterError('a family filter needs the clones\' MACs');
   const t = tableName(m.family);
   return [
@@ -47,13 +58,20 @@ export function familyRuleset(m: FamilyMembers): string {
     `delete table bridge ${t}`, // replace whatever an earlier build of this family left
     `table bridge ${t} {`,
     `  set members { type ether_addr;${elements([...m.parentMacs, ...m.cloneMacs])} }`,
-    `  set clones { type ether_addr;${elements(m.cloneMacs)} }`,
-    `  set clone_ports { type ifname;${elements(m.cloneVifs, true)} }`,
-    `  set family_ports { type ifname;${elements([...m.parentVifs, ...m.cloneVifs], true)} }`,
+    `  set clone_ports { type ifname;${elements(cloneVifs, true)} }`,
+    `  set family_ports { type ifname;${elements([...m.parentVifs, ...cloneVifs], true)} }`,
+    `  set clone_port_macs { type ifname . ether_addr;${elements(m.cloneVifs.map((v) => `"${v.name}" . ${v.mac}`))} }`,
+    '  chain prerouting {',
+    // Before the bridge learns the source: what a clone sends carries its own vif's MAC.
+    '    type filter hook prerouting priority -10; policy accept;',
+    '    iifname @clone_ports iifname . ether saddr != @clone_port_macs drop',
+    '    iifname @clone_ports ether type arp iifname . arp saddr ether != @clone_port_macs drop',
+    '  }',
     '  chain forward {',
     '    type filter hook forward priority -10; policy accept;',
-    '    ether saddr @clones ether daddr != @members ether daddr & 01:00:00:00:00:00 == 00:00:00:00:00:00 drop',
-    '    ether saddr @clones oifname != @family_ports oifname "vif*" drop',
+    '    iifname @clone_ports ether daddr != @members ether daddr & 01:00:00:00:00:00 == 00:00:00:00:00:00 drop',
+    '    iifname @clone_ports oifname != @family_ports oifname "vif*" drop',
+    '    oifname @clone_ports iifname != @family_ports iifname "vif*" drop',
     '    oifname @clone_ports ether saddr != @members drop',
     '  }',
     '}',

@@ -171,7 +171,7 @@ describe('family MACs', () => {
     const net = new FamilyNetwork(false);
     const nics = [{ devid: 0, mac: '00:16:3e:00:00:01', bridge: 'xenbr0' }, { devid: 1, mac: '00:16:3e:00:00:02', bridge: 'xenbr1' }];
     expect(net.macsFor('f-9', 3, nics)).toEqual([familyMac('f-9', 3, 0), familyMac('f-9', 3, 1)]);
-    await net.built({ fork: 'f-9', family: 'h:1', clones: 2 }, nics, [{ domid: 7 }]); // isolation off: nothing to install
+    await net.built({ fork: 'f-9', family: 'h:1', clones: 2 }, nics, [{ domid: 7, vmid: 1 }]); // isolation off: nothing to install
     await net.ended('f-9');
   });
 });
