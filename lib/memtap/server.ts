@@ -11,7 +11,7 @@ import { eagerGfns } from './eager-set.js';
 import { ImageIndex } from './image-index.js';
 import {
   ErrorCode, FrameReader, MAX_FRAME, MsgType, ProtocolError, TOKEN_BYTES, type Frame, decodeBye, decodeEcho, decodeGet,
-  decodeHello, encodeError, encodePong, encodeWelcome, pagesFrame,
+  decodeHello, encodeError, encodeHello, encodePong, encodeWelcome, pagesFrame,
 } from './protocol.js';
 
 export interface MemServerOptions {
@@ -56,7 +56,13 @@ export interface ServePlan {
 // rings, IOREQ, BUFIOREQ; IDENT_PT holds an address, not a gfn.
 const SPECIAL_PARAMS = new Set([1, 17, 27, 28, 29, 5, 6]);
 const IDENT_PT = 12;
-const HELLO_TIMEOUT_MS = 30_000;
+const HELLO_TIMEOUT_MS = 10_000;
+/** Before HELLO a peer has proved nothing: it may send no more than a HELLO frame... */
+const HELLO_FRAME_BYTES = encodeHello({ token: Buffer.alloc(TOKEN_BYTES), vmid: 0 }).length;
+/** ...and hold only this many such connections per address (a host's memtaps say HELLO at once), */
+const MAX_UNAUTHENTICATED_PER_PEER = 32;
+/** and this many in all. */
+const MAX_UNAUTHENTICATED = 512;
 const LINGER_MS = 5_000; // after ERROR or BYE, how long a peer may keep its side open
 const QUEUE_PAUSE = 32; // frames queued before we stop reading the socket
 
@@ -72,6 +78,9 @@ interface Conn {
   ended: boolean;
   /** the peer sent FIN: we hang up once its requests are answered */
   peerEnded: boolean;
+  address: string;
+  /** still counted among its address's connections without HELLO */
+  counted: boolean;
   timer?: NodeJS.Timeout;
 }
 
@@ -79,6 +88,8 @@ export class MemServer extends EventEmitter {
   // Half-open: a peer may send its last requests and FIN; it still gets the answers.
   private readonly server = net.createServer({ allowHalfOpen: true });
   private readonly conns = new Set<Conn>();
+  /** connections that have not said HELLO yet, per remote address */
+  private readonly unauthenticated = new Map<string, number>();
   private readonly totals = newStats();
   private readonly finishedVmids = new Set<number>();
   private index?: ImageIndex;
@@ -151,8 +162,17 @@ export class MemServer extends EventEmitter {
 
   private accept(socket: net.Socket): void {
     if (this.closing) return void socket.destroy();
+    const address = socket.remoteAddress ?? '?';
+    const fromPeer = this.unauthenticated.get(address) ?? 0;
+    let total = 0;
+    for (const n of this.unauthenticated.values()) total += n;
+    if (fromPeer >= MAX_UNAUTHENTICATED_PER_PEER || total >= MAX_UNAUTHENTICATED) {
+      this.log({ event: 'connection-refused', remote: address, reason: `too many connections without HELLO (${fromPeer} from this address, ${total} in all)` });
+      return void socket.destroy();
+    }
+    this.unauthenticated.set(address, fromPeer + 1);
     const c: Conn = {
-      socket, reader: new FrameReader(), queue: [], busy: false, ended: false, peerEnded: false,
+      socket, reader: new FrameReader(), queue: [], busy: false, ended: false, peerEnded: false, address, counted: true,
       stats: { ...newStats(), remote: `${socket.remoteAddress}:${socket.remotePort}` },
     };
     this.conns.add(c);
@@ -167,12 +187,26 @@ export class MemServer extends EventEmitter {
     socket.on('close', () => {
       clearTimeout(c.timer);
       this.conns.delete(c);
+      this.authenticated(c);
     });
+  }
+
+  /** The connection no longer counts against its address's unauthenticated share. */
+  private authenticated(c: Conn): void {
+    if (!c.counted) return;
+    c.counted = false;
+    const n = (this.unauthenticated.get(c.address) ?? 1) - 1;
+    if (n > 0) this.unauthenticated.set(c.address, n);
+    else this.unauthenticated.delete(c.address);
   }
 
   private receive(c: Conn, chunk: Buffer): void {
     if (c.ended) return; // draining what the peer still sends after ERROR or BYE
     c.queue.push(...c.reader.push(chunk));
+    if (c.stats.vmid === undefined && c.queue.length === 0 && c.reader.buffered > HELLO_FRAME_BYTES) {
+      // Whatever this is, it is not a HELLO: do not keep it.
+      return this.refuse(c, new ProtocolError(ErrorCode.Malformed, `the first frame must be a HELLO of ${HELLO_FRAME_BYTES} bytes`));
+    }
     if (c.reader.error) {
       c.queue.push(c.reader.error); // the stream is out of step: answered after what came before
       c.ended = true;
@@ -209,6 +243,7 @@ export class MemServer extends EventEmitter {
         if (!timingSafeEqual(h.token, this.o.token)) throw new ProtocolError(ErrorCode.BadToken, 'bad token');
         clearTimeout(c.timer);
         c.stats.vmid = h.vmid;
+        this.authenticated(c);
         this.count(c, 'hellos');
         this.log({ event: 'hello', vmid: h.vmid, remote: c.stats.remote });
         return this.send(c, this.welcome!);
@@ -281,6 +316,7 @@ export class MemServer extends EventEmitter {
   private hangUp(c: Conn): void {
     c.ended = true;
     c.queue.length = 0;
+    c.reader = new FrameReader(); // drops whatever partial frame it held
     clearTimeout(c.timer);
     c.socket.end();
     c.socket.resume();
