@@ -19,25 +19,42 @@ export type Decoded = { ok: true; value: unknown } | { ok: false; reason: string
 
 export type PushResult = { fatal: null; frames: Decoded[] } | { fatal: string; frames: Decoded[] };
 
+/**
+ * Chunks are kept as a list and joined only once a whole frame (or a header) is there, so a
+ * frame sent a byte at a time is copied once, not once per byte.
+ */
 export class FrameDecoder {
-  private pending: Buffer = Buffer.alloc(0);
+  private chunks: Buffer[] = [];
+  private size = 0;
 
-  constructor(private readonly maxBytes: number) {}
+  /** The largest frame accepted; a link may raise it once its peer is authenticated. */
+  constructor(public maxBytes: number) {}
 
   push(chunk: Buffer): PushResult {
-    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
+    if (chunk.length > 0) {
+      this.chunks.push(chunk);
+      this.size += chunk.length;
+    }
     const frames: Decoded[] = [];
-    let at = 0;
-    while (this.pending.length - at >= HEADER_BYTES) {
-      const len = this.pending.readUInt32BE(at);
+    while (this.size >= HEADER_BYTES) {
+      const len = this.take(HEADER_BYTES, false).readUInt32BE(0);
       if (len === 0) return { fatal: 'empty frame (length 0)', frames };
       if (len > this.maxBytes) return { fatal: `frame of ${len} bytes exceeds the ${this.maxBytes}-byte limit`, frames };
-      if (this.pending.length - at - HEADER_BYTES < len) break;
-      frames.push(decodeJson(this.pending.subarray(at + HEADER_BYTES, at + HEADER_BYTES + len)));
-      at += HEADER_BYTES + len;
+      if (this.size - HEADER_BYTES < len) break;
+      frames.push(decodeJson(this.take(HEADER_BYTES + len, true).subarray(HEADER_BYTES)));
     }
-    this.pending = this.pending.subarray(at);
     return { fatal: null, frames };
+  }
+
+  /** The first n buffered bytes as one buffer (joined only when they span chunks); consume drops them. */
+  private take(n: number, consume: boolean): Buffer {
+    if (this.chunks[0]!.length < n) this.chunks = [Buffer.concat(this.chunks, this.size)];
+    const head = this.chunks[0]!;
+    if (!consume) return head;
+    if (head.length === n) this.chunks.shift();
+    else this.chunks[0] = head.subarray(n);
+    this.size -= n;
+    return head.subarray(0, n);
   }
 }
 

@@ -10,6 +10,10 @@ import { MAX_FRAME_BYTES, errorReply } from './protocol.js';
 
 /** Messages that arrive before anyone listens (during the handshake) are kept up to this many. */
 const MAX_QUEUED = 64;
+/** Until its peer is authenticated, a link takes only frames the size of handshake messages... */
+export const HANDSHAKE_FRAME_BYTES = 1024;
+/** ...and keeps at most this many unread (the handshake sends one message at a time). */
+const HANDSHAKE_QUEUED = 2;
 /** A peer that lets this much of our output pile up is not reading: drop it. */
 const MAX_UNSENT_BYTES = 8 * 1024 * 1024;
 
@@ -33,8 +37,9 @@ export class FramedSocket implements MessageConnection {
   private readonly closeHandlers: ((reason: string) => void)[] = [];
   private closeReason: string | null = null;
   private endHandler: (() => void) | null = null;
+  private maxQueued = MAX_QUEUED;
 
-  constructor(private readonly stream: Duplex, readonly peer: string, maxFrameBytes = MAX_FRAME_BYTES) {
+  constructor(private readonly stream: Duplex, readonly peer: string, private readonly maxFrameBytes = MAX_FRAME_BYTES) {
     this.decoder = new FrameDecoder(maxFrameBytes);
     stream.on('data', (chunk: Buffer) => this.receive(chunk));
     stream.on('error', (e) => this.finish(`connection error: ${e.message}`));
@@ -43,6 +48,17 @@ export class FramedSocket implements MessageConnection {
       if (this.endHandler) this.endHandler();
       else this.finish('peer closed the connection');
     });
+  }
+
+  /** Until authenticated(): frames and the queue as small as a handshake needs. */
+  limitUntilAuthenticated(): void {
+    this.decoder.maxBytes = HANDSHAKE_FRAME_BYTES;
+    this.maxQueued = HANDSHAKE_QUEUED;
+  }
+
+  authenticated(): void {
+    this.decoder.maxBytes = this.maxFrameBytes;
+    this.maxQueued = MAX_QUEUED;
   }
 
   get closed(): boolean {
@@ -116,8 +132,8 @@ export class FramedSocket implements MessageConnection {
     if (this.closed) return;
     if (this.waiter) this.waiter(m);
     else if (this.handler) this.handler(m);
-    else if (this.queue.length < MAX_QUEUED) this.queue.push(m);
-    else this.close(`${this.peer} sent more than ${MAX_QUEUED} messages before the handshake ended`);
+    else if (this.queue.length < this.maxQueued) this.queue.push(m);
+    else this.close(`${this.peer} sent more than ${this.maxQueued} messages before the handshake ended`);
   }
 
   private finish(reason: string): void {

@@ -23,6 +23,9 @@ export interface MasterServerOptions {
   log?: Log;
 }
 
+/** A host connects once; a few more from one address are reconnects racing a dead link. */
+const MAX_HANDSHAKES_PER_PEER = 8;
+
 class PeerLink implements HostLink {
   constructor(readonly host: string, readonly peer: RpcPeer) {}
 
@@ -40,6 +43,8 @@ export class MasterServer {
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
   private readonly registered = new Map<string, FramedSocket>();
+  /** Connections still in the key handshake, per remote address. */
+  private readonly handshaking = new Map<string, number>();
   private readonly log: Log;
 
   constructor(private readonly o: MasterServerOptions) {
@@ -70,14 +75,28 @@ export class MasterServer {
     socket.on('close', () => this.sockets.delete(socket));
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 10_000);
+    const address = socket.remoteAddress ?? '?';
+    const pending = this.handshaking.get(address) ?? 0;
+    if (pending >= MAX_HANDSHAKES_PER_PEER) {
+      this.log('auth-refused', { peer: address, error: `${pending} connections from this address are already in the key handshake` });
+      socket.destroy();
+      return;
+    }
+    this.handshaking.set(address, pending + 1);
     const conn = new FramedSocket(socket, `${socket.remoteAddress}:${socket.remotePort}`);
+    conn.limitUntilAuthenticated();
     let host: string;
     try {
       host = await authenticateHost(conn, this.o.key);
     } catch (e) {
       this.log('auth-refused', { peer: conn.peer, error: (e as Error).message });
       return;
+    } finally {
+      const n = this.handshaking.get(address)! - 1;
+      if (n > 0) this.handshaking.set(address, n);
+      else this.handshaking.delete(address);
     }
+    conn.authenticated();
     let link: PeerLink | null = null;
     let heartbeat: NodeJS.Timeout | null = null;
     const peer: RpcPeer = new RpcPeer(conn, {
