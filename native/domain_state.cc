@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -131,8 +132,16 @@ void WriteAll(int fd, const uint8_t* data, size_t bytes, const std::string& path
 uint64_t WriteMemoryImage(uint32_t domid, const std::vector<GfnRange>& populated, const std::string& path,
                           const std::vector<uint8_t>& header) {
   ForeignMemory fmem;
-  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  // The guest's whole memory: owner-only (also when an older file is truncated), and never
+  // written through a symbolic link planted at the path.
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) ThrowXenError("open", path);
+  if (fchmod(fd, 0600) != 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    ThrowXenError("fchmod", path);
+  }
   uint64_t written = 0;
   try {
     WriteAll(fd, header.data(), header.size(), path);

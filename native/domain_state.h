@@ -38,7 +38,8 @@ struct DomainState {
 DomainState CaptureDomainState(xc_interface* xch, uint32_t domid);
 
 // Writes header, then every populated page in the order of `populated`, to path (created,
-// truncated; removed again on failure). Returns the number of pages written.
+// truncated, mode 0600, never through a symbolic link; removed again on failure). Returns the
+// number of pages written.
 uint64_t WriteMemoryImage(uint32_t domid, const std::vector<GfnRange>& populated, const std::string& path,
                           const std::vector<uint8_t>& header);
 

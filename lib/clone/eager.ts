@@ -1,6 +1,7 @@
 // Eager clones on one host: descriptor + full memory image + K restores. This is the
 // suspend/resume-style baseline that memory on demand (memtap) must beat.
-import { mkdirSync, rmSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { XenControl, XenStore } from '../xen/native.js';
 import { captureDescriptor } from '../descriptor/capture.js';
@@ -12,7 +13,8 @@ import { randomBytes } from 'node:crypto';
 
 export interface EagerCloneOptions {
   count: number;
-  workdir: string;
+  /** under which a private directory for the memory image is made; default the system's temporary directory */
+  workdir?: string;
   progress?: (message: string) => void;
 }
 
@@ -24,11 +26,34 @@ export interface EagerCloneResult {
   imagePages: number;
 }
 
+export class WorkdirError extends Error {}
+
+/**
+ * A new private (0700) directory for an eager clone's memory image, the guest's whole memory:
+ * made by mkdtemp (a fresh random name, so nothing can be planted there first) under `parent`,
+ * or under the system's temporary directory. A given parent must be a real directory (not a
+ * symbolic link) owned by this user or root that no one else can write to, or a sticky one like
+ * /tmp, so that no one else can move the private directory away. The caller removes it.
+ */
+export function eagerWorkdir(parent?: string): string {
+  const base = parent ?? tmpdir();
+  if (parent !== undefined) {
+    mkdirSync(parent, { recursive: true, mode: 0o700 });
+    const st = lstatSync(parent);
+    if (st.isSymbolicLink()) throw new WorkdirError(`work directory ${parent} is a symbolic link: give the directory it points to, if that is meant`);
+    if (!st.isDirectory()) throw new WorkdirError(`work directory ${parent} is not a directory`);
+    const me = process.geteuid?.() ?? 0;
+    if (st.uid !== me && st.uid !== 0) throw new WorkdirError(`work directory ${parent} belongs to user ${st.uid}, not to this user`);
+    if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) throw new WorkdirError(`others can write to work directory ${parent} and it is not sticky: they could replace the memory image's directory`);
+  }
+  return mkdtempSync(join(base, 'snowflock-eager-'));
+}
+
 export async function cloneEager(xc: XenControl, xs: XenStore, domid: number, opts: EagerCloneOptions): Promise<EagerCloneResult> {
   if (!Number.isInteger(opts.count) || opts.count < 1 || opts.count > 64) throw new RangeError(`clone count must be 1..64, got ${opts.count}`);
-  mkdirSync(opts.workdir, { recursive: true });
   const parentName = domainName(xs, domid);
-  const image = join(opts.workdir, `${parentName}-${process.pid}-${Date.now()}.mem`);
+  const workdir = eagerWorkdir(opts.workdir);
+  const image = join(workdir, `${parentName}.mem`);
   const clones: (Restored & { buildMs: number })[] = [];
   // Names are unique per clone operation: <parent>-<family>-<vmid>.
   const family = randomBytes(2).toString('hex');
@@ -55,6 +80,6 @@ export async function cloneEager(xc: XenControl, xs: XenStore, domid: number, op
     for (const c of clones) await destroyClone(xc, xs, c.domid, c.uuid);
     throw e;
   } finally {
-    rmSync(image, { force: true });
+    rmSync(workdir, { recursive: true, force: true });
   }
 }

@@ -1,7 +1,7 @@
 // The full memory image taken with a descriptor (the eager baseline): one 4 KiB header page,
 // then every populated page in memory-map order. The header ties it to its descriptor.
 //   0 "SFLKMEM\0"  8 u32 version (1)  12 u32 0  16 u64 pages  24 16-byte image id
-import { openSync, readSync, closeSync, fstatSync } from 'node:fs';
+import { openSync, readSync, closeSync, fstatSync, fchmodSync, constants } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { DescriptorError } from './errors.js';
 
@@ -44,4 +44,22 @@ export function checkImage(path: string, imageId: string | undefined, pages: num
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * Opens a memory image for writing: the guest's whole memory, so 0600 (also when an older file
+ * is truncated: O_CREAT's mode applies only to a new file), and never through a symbolic link
+ * planted at the path. Returns the file descriptor.
+ */
+export function openImageForWrite(path: string): number {
+  const { O_WRONLY, O_CREAT, O_TRUNC, O_NOFOLLOW } = constants;
+  let fd: number;
+  try {
+    fd = openSync(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o600);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ELOOP') throw new DescriptorError(`memory image ${path} is a symbolic link: not writing through it`);
+    throw new DescriptorError(`cannot create memory image ${path}: ${(e as Error).message}`);
+  }
+  fchmodSync(fd, 0o600);
+  return fd;
 }

@@ -8,6 +8,7 @@
 import { closeSync, createReadStream, createWriteStream, openSync, readSync, fstatSync } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { DescriptorError } from './errors.js';
+import { openImageForWrite } from './memory-image.js';
 
 const STREAM_HEADERS = 24 + 16;
 const PAGE_DATA = 1;
@@ -83,7 +84,7 @@ export interface SplitStream {
 /** Writes the memory image (header, then the stream's page data) and returns the rest. */
 export async function splitPvStream(streamPath: string, imagePath: string, imageHeader: (pages: number) => Buffer): Promise<SplitStream> {
   const run = findPageDataRun(streamPath);
-  const out = createWriteStream(imagePath);
+  const out = createWriteStream('', { fd: openImageForWrite(imagePath) });
   out.write(imageHeader(run.pages));
   await pipeline(createReadStream(streamPath, { start: run.start, end: run.end - 1 }), out);
   return { head: readRange(streamPath, 0, run.start), tail: readRange(streamPath, run.end, run.length), pages: run.pages, imageBytes: run.end - run.start };

@@ -1,7 +1,7 @@
 // Cutting a PV migration stream into descriptor and memory image, on synthetic streams laid
 // out as libxenguest writes them; and the PV descriptor's round trip through the file format.
 import { afterAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findPageDataRun, splitPvStream } from '../../lib/descriptor/pv-stream.js';
@@ -55,6 +55,26 @@ describe('PV migration stream', () => {
     const image = readFileSync(img);
     expect(image.subarray(0, 18).toString()).toBe('header for 5 pages');
     expect(Buffer.concat([split.head, image.subarray(image.length - split.imageBytes), split.tail]).equals(s)).toBe(true);
+  });
+
+  // The image is the guest's whole memory: only its owner may read it, and a symbolic link
+  // planted at its path must not send it (or the truncation) elsewhere.
+  it('writes the image 0600, also over an older file, and never through a symbolic link', async () => {
+    const path = join(dir, 'm.stream');
+    writeFileSync(path, stream([info, p2m, pageData(0, 2, 2), ...tail]));
+    const img = join(dir, 'm.mem');
+    await splitPvStream(path, img, () => Buffer.from('h'));
+    expect(statSync(img).mode & 0o777).toBe(0o600);
+    chmodSync(img, 0o644);
+    await splitPvStream(path, img, () => Buffer.from('h'));
+    expect(statSync(img).mode & 0o777).toBe(0o600);
+    const victim = join(dir, 'victim');
+    writeFileSync(victim, 'keep me');
+    const planted = join(dir, 'planted.mem');
+    symlinkSync(victim, planted);
+    await expect(splitPvStream(path, planted, () => Buffer.from('h'))).rejects.toThrow(/symbolic link/);
+    expect(readFileSync(victim, 'utf8')).toBe('keep me');
+    expect(lstatSync(planted).isSymbolicLink()).toBe(true);
   });
 
   it('names what is wrong with a stream it cannot cut', () => {

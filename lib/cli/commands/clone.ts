@@ -1,6 +1,4 @@
 import type { Argv } from 'yargs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { withXenSession } from '../../xen/session.js';
 import { resolveDomain } from '../../xen/resolve.js';
 import { cloneEager } from '../../clone/eager.js';
@@ -30,7 +28,7 @@ export function cloneCommand(y: Argv) {
           describe: 'on-demand: paging = mem_paging (Xen with CONFIG_MEM_PAGING, any CPU); access = mem_access (stock Xen, Intel EPT only)',
         })
         .option('state-dir', { type: 'string', default: DEFAULT_STATE_DIR, describe: 'on-demand: where the family\'s memory image, descriptor and logs live' })
-        .option('workdir', { type: 'string', default: join(tmpdir(), 'snowflock'), describe: 'eager: where the temporary memory image goes' })
+        .option('workdir', { type: 'string', describe: 'eager: under which directory a private (0700) directory for the temporary memory image is made (default: the system\'s temporary directory)' })
         .example('$0 clone web -n 4', 'four clones of the domain named web, memory on demand')
         .example('$0 clone web --memory eager', 'one clone with a full copy of the memory'),
     async (argv) => {
