@@ -15,6 +15,7 @@ import { HostCommandRunner, type Log } from './host-commands.js';
 import { Notifier } from './notifier.js';
 import { guestRequests, hostCommands, type DaemonResults, type GuestRequests, type HostCommands } from './protocol.js';
 import { AdminServer } from './admin-socket.js';
+import { GuestLimit } from './guest-limit.js';
 import type { AdminResults } from './messages.js';
 import { RpcPeer } from './rpc.js';
 
@@ -42,6 +43,13 @@ export interface HostDaemonOptions {
 }
 
 const MAX_RECONNECT_MS = 30_000;
+/**
+ * How long a guest's request may wait for the master. join waits for the clones' work, however
+ * long, and ends only with the guest's connection; a fork is bounded by the master's own step
+ * timeouts (capture, build), so its limit is above theirs.
+ */
+const FORWARD_TIMEOUT_MS: Partial<Record<keyof GuestRequests, number>> = { clone: 20 * 60_000 };
+const DEFAULT_FORWARD_TIMEOUT_MS = 2 * 60_000;
 
 export class HostDaemon {
   private readonly runner: HostCommandRunner;
@@ -59,6 +67,8 @@ export class HostDaemon {
   private readonly startedAt = Date.now();
   /** Clones whose end the master has been told of. */
   private readonly reportedEnded = new Set<number>();
+  /** Each guest's share of the link to the master. */
+  private readonly guestLimit = new GuestLimit();
 
   constructor(private readonly o: HostDaemonOptions) {
     this.log = o.log ?? (() => {});
@@ -141,11 +151,12 @@ export class HostDaemon {
     new RpcPeer(conn, {
       requests: guestRequests,
       maxInFlight: 8,
-      handle: (type, body) => this.forward(domid, type as keyof GuestRequests, body as Record<string, unknown>),
+      // A guest's requests end with its connection (signal), so a guest that leaves holds nothing.
+      handle: (type, body, signal) => this.guestLimit.run(domid, () => this.forward(domid, type as keyof GuestRequests, body as Record<string, unknown>, signal)),
     });
   }
 
-  private async forward(domid: number, type: keyof GuestRequests, body: Record<string, unknown>): Promise<unknown> {
+  private async forward(domid: number, type: keyof GuestRequests, body: Record<string, unknown>, signal: AbortSignal): Promise<unknown> {
     // The one request about this host alone: it needs no master.
     if (type === 'network_ready') {
       const released = await this.o.backend.releaseNetwork(domid).catch((e: Error) => {
@@ -164,7 +175,10 @@ export class HostDaemon {
       request = { ...request, vcpus: size.vcpus, memoryMiB: size.memoryMiB };
     }
     try {
-      return await master.call(type, request);
+      // join may wait as long as the clones work: it ends when its guest stops listening. The
+      // others are bounded by time, and answered even to a guest that half-closed (printf | nc).
+      if (type === 'join') return await master.call(type, request, undefined, signal);
+      return await master.call(type, request, FORWARD_TIMEOUT_MS[type] ?? DEFAULT_FORWARD_TIMEOUT_MS);
     } catch (e) {
       if (e instanceof SfError && e.code === 'channel-closed') {
         throw new SfError('master-unavailable', `the link to the master dropped during ${type}; try again`);

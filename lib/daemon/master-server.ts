@@ -8,6 +8,7 @@ import net from 'node:net';
 import { authenticateHost } from './auth.js';
 import { SfError } from './errors.js';
 import { FramedSocket } from './framed-socket.js';
+import { GuestLimit } from './guest-limit.js';
 import type { Log } from './host-commands.js';
 import type { HostLink, Master } from './master.js';
 import { daemonRequests, hostResults, type DaemonRequests, type HostCommands, type HostResults } from './protocol.js';
@@ -25,6 +26,8 @@ export interface MasterServerOptions {
 
 /** A host connects once; a few more from one address are reconnects racing a dead link. */
 const MAX_HANDSHAKES_PER_PEER = 8;
+/** Requests in progress on one host's link, all its guests together (each guest has its own bound). */
+const MAX_IN_FLIGHT_PER_HOST = 1024;
 
 class PeerLink implements HostLink {
   constructor(readonly host: string, readonly peer: RpcPeer) {}
@@ -99,9 +102,11 @@ export class MasterServer {
     conn.authenticated();
     let link: PeerLink | null = null;
     let heartbeat: NodeJS.Timeout | null = null;
+    const guests = new GuestLimit();
     const peer: RpcPeer = new RpcPeer(conn, {
       requests: daemonRequests,
-      handle: async (type, body) => {
+      maxInFlight: MAX_IN_FLIGHT_PER_HOST,
+      handle: async (type, body, signal) => {
         if (type === 'register') {
           if (link) throw new SfError('bad-request', 'this host is already registered on this connection');
           this.registered.get(host)?.close(`replaced by a new connection from ${host}`);
@@ -111,7 +116,9 @@ export class MasterServer {
           return this.o.master.hostUp(link, body as DaemonRequests['register']);
         }
         if (!link) throw new SfError('not-authenticated', 'register this host before sending requests');
-        return this.o.master.handle(host, type as keyof DaemonRequests, body);
+        const domid = (body as { domid?: number }).domid;
+        const handle = () => this.o.master.handle(host, type as keyof DaemonRequests, body, signal);
+        return domid === undefined ? handle() : guests.run(domid, handle);
       },
     });
     conn.onClose((reason) => {

@@ -112,7 +112,8 @@ export class Master {
 
   // ---- requests from host daemons, on behalf of their guests -------------------------------
 
-  async handle(host: string, type: keyof DaemonRequests, body: unknown): Promise<unknown> {
+  /** signal: the guest gave up (its connection closed); only waits that could last end early. */
+  async handle(host: string, type: keyof DaemonRequests, body: unknown, signal?: AbortSignal): Promise<unknown> {
     if (this.closed) throw new SfError('master-unavailable', 'the master is shutting down');
     const b = body as Record<string, unknown>;
     const caller: Caller | null = typeof b.domid === 'number' ? { host, domid: b.domid } : null;
@@ -120,7 +121,7 @@ export class Master {
       case 'request_ticket': return this.requestTicket(caller!, body as DaemonRequests['request_ticket']);
       case 'clone': return this.clone(caller!, (body as DaemonRequests['clone']).ticket, (body as DaemonRequests['clone']).requestId);
       case 'exit': return this.exit(caller!);
-      case 'join': return this.join(caller!, (body as DaemonRequests['join']).ticket);
+      case 'join': return this.join(caller!, (body as DaemonRequests['join']).ticket, signal);
       case 'kill': return this.kill(caller!, (body as DaemonRequests['kill']).ticket);
       case 'status': return this.status(caller!);
       case 'hosts': return this.hosts();
@@ -204,10 +205,10 @@ export class Master {
     return {};
   }
 
-  async join(caller: Caller, ticketId: string): Promise<EndReport> {
+  async join(caller: Caller, ticketId: string, signal?: AbortSignal): Promise<EndReport> {
     const fork = this.parentFork(caller, ticketId, 'join');
     await fork.forked;
-    await this.changes.wait(() => this.closed || fork.ending !== null || fork.allFinished());
+    await this.changes.wait(() => this.closed || fork.ending !== null || fork.allFinished(), signal);
     if (!fork.ending && this.closed) throw new SfError('master-unavailable', 'the master is shutting down');
     fork.ending ??= this.end(fork, 'join');
     return fork.ending;

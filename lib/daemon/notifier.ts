@@ -6,9 +6,19 @@
 export class Notifier {
   private waiters = new Set<{ ready: () => boolean; resolve: () => void }>();
 
-  wait(ready: () => boolean): Promise<void> {
+  /** Resolves once ready() holds; rejects with the signal's reason if it aborts first. */
+  wait(ready: () => boolean, signal?: AbortSignal): Promise<void> {
     if (ready()) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.add({ ready, resolve }));
+    if (signal?.aborted) return Promise.reject(signal.reason as Error);
+    return new Promise((resolve, reject) => {
+      const w = { ready, resolve: () => { signal?.removeEventListener('abort', onAbort); resolve(); } };
+      const onAbort = () => {
+        this.waiters.delete(w);
+        reject(signal!.reason as Error);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.waiters.add(w);
+    });
   }
 
   notify(): void {
