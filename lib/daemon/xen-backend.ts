@@ -13,6 +13,7 @@ import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { XenControl, XenStore } from '../xen/native.js';
 import { decodeDescriptor } from '../descriptor/format.js';
 import { destroyClone } from '../descriptor/restore.js';
+import { whoHoldsDomid } from '../descriptor/domain-uuid.js';
 import { releaseCloneNics } from '../xen/clone-nic.js';
 import { DEFAULT_STATE_DIR, restoreLazy } from '../clone/lazy.js';
 import { cloneName } from '../clone/names.js';
@@ -117,7 +118,8 @@ export class XenBackend implements CloneBackend {
 
   async start(domids: number[]): Promise<void> {
     for (const domid of domids) {
-      if (!this.readClone(domid)) throw new Error(`domain ${domid} is not a clone built here`);
+      const r = this.readClone(domid);
+      if (!r || whoHoldsDomid(this.xc, domid, r.uuid) !== 'it') throw new Error(`domain ${domid} is not a clone built here`);
     }
     for (const domid of domids) this.xc.unpause(domid);
   }
@@ -144,9 +146,10 @@ export class XenBackend implements CloneBackend {
     this.removeRecord(`${RECORDS}/clones/${domid}`);
     if (!this.heldForks().has(record.fork)) await this.network.ended(record.fork);
     // A destroyed domain lingers (dying) until its last mapping goes: the memtap's ring and
-    // foreign mappings, released when it sees the domain die. "Destroyed" means gone.
+    // foreign mappings, released when it sees the domain die. "Destroyed" means gone (or its
+    // domid already given to another domain, which destroyClone left alone).
     const deadline = Date.now() + DESTROY_WAIT_MS;
-    while (this.state(domid) !== 'gone') {
+    while (whoHoldsDomid(this.xc, domid, record.uuid) === 'it') {
       if (Date.now() > deadline) throw new Error(`domain ${domid} is still dying ${DESTROY_WAIT_MS / 1000} s after destroy (something still maps its memory)`);
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -155,6 +158,8 @@ export class XenBackend implements CloneBackend {
   ended(domid: number): string | null {
     if (this.state(domid) === 'gone') return 'gone';
     try {
+      const r = this.readClone(domid);
+      if (r && whoHoldsDomid(this.xc, domid, r.uuid) !== 'it') return 'gone'; // its domid is another domain's now
       const reason = this.xc.domainInfo(domid).shutdownReason;
       // A clone shut down for 'suspend' is being forked itself (a clone of a clone).
       return reason === undefined || reason === 'suspend' ? null : reason;

@@ -7,6 +7,7 @@ import { removeDomainEntries, writeDomainEntries } from '../xen/domain-xenstore.
 import { plugCloneNics, removeCloneNics, writeCloneNics } from '../xen/clone-nic.js';
 import { cloneDomainConfig, nicScript, removeDomainConfig, writeDomainConfig, writeLibxlNicEntries } from '../xen/libxl-config.js';
 import { DescriptorError } from './errors.js';
+import { whoHoldsDomid } from './domain-uuid.js';
 import { checkImage, IMAGE_HEADER_SIZE } from './memory-image.js';
 import type { Descriptor } from './format.js';
 
@@ -114,9 +115,10 @@ export async function restoreDescriptor(xc: XenControl, xs: XenStore, d: Descrip
       control: d.meta.control,
     });
     const nics = d.meta.nics ?? [];
-    macs = writeCloneNics(xs, built.domid, nics, opts.macs ? { macs: opts.macs } : {});
+    const scripts = nics.map((nic) => nicScript(d.meta.libxl, nic.devid));
+    macs = writeCloneNics(xs, built.domid, nics, { scripts, ...(opts.macs ? { macs: opts.macs } : {}) });
     // libxl's record of the clone, so that xl treats it as a domain of its own (libxl-config.ts).
-    nics.forEach((nic, i) => writeLibxlNicEntries(xs, built.domid, nic, macs[i]!, nicScript(d.meta.libxl, nic.devid)));
+    nics.forEach((nic, i) => writeLibxlNicEntries(xs, built.domid, nic, macs[i]!, scripts[i]!));
     writeDomainConfig(built.domid, uuid, cloneDomainConfig(d.meta.libxl, {
       name: opts.name, uuid, type: d.meta.source.type, vcpus: d.meta.vm.maxVcpus, ...memory,
       nics: nics.map((nic, i) => ({ nic, mac: macs[i]! })),
@@ -133,6 +135,12 @@ export async function restoreDescriptor(xc: XenControl, xs: XenStore, d: Descrip
 
 /** Destroys a clone and everything snowflock made for it; idempotent. */
 export async function destroyClone(xc: XenControl, xs: XenStore, domid: number, uuid?: string): Promise<void> {
+  if (uuid !== undefined && whoHoldsDomid(xc, domid, uuid) === 'another') {
+    // The clone is gone and its domid is another domain's now: only what is named by uuid is ours.
+    xs.rm(`/vm/${uuid}`);
+    removeDomainConfig(domid, uuid);
+    return;
+  }
   try {
     await xc.destroy(domid);
   } catch (e) {
