@@ -54,6 +54,8 @@ export class McdistClient implements BlockClient {
   readonly transport = 'multicast' as const;
   private readonly keys: WireKeys;
   private readonly clientId = randomBytes(4).readUInt32BE(0);
+  /** Request number, one per request sent (retransmissions too): the server takes each once. */
+  private requests = 0;
   private readonly blocks: BlockCollector;
   private readonly outstanding = new Map<number, Outstanding>();
   /** Blocks this client asked for, to tell its own replies from prefetch. */
@@ -206,6 +208,7 @@ export class McdistClient implements BlockClient {
       clientId: this.clientId,
       rxRateKiBps: this.rx.bytesPerSecond / 1024,
       attempt,
+      counter: ++this.requests,
     });
     this.counters.requestsSent++;
     if (attempt > 0) this.counters.retransmits++;

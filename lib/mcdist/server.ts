@@ -9,6 +9,7 @@ import dgram from 'node:dgram';
 import { performance } from 'node:perf_hooks';
 import { LockstepFilter, Verdict } from './lockstep.js';
 import { ClientRates, DEFAULT_RATE_LIMIT, RATE_TICK_MS, RateEstimator, RateLimit, type RateLimitOptions } from './rate.js';
+import { ReplayGuard } from './replay.js';
 import { type Session, wireKeys } from './session.js';
 import type { BlockSource } from './source.js';
 import type { Log, ServerStats } from './types.js';
@@ -42,6 +43,7 @@ export class McdistServer {
   private readonly limit: RateLimit;
   private readonly tx = new RateEstimator(performance.now());
   private readonly clientRates = new ClientRates();
+  private readonly replay = new ReplayGuard();
   /** FIFO of block indices to send; `head` is the next to go. */
   private queue: number[] = [];
   private head = 0;
@@ -116,6 +118,10 @@ export class McdistServer {
   handleDatagram(buf: Buffer, now = performance.now()): void {
     const msg = admitDatagram(buf, this.keys, this.session.blockCount, MessageType.Request, this.drops, this.opts.testDropRate);
     if (!msg) return;
+    if (!this.replay.admit(msg.clientId, msg.counter)) {
+      this.drops.replayed++;
+      return;
+    }
     this.counters.requestsReceived++;
     this.clientRates.report(msg.clientId, msg.rxRateKiBps * 1024, now);
     switch (this.lockstep.onRequest(msg.index, now, msg)) {

@@ -55,6 +55,14 @@ export interface SessionOptions {
 export const DEFAULT_BLOCK_SIZE = 4096;
 export const DEFAULT_RETRANSMIT_MS = 40;
 
+/** Shortest session key accepted: an empty or short key would let anyone forge datagrams. */
+export const MIN_KEY_BYTES = 16;
+
+function checkKey(key: Buffer): Buffer {
+  if (key.length < MIN_KEY_BYTES) throw new RangeError(`session key must be at least ${MIN_KEY_BYTES} bytes, got ${key.length}`);
+  return key;
+}
+
 /** A new session; ports 0 are filled in by the server when it binds. */
 export function createSession(opts: SessionOptions): Session {
   const blockSize = opts.blockSize ?? DEFAULT_BLOCK_SIZE;
@@ -69,7 +77,7 @@ export function createSession(opts: SessionOptions): Session {
   const derived = deriveGroup(id);
   return {
     id,
-    key: opts.key ?? randomBytes(32),
+    key: checkKey(opts.key ?? randomBytes(32)),
     blockSize,
     blockCount: opts.blockCount,
     group: opts.group ?? derived.group,
@@ -92,7 +100,7 @@ export function deriveGroup(id: string): { group: string; port: number } {
 }
 
 export function wireKeys(s: Session): WireKeys {
-  return { sessionId: Buffer.from(s.id, 'hex'), key: s.key, blockSize: s.blockSize };
+  return { sessionId: Buffer.from(s.id, 'hex'), key: checkKey(s.key), blockSize: s.blockSize };
 }
 
 /** The descriptor handed to clones: JSON, key in base64. */

@@ -8,6 +8,8 @@
 import net from 'node:net';
 import { BlockCollector } from './collector.js';
 import { FrameReader } from './framing.js';
+import { randomBytes } from 'node:crypto';
+import { ReplayGuard } from './replay.js';
 import { type Session, wireKeys } from './session.js';
 import type { BlockSource } from './source.js';
 import type { BatchHandler, BlockClient, ClientStats, Log, ServerStats } from './types.js';
@@ -25,6 +27,8 @@ export class TcpBlockServer {
   private readonly connections = new Set<net.Socket>();
   private readonly counters = { requestsReceived: 0, blocksSent: 0, bytesSent: 0 };
   private readonly drops = newDropCounters();
+  /** One for all connections: a request recorded on one is refused on another. */
+  private readonly replay = new ReplayGuard();
 
   private constructor(
     readonly session: Session,
@@ -100,6 +104,10 @@ export class TcpBlockServer {
       this.drops[DropReason.UnexpectedType]++;
       return;
     }
+    if (!this.replay.admit(d.msg.clientId, d.msg.counter)) {
+      this.drops.replayed++;
+      return;
+    }
     this.counters.requestsReceived++;
     const data = this.source.read(d.msg.index);
     const msg = encodeBlock(this.keys, d.msg.index, 0, data);
@@ -124,6 +132,8 @@ export class TcpBlockClient implements BlockClient {
   private closed = false;
   private readonly counters = { requestsSent: 0, blocksReceived: 0, duplicates: 0, bytesReceived: 0 };
   private readonly drops = newDropCounters();
+  private readonly clientId = randomBytes(4).readUInt32BE(0);
+  private requests = 0;
 
   private constructor(readonly session: Session, private readonly sock: net.Socket, opts: TcpClientOptions) {
     this.keys = wireKeys(session);
@@ -168,7 +178,7 @@ export class TcpBlockClient implements BlockClient {
   private sendRequest(index: number): void {
     this.counters.requestsSent++;
     for (const part of encodeRequest(this.keys, {
-      index, seenSeq: 0, firstSeq: 0, clientId: 0, rxRateKiBps: 0, attempt: 0, quietMs: 0,
+      index, seenSeq: 0, firstSeq: 0, clientId: this.clientId, rxRateKiBps: 0, attempt: 0, quietMs: 0, counter: ++this.requests,
     })) {
       this.sock.write(part);
     }

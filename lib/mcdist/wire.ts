@@ -1,5 +1,5 @@
 /**
- * mcdist wire format, version 1.
+ * mcdist wire format, version 2 (version 1 had no request number).
  *
  * Every message, on UDP (one message per datagram) and on the TCP fallback
  * (messages back to back on the stream), has the same layout. Integers are
@@ -21,7 +21,7 @@
  *       24     L  body
  *     24+L    16  MAC: HMAC-SHA256(session key, bytes 0 .. 24+L) truncated to 16 bytes
  *
- * REQUEST body (16 bytes):
+ * REQUEST body (20 bytes):
  *        0     4  client id (random per client; keys the server's per-client rate table)
  *        4     4  client receive rate, KiB/s (the weighted average the client measures)
  *        8     4  first BLOCK sequence the client received (0: none yet), i.e. when
@@ -29,6 +29,8 @@
  *       12     2  attempt: 0 for the first request of this block, +1 per retransmission
  *       14     2  quiet time: ms since the client last received a BLOCK (or since it
  *                 started, if none), capped at 65535
+ *       16     4  request number: 1, 2, ... per client id; the server takes each once
+ *                 (replay.ts), so a recorded request sent again is dropped
  *
  * BLOCK body: the block's bytes, at most the session's block size (a short last
  * block is allowed: descriptors and disks need not end on a block boundary).
@@ -41,10 +43,10 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
 export const MAGIC = 0x5346;
-export const VERSION = 1;
+export const VERSION = 2;
 export const HEADER_BYTES = 24;
 export const MAC_BYTES = 16;
-export const REQUEST_BODY_BYTES = 16;
+export const REQUEST_BODY_BYTES = 20;
 export const SESSION_ID_BYTES = 8;
 /** Largest block a UDP datagram can carry with our framing (IPv4, 65507-byte payload limit). */
 export const MAX_UDP_BLOCK_BYTES = 65507 - HEADER_BYTES - MAC_BYTES;
@@ -63,6 +65,8 @@ export interface RequestMessage {
   attempt: number;
   /** Milliseconds since the client last received a BLOCK. */
   quietMs: number;
+  /** The client's request number (1, 2, ...): each is taken once. */
+  counter: number;
 }
 
 export interface BlockMessage {
@@ -87,6 +91,7 @@ export const DropReason = {
   OutOfRange: 'outOfRange',
   UnexpectedType: 'unexpectedType',
   TestDropped: 'testDropped',
+  Replayed: 'replayed',
 } as const;
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];
 
@@ -95,7 +100,7 @@ export type DropCounters = Record<DropReason, number>;
 export function newDropCounters(): DropCounters {
   return {
     truncated: 0, badMagic: 0, badVersion: 0, badType: 0, wrongSession: 0,
-    badLength: 0, badMac: 0, outOfRange: 0, unexpectedType: 0, testDropped: 0,
+    badLength: 0, badMac: 0, outOfRange: 0, unexpectedType: 0, testDropped: 0, replayed: 0,
   };
 }
 
@@ -158,6 +163,7 @@ export function encodeRequest(
   b.writeUInt32BE(req.firstSeq >>> 0, 8);
   b.writeUInt16BE(Math.min(0xffff, Math.max(0, req.attempt)), 12);
   b.writeUInt16BE(Math.min(0xffff, Math.max(0, Math.round(req.quietMs))), 14);
+  b.writeUInt32BE(req.counter >>> 0, 16);
   return [h, b, mac(keys.key, [h, b])];
 }
 
@@ -217,6 +223,7 @@ export function decode(buf: Buffer, keys: WireKeys, blockCount: number): DecodeR
       firstSeq: buf.readUInt32BE(HEADER_BYTES + 8),
       attempt: buf.readUInt16BE(HEADER_BYTES + 12),
       quietMs: buf.readUInt16BE(HEADER_BYTES + 14),
+      counter: buf.readUInt32BE(HEADER_BYTES + 16),
     },
   };
 }

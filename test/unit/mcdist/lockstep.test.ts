@@ -71,7 +71,7 @@ describe('McdistServer lockstep accounting', () => {
     const keys = keysOf(session);
     for (let client = 1; client <= 32; client++) {
       const req = Buffer.concat(encodeRequest(keys, {
-        index: 5, seenSeq: 0, firstSeq: 0, clientId: client, rxRateKiBps: 1000, attempt: 0, quietMs: 0,
+        index: 5, seenSeq: 0, firstSeq: 0, clientId: client, rxRateKiBps: 1000, attempt: 0, quietMs: 0, counter: 1,
       }));
       server.handleDatagram(req, 0);
     }

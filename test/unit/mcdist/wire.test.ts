@@ -9,7 +9,7 @@ const session = testSession({ id: '0123456789abcdef', blockCount: 100 });
 const keys = keysOf(session);
 const join = (parts: Buffer[]): Buffer => Buffer.concat(parts);
 
-describe('wire format v1', () => {
+describe('wire format v2', () => {
   it('lays out the header as documented', () => {
     const data = Buffer.from('hello');
     const buf = join(encodeBlock(keys, 42, 7, data));
@@ -38,7 +38,7 @@ describe('wire format v1', () => {
   });
 
   it('round-trips a request', () => {
-    const req = { index: 5, seenSeq: 900, firstSeq: 3, clientId: 0xdeadbeef, rxRateKiBps: 12345, attempt: 2, quietMs: 77 };
+    const req = { index: 5, seenSeq: 900, firstSeq: 3, clientId: 0xdeadbeef, rxRateKiBps: 12345, attempt: 2, quietMs: 77, counter: 0x12345678 };
     const buf = join(encodeRequest(keys, req));
     expect(buf.length).toBe(HEADER_BYTES + REQUEST_BODY_BYTES + MAC_BYTES);
     expect(decode(buf, keys, 100)).toEqual({ ok: true, msg: { type: MessageType.Request, ...req } });
@@ -46,7 +46,7 @@ describe('wire format v1', () => {
 
   it('clamps request fields that do not fit', () => {
     const buf = join(encodeRequest(keys, {
-      index: 0, seenSeq: 0, firstSeq: 0, clientId: 1, rxRateKiBps: 1e12, attempt: 1e6, quietMs: 1e9,
+      index: 0, seenSeq: 0, firstSeq: 0, clientId: 1, rxRateKiBps: 1e12, attempt: 1e6, quietMs: 1e9, counter: 1,
     }));
     const r = decode(buf, keys, 100);
     expect(r.ok && r.msg.type === MessageType.Request && r.msg).toMatchObject({
@@ -68,7 +68,7 @@ describe('wire format v1', () => {
       [good.subarray(0, good.length - 1), DropReason.Truncated],
       [Buffer.concat([good, Buffer.alloc(1)]), DropReason.BadLength],
       [mutate((b) => b.writeUInt16BE(0x1234, 0)), DropReason.BadMagic],
-      [mutate((b) => b.writeUInt8(2, 2)), DropReason.BadVersion],
+      [mutate((b) => b.writeUInt8(1, 2)), DropReason.BadVersion], // version 1 requests had no number
       [mutate((b) => b.writeUInt8(9, 3)), DropReason.BadType],
       [mutate((b) => { b[11]! ^= 1; }), DropReason.WrongSession],
       [mutate((b) => { b[30]! ^= 1; }), DropReason.BadMac],
@@ -83,7 +83,7 @@ describe('wire format v1', () => {
   });
 
   it('rejects a request whose body is not exactly the request size', () => {
-    const req = join(encodeRequest(keys, { index: 1, seenSeq: 0, firstSeq: 0, clientId: 1, rxRateKiBps: 0, attempt: 0, quietMs: 0 }));
+    const req = join(encodeRequest(keys, { index: 1, seenSeq: 0, firstSeq: 0, clientId: 1, rxRateKiBps: 0, attempt: 0, quietMs: 0, counter: 1 }));
     // Re-frame the request with a longer body and a valid MAC: still refused.
     const asBlock = join(encodeBlock(keys, 1, 0, Buffer.alloc(REQUEST_BODY_BYTES + 4)));
     asBlock.writeUInt8(MessageType.Request, 3);
