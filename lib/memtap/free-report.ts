@@ -17,6 +17,12 @@ export function freeAppliedPath(domid: number): string {
   return `/local/domain/${domid}/data/snowflock/free-applied`;
 }
 
+/**
+ * Most ranges a report may hold: 2^20 covers a 4 GiB guest whose free pages alternate with
+ * used ones. A longer report is refused (the clone's pages are then fetched, not zero-filled).
+ */
+export const MAX_FREE_RANGES = 2 ** 20;
+
 /** Parses one chunk; throws naming the bad item (the guest wrote it, so trust nothing). */
 export function parseFreeChunk(text: string, maxGfn: number): GfnRange[] {
   const out: GfnRange[] = [];
@@ -31,7 +37,12 @@ export function parseFreeChunk(text: string, maxGfn: number): GfnRange[] {
   return out;
 }
 
-/** The whole report, or null while the guest has not finished writing it. */
+/**
+ * The whole report, or null while the guest has not finished writing it; sorted by start, with
+ * overlapping and adjacent ranges merged. memtap marks the pages a page at a time under its
+ * fault loop's lock, so the guest must not be able to make it walk a page twice: merged, the
+ * walk is at most the guest's size.
+ */
 export function readFreeReport(xs: XenStore, domid: number, maxGfn: number): GfnRange[] | null {
   const base = freeReportPath(domid);
   const count = xs.read(`${base}/count`);
@@ -42,7 +53,20 @@ export function readFreeReport(xs: XenStore, domid: number, maxGfn: number): Gfn
   for (let i = 0; i < chunks; i++) {
     const chunk = xs.read(`${base}/${i}`);
     if (chunk === null) throw new Error(`free-page report: chunk ${i} of ${chunks} is missing`);
-    ranges.push(...parseFreeChunk(chunk, maxGfn));
+    for (const r of parseFreeChunk(chunk, maxGfn)) ranges.push(r);
+    if (ranges.length > MAX_FREE_RANGES) throw new Error(`free-page report: more than ${MAX_FREE_RANGES} ranges`);
   }
-  return ranges;
+  return mergeFreeRanges(ranges);
+}
+
+/** Sorted by start, overlapping and adjacent ranges joined. */
+export function mergeFreeRanges(ranges: GfnRange[]): GfnRange[] {
+  const sorted = [...ranges].sort((a, b) => a[0] - b[0]);
+  const out: GfnRange[] = [];
+  for (const [start, count] of sorted) {
+    const last = out[out.length - 1];
+    if (last && start <= last[0] + last[1]) last[1] = Math.max(last[1], start + count - last[0]);
+    else out.push([start, count]);
+  }
+  return out;
 }

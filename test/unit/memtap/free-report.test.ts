@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseFreeChunk, readFreeReport } from '../../../lib/memtap/free-report.js';
+import { MAX_FREE_RANGES, mergeFreeRanges, parseFreeChunk, readFreeReport } from '../../../lib/memtap/free-report.js';
 import type { XenStore } from '../../../lib/xen/native.js';
 
 // Just enough of a XenStore for reading a report: a map of paths.
@@ -30,5 +30,29 @@ describe('free-page report from a clone', () => {
     expect(() => readFreeReport(store({ [`${base}/count`]: '2', [`${base}/0`]: '10+2' }), 7, 0x10000)).toThrow(/chunk 1 of 2 is missing/);
     expect(() => readFreeReport(store({ [`${base}/count`]: 'lots' }), 7, 0x10000)).toThrow(/bad chunk count/);
     expect(() => readFreeReport(store({ [`${base}/count`]: '99999' }), 7, 0x10000)).toThrow(/bad chunk count/);
+  });
+
+  // memtap marks the report's pages under the fault loop's lock, a page at a time: a guest that
+  // repeats one huge range could keep it there for as long as it likes.
+  it('comes back sorted, with overlapping, repeated and adjacent ranges merged', () => {
+    const r = readFreeReport(store({ [`${base}/0`]: '10+5 12+5 10+5 0+1 1+1', [`${base}/1`]: '100+1 10+1', [`${base}/count`]: '2' }), 7, 0x10000);
+    expect(r).toEqual([[0, 2], [0x10, 7], [0x100, 1]]);
+    expect(mergeFreeRanges([[5, 1], [0, 10], [20, 1], [10, 10]])).toEqual([[0, 21]]);
+  });
+
+  it('walks a guest-sized total however often the guest repeats a range', () => {
+    const chunk = Array(300).fill('0+fffff').join(' ');
+    const entries: Record<string, string> = { [`${base}/count`]: '1000' };
+    for (let i = 0; i < 1000; i++) entries[`${base}/${i}`] = chunk;
+    const r = readFreeReport(store(entries), 7, 0x100000)!;
+    expect(r).toEqual([[0, 0xfffff]]);
+  });
+
+  it('refuses a report of more ranges than any guest needs, naming the limit', () => {
+    const items = Array.from({ length: 1000 }, (_, i) => `${(2 * i).toString(16)}+1`).join(' ');
+    const chunks = Math.ceil((MAX_FREE_RANGES + 1) / 1000);
+    const entries: Record<string, string> = { [`${base}/count`]: String(chunks) };
+    for (let i = 0; i < chunks; i++) entries[`${base}/${i}`] = items;
+    expect(() => readFreeReport(store(entries), 7, 0x10000)).toThrow(`free-page report: more than ${MAX_FREE_RANGES} ranges`);
   });
 });
