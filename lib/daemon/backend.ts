@@ -66,6 +66,13 @@ export interface CloneBackend {
   release(parent: number, fork: ForkInfo): Promise<void>;
 
   /**
+   * The fork failed (or its master is gone before it finished): stop what capture started for
+   * it (a memory server) and remove its files (the parent's memory). Idempotent; nothing to do
+   * for a fork this host did not capture.
+   */
+  abandon?(fork: string): Promise<void>;
+
+  /**
    * Destroys a clone and what it held (memory server session, disk overlay). Resolves when the
    * domain is gone; a domain already gone is success. Must refuse any domain it did not build.
    */

@@ -31,6 +31,8 @@ export interface FakeHooks {
 export class FakeBackend implements CloneBackend {
   readonly domains = new Map<number, FakeDomain>();
   hooks: FakeHooks = {};
+  /** Forks abandon() was called for, in order. */
+  readonly abandoned: string[] = [];
   private nextDomid: number;
 
   constructor(readonly name: string, firstCloneDomid = 100) {
@@ -96,6 +98,10 @@ export class FakeBackend implements CloneBackend {
   async release(parent: number): Promise<void> {
     const d = this.domains.get(parent);
     if (d?.state === 'stopped') d.state = 'running';
+  }
+
+  async abandon(fork: string): Promise<void> {
+    this.abandoned.push(fork);
   }
 
   async destroy(domid: number): Promise<void> {

@@ -47,7 +47,10 @@ export class HostCommandRunner {
     this.epoch++;
     const parents = [...this.stopped.entries()];
     this.stopped.clear();
-    await Promise.all(parents.map(([domid, fork]) => this.release(domid, fork, 'master link lost')));
+    await Promise.all(parents.map(async ([domid, fork]) => {
+      await this.release(domid, fork, 'master link lost');
+      await this.abandon(fork.fork);
+    }));
   }
 
   async destroy(domids: number[]): Promise<HostResults['destroy']> {
@@ -111,6 +114,7 @@ export class HostCommandRunner {
     const image = await this.backend.capture(b.parent, b.fork);
     if (epoch !== this.epoch || this.aborted.has(b.fork.fork)) {
       await this.release(b.parent, b.fork, 'fork aborted during capture');
+      await this.abandon(b.fork.fork);
       throw new SfError('clone-failed', 'the fork was abandoned while its parent was being captured');
     }
     this.stopped.set(b.parent, b.fork);
@@ -137,7 +141,17 @@ export class HostCommandRunner {
     this.aborted.add(fork);
     if (this.aborted.size > ABORTED_MEMORY) this.aborted.delete(this.aborted.values().next().value!);
     for (const [domid, f] of this.stopped) if (f.fork === fork) await this.release(domid, f, 'fork aborted');
+    await this.abandon(fork);
     return this.destroy([...this.clones.values()].filter((c) => c.fork === fork).map((c) => c.domid));
+  }
+
+  /** What the fork's capture left here (memory server, the parent's memory) goes; never throws. */
+  private async abandon(fork: string): Promise<void> {
+    try {
+      await this.backend.abandon?.(fork);
+    } catch (e) {
+      this.log('abandon-failed', { fork, error: (e as Error).message });
+    }
   }
 
   private async release(domid: number, fork: ForkInfo, why: string): Promise<void> {

@@ -7,7 +7,7 @@
  * and starts its memtap (lib/clone/lazy.ts). What this backend holds is written to dom0-only
  * xenstore, so that a restarted daemon finds its clones and lets go of a parent it left stopped.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { XenControl, XenStore } from '../xen/native.js';
@@ -20,6 +20,7 @@ import { cloneName } from '../clone/names.js';
 import { captureFork } from '../clone/capture-fork.js';
 import { seal, unseal } from './seal.js';
 import { FamilyNetwork } from './family-network.js';
+import { ForkLeftovers } from './fork-leftovers.js';
 import { writeTokenFile } from '../memtap/token.js';
 import { domainName } from '../xen/resolve.js';
 import { resumeSuspended } from '../xen/suspend.js';
@@ -53,6 +54,7 @@ export class XenBackend implements CloneBackend {
   /** parents stopped by capture(), with what lets them run on */
   private readonly stopped = new Map<number, () => void>();
   private readonly network: FamilyNetwork;
+  private readonly leftovers = new ForkLeftovers();
 
   constructor(
     private readonly xc: XenControl,
@@ -78,8 +80,10 @@ export class XenBackend implements CloneBackend {
       f = await captureFork(this.xc, this.xs, parent, { dir, clones: fork.clones, keepParentStopped: true });
     } catch (e) {
       this.removeRecord(`${RECORDS}/stopped/${parent}`);
+      rmSync(dir, { recursive: true, force: true }); // the parent's memory, if it got that far
       throw e;
     }
+    this.leftovers.started(fork.fork, f.memserver.pid, dir);
     this.stopped.set(parent, f.captured.resumeParent);
     this.network.parentCaptured(fork.fork, parent);
     return {
@@ -134,6 +138,10 @@ export class XenBackend implements CloneBackend {
     this.stopped.delete(parent);
     this.removeRecord(`${RECORDS}/stopped/${parent}`);
     resume?.();
+  }
+
+  async abandon(fork: string): Promise<void> {
+    await this.leftovers.discard(fork);
   }
 
   async destroy(domid: number): Promise<void> {
