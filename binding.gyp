@@ -53,6 +53,13 @@
         'sources': ['native/no_xen.cc'],
       }],
     ],
+  }, {
+    # The crash handler against a malloc that must not be called while crashing; no Xen.
+    # test/unit/native/crash-trace.test.ts runs build/Release/crash_trace_test.
+    'target_name': 'crash_trace_test',
+    'type': 'executable',
+    'sources': ['native/test/crash_trace_test.cc', 'native/crash_trace.cc'],
+    'ldflags': ['-rdynamic'],
   }],
   'conditions': [
     # Native unit tests: the Xen-facing C++ against fake Xen libraries, no Node, no Xen.
