@@ -108,6 +108,10 @@ const hostModule: CommandModule<object, HostArgs> = {
     .option('admin-socket', { type: 'string', default: DEFAULT_ADMIN_SOCKET, describe: 'Unix socket (mode 600) for `snowflock daemon status`, `hosts`, `families`; "" for none' }),
   handler: async (argv) => {
     if (argv.backend === 'xen' && !argv.advertise) throw new Error('--backend xen needs --advertise ADDRESS: where clones on other hosts reach this host\'s memservers');
+    if (argv.backend === 'xen' && argv.guests === 'tcp') {
+      throw new Error('--guests tcp cannot serve --backend xen: a clone\'s vifs stay off the bridge until it reports network_ready, which a guest on TCP could only send over that network, so its sf_clone would never finish; use --guests vchan');
+    }
+    guestAddresses(argv['guest-address']); // refused before anything starts
     const key = readKeyFile(argv['key-file']);
     const log = jsonLog(`host ${argv.name}`);
     const { backend, close, listDomids } = await cloneBackend(argv, key);
@@ -140,6 +144,15 @@ async function cloneBackend(argv: HostArgs, clusterKey: Buffer): Promise<{ backe
   return { backend, close: () => (xs.close(), xc.close()), listDomids: () => xc.listDomains().map((d) => d.domid) };
 }
 
+function guestAddresses(pairs: string[]): Map<string, number> {
+  return new Map(pairs.map((pair) => {
+    const [ip, d] = pair.split('=');
+    // "IP=" must not become domid 0: that would let the guest at IP speak as dom0.
+    if (!ip || !/^[1-9]\d*$/.test(d ?? '')) throw new Error(`bad --guest-address ${pair}: use IP=DOMID with a guest's domid (1 or more)`);
+    return [ip, Number(d)] as const;
+  }));
+}
+
 function guestTransport(argv: HostArgs, log: Log): GuestTransport {
   if (argv.guests === 'vchan') {
     const t = new VchanGuestTransport({ log });
@@ -147,11 +160,7 @@ function guestTransport(argv: HostArgs, log: Log): GuestTransport {
     return t;
   }
   const { host, port } = hostPort(argv['guest-listen'], 7312);
-  const map = new Map(argv['guest-address'].map((pair) => {
-    const [ip, d] = pair.split('=');
-    if (!ip || !Number.isInteger(Number(d))) throw new Error(`bad --guest-address ${pair}: use IP=DOMID`);
-    return [ip, Number(d)] as const;
-  }));
+  const map = guestAddresses(argv['guest-address']);
   return new TcpGuestTransport({ host, port, identify: argv['trust-claimed-domid'] ? 'claimed' : (ip) => map.get(ip.replace(/^::ffff:/, '')) });
 }
 
