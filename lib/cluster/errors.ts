@@ -7,6 +7,7 @@ import type { EndReason } from './types.js';
 export type ClusterErrorCode =
   | 'invalid-request'
   | 'too-many-clones'
+  | 'too-many-tickets'
   | 'slot-too-large'
   | 'no-capacity'
   | 'unknown-ticket'
@@ -36,6 +37,15 @@ export class TooManyClonesError extends ClusterError {
   readonly code = 'too-many-clones';
   constructor(readonly requested: number, readonly limit: number) {
     super(`cannot ask for ${requested} clones in one ticket: the limit is ${limit}`);
+  }
+}
+
+/** The family already holds as many unused tickets as it may: use or release one first. */
+export class TooManyTicketsError extends ClusterError {
+  override name = 'TooManyTicketsError';
+  readonly code = 'too-many-tickets';
+  constructor(readonly family: string, readonly limit: number) {
+    super(`family ${family} already holds ${limit} unused tickets, the most it may: use one (sf_clone) or let one expire first`);
   }
 }
 

@@ -30,7 +30,7 @@ export class InternalClusterManager implements ClusterManager {
 
   constructor(policy: TicketPolicy = {}) {
     this.maxClones = policy.maxClonesPerTicket ?? DEFAULT_MAX_CLONES_PER_TICKET;
-    this.book = new TicketBook(policy.ticketTtlMs ?? DEFAULT_TICKET_TTL_MS, (t) => this.free(t.granted));
+    this.book = new TicketBook(policy.ticketTtlMs ?? DEFAULT_TICKET_TTL_MS, (t) => this.free(t.granted), policy.maxTicketsPerFamily);
   }
 
   registerHost(host: HostCapacity): void {
@@ -55,6 +55,7 @@ export class InternalClusterManager implements ClusterManager {
   async requestTicket(req: TicketRequest): Promise<Ticket> {
     if (this.closed) throw new ManagerClosedError();
     const r = checkTicketRequest(req, this.maxClones);
+    this.book.checkRoom(r.family);
     const slot = { vcpus: r.vcpusPerClone, memoryMiB: r.memoryMiBPerClone };
     if (this.hosts.size === 0) throw new NoCapacityError('no hosts are registered with the cluster manager');
     if (![...this.hosts.values()].some((h) => fits(h.vcpus, h.memoryMiB, slot))) {

@@ -5,9 +5,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import {
-  TicketExpiredError, TicketInUseError, TicketReleasedError, UnknownTicketError, WrongFamilyError,
+  TicketExpiredError, TicketInUseError, TicketReleasedError, TooManyTicketsError, UnknownTicketError, WrongFamilyError,
 } from './errors.js';
-import type { EndReason, HostSlot, Ticket, TicketState } from './types.js';
+import { DEFAULT_MAX_TICKETS_PER_FAMILY, type EndReason, type HostSlot, type Ticket, type TicketState } from './types.js';
 
 /** How many ended tickets are remembered for error messages. */
 const ENDED_MEMORY = 4096;
@@ -39,7 +39,19 @@ export class TicketBook {
   private readonly ended = new Map<string, EndReason>();
 
   /** onExpire runs once per ticket that timed out unused, after it left the book. */
-  constructor(private readonly ttlMs: number, private readonly onExpire: (ticket: Ticket) => void) {}
+  constructor(
+    private readonly ttlMs: number,
+    private readonly onExpire: (ticket: Ticket) => void,
+    private readonly maxPerFamily = DEFAULT_MAX_TICKETS_PER_FAMILY,
+  ) {}
+
+  /** Before a manager allocates anything: the family may hold another unused ticket. */
+  checkRoom(family: string): void {
+    this.expireOverdue();
+    let unused = 0;
+    for (const e of this.live.values()) if (e.ticket.family === family && e.state === 'granted') unused++;
+    if (unused >= this.maxPerFamily) throw new TooManyTicketsError(family, this.maxPerFamily);
+  }
 
   issue(t: NewTicket): Ticket {
     const issuedAt = Date.now();

@@ -87,7 +87,10 @@ export interface TicketPolicy {
   ticketTtlMs?: number;
   /** Largest n accepted in one request. Default 1024. */
   maxClonesPerTicket?: number;
+  /** Unused (granted, not yet cloned with) tickets one family may hold at once. Default 16. */
+  maxTicketsPerFamily?: number;
 }
 
 export const DEFAULT_TICKET_TTL_MS = 10 * 60_000;
 export const DEFAULT_MAX_CLONES_PER_TICKET = 1024;
+export const DEFAULT_MAX_TICKETS_PER_FAMILY = 16;

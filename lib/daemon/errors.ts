@@ -41,7 +41,7 @@ export type DaemonErrorCode =
 export type SfErrorCode = ClusterErrorCode | DaemonErrorCode;
 
 export const ERROR_CODES: readonly SfErrorCode[] = [
-  'invalid-request', 'too-many-clones', 'slot-too-large', 'no-capacity', 'unknown-ticket', 'ticket-expired',
+  'invalid-request', 'too-many-clones', 'too-many-tickets', 'slot-too-large', 'no-capacity', 'unknown-ticket', 'ticket-expired',
   'ticket-released', 'ticket-in-use', 'wrong-family', 'manager-closed', 'backend-failed',
   'bad-frame', 'bad-request', 'version-mismatch', 'unknown-type', 'not-authenticated', 'auth-failed', 'not-parent',
   'not-child', 'ticket-not-used', 'clone-failed', 'host-unavailable', 'master-unavailable', 'timeout', 'busy',

@@ -143,8 +143,13 @@ export class Master {
       await this.o.cluster.releaseTicket(ticket.id, family, 'release');
       throw new SfError('host-unavailable', `the cluster manager placed clones on ${down.join(', ')}, which ${down.length > 1 ? 'are' : 'is'} not connected; try again`);
     }
-    this.books.ensureFamily(caller).granted.set(ticket.id, ticket);
+    const spares = this.books.ensureFamily(caller);
+    spares.granted.set(ticket.id, ticket);
     this.books.ticketOwner.set(ticket.id, family);
+    if (ticket.expiresAt !== null) {
+      // Forgotten when it expires unused, not only when someone lists the families.
+      setTimeout(() => this.pruneExpired(spares), Math.max(0, ticket.expiresAt - Date.now()) + 1).unref();
+    }
     return {
       ticket: ticket.id, requested: ticket.requested, granted: ticket.granted.length, hierarchical: ticket.hierarchical,
       expiresAt: ticket.expiresAt, hosts: ticket.granted.map((s) => s.host),

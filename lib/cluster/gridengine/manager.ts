@@ -50,12 +50,13 @@ export class GridEngineClusterManager implements ClusterManager {
     this.cli = new SgeCli({ sgeRoot: opts.sgeRoot, sgeCell: opts.sgeCell, binDir: opts.binDir, timeoutMs: opts.commandTimeoutMs ?? 30_000, runner: opts.runner });
     this.maxClones = opts.maxClonesPerTicket ?? DEFAULT_MAX_CLONES_PER_TICKET;
     this.log = opts.log ?? ((m) => process.stderr.write(`snowflock: cluster/gridengine: ${m}\n`));
-    this.book = new TicketBook(opts.ticketTtlMs ?? DEFAULT_TICKET_TTL_MS, (t) => this.track(this.deleteHolders(t.id)));
+    this.book = new TicketBook(opts.ticketTtlMs ?? DEFAULT_TICKET_TTL_MS, (t) => this.track(this.deleteHolders(t.id)), opts.maxTicketsPerFamily);
   }
 
   async requestTicket(req: TicketRequest): Promise<Ticket> {
     if (this.closed) throw new ManagerClosedError();
     const r = checkTicketRequest(req, this.maxClones);
+    this.book.checkRoom(r.family);
     const id = newTicketId();
     const name = `${this.opts.jobNamePrefix ?? 'snowflock-'}${id}`;
     const submitted: string[] = [];

@@ -51,12 +51,13 @@ export class SlurmClusterManager implements ClusterManager {
     this.cli = new SlurmCli({ slurmConf: opts.slurmConf, binDir: opts.binDir, timeoutMs: opts.commandTimeoutMs ?? 30_000, runner: opts.runner });
     this.maxClones = opts.maxClonesPerTicket ?? DEFAULT_MAX_CLONES_PER_TICKET;
     this.log = opts.log ?? ((m) => process.stderr.write(`snowflock: cluster/slurm: ${m}\n`));
-    this.book = new TicketBook(opts.ticketTtlMs ?? DEFAULT_TICKET_TTL_MS, (t) => this.cancelExpired(t));
+    this.book = new TicketBook(opts.ticketTtlMs ?? DEFAULT_TICKET_TTL_MS, (t) => this.cancelExpired(t), opts.maxTicketsPerFamily);
   }
 
   async requestTicket(req: TicketRequest): Promise<Ticket> {
     if (this.closed) throw new ManagerClosedError();
     const r = checkTicketRequest(req, this.maxClones);
+    this.book.checkRoom(r.family);
     const id = newTicketId();
     const jobName = `${this.opts.jobNamePrefix ?? 'snowflock-'}${id}`;
     let jobId: string;
