@@ -37,6 +37,7 @@
           'native/foreign_memory.cc',
           'native/domain_state.cc',
           'native/suspend_cancel.cc',
+          'native/suspend_watch.cc',
           'native/domain_builder.cc',
           'native/pv_stream.cc',
           'native/build_spec.cc',

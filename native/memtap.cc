@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "foreign_memory.h"
+#include "suspend_watch.h"
 #include "xen_error.h"
 #include "xen_libs.h"
 
@@ -152,14 +153,26 @@ void Memtap::SayGoodbye() {
 void Memtap::Loop() {
   std::string failure;
   bool settled = false;
+  bool held_for_suspend = false;  // paused by us until settled, so a save finds every page in
   try {
     VmEventChannel& ring = backend_->channel();
-    struct pollfd p = {ring.fd(), POLLIN, 0};
+    SuspendWatch suspend(opt_.domid);
+    struct pollfd p[2] = {{ring.fd(), POLLIN, 0}, {suspend.fd(), POLLIN, 0}};
     std::vector<vm_event_request_t> requests;
     while (!stop_) {
       // Settling loads pages between faults: the guest's own faults still come first.
       bool settling = settle_.load();
-      if (poll(&p, 1, settling ? 0 : 100) > 0) ring.Acknowledge();
+      if (poll(p, 2, settling ? 0 : 100) > 0) {
+        if (p[0].revents) ring.Acknowledge();
+        if (p[1].revents && suspend.SuspendRequested() && !held_for_suspend) {
+          Xen().xc_domain_pause(xc_.get(), opt_.domid);
+          held_for_suspend = true;
+          Settle();
+          emit_({"settle-started", "a toolstack asked domain " + std::to_string(opt_.domid) +
+                                       " to suspend (xl save or migrate): it is held until every page is in"});
+          continue;
+        }
+      }
       vm_event_request_t r;
       while (ring.Pop(&r)) requests.push_back(r);
       if (!requests.empty()) {
@@ -171,6 +184,7 @@ void Memtap::Loop() {
         // Every page is in, so no request can come that is not already answered.
         backend_->Detach(opt_.domid);
         settled = true;
+        if (held_for_suspend) Xen().xc_domain_unpause(xc_.get(), opt_.domid);
         break;
       }
     }

@@ -8,6 +8,7 @@ import { testboxCommand } from './commands/testbox.js';
 import { demoCommand } from './commands/demo.js';
 import { descriptorCommand } from './commands/descriptor.js';
 import { cloneCommand } from './commands/clone.js';
+import { settleCommand } from './commands/settle.js';
 import { memtapCommand } from './commands/memtap.js';
 import { memserverCommand } from './commands/memserver.js';
 import { daemonCommand } from '../daemon/command.js';
@@ -38,6 +39,7 @@ async function main(): Promise<void> {
   cli = doctorCommand(cli);
   cli = domainCommands(cli);
   cli = cloneCommand(cli);
+  cli = settleCommand(cli);
   cli = descriptorCommand(cli);
   cli = memserverCommand(cli);
   cli = memtapCommand(cli);

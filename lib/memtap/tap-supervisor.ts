@@ -59,6 +59,8 @@ export async function superviseMemtap(o: SupervisorOptions): Promise<number> {
         if (event.event === 'failed') failure = String(event.message ?? 'memtap failed');
         if (event.event === 'memserver-lost') state('paused: memserver lost');
         if (event.event === 'memserver-back') state('on-demand');
+        if (event.event === 'settle-started') state('settling');
+        if (event.event === 'settled') state('whole');
         if (event.event === 'ready') {
           state('on-demand');
           takeoverPort = Number(event.xenPort);

@@ -1,6 +1,7 @@
 // One clone's memtap, as a process: prepares the clone (or takes over its ring), runs the
 // native fault loop, applies the clone's free-page report when it appears, and ends when
-// the clone's domain is gone. Every event is one JSON line on stdout.
+// the clone's domain is gone, or once it is settled (SIGUSR2: every page loaded, memtap out of the
+// clone). Every event is one JSON line on stdout.
 import { loadAddon, isNativeXenError, type MemtapOptions, type MemtapPrepareReport } from '../xen/native.js';
 import { openXen } from '../xen/control.js';
 import { freeAppliedPath, readFreeReport } from './free-report.js';
@@ -51,7 +52,7 @@ export async function runMemtapWorker(o: MemtapWorkerOptions): Promise<number> {
       clearInterval(watch);
       clearTimeout(holdTimer);
       await tap.stop();
-      if (why === 'domain-gone') {
+      if (why === 'domain-gone' || why === 'settled') {
         await tap.goodbye();
         removeMemtapRecord(xs, o.domid);
       }
@@ -75,6 +76,7 @@ export async function runMemtapWorker(o: MemtapWorkerOptions): Promise<number> {
     tap.start((e) => {
       o.emit({ event: e.type, ...(e.message ? { message: e.message } : {}) });
       if (e.type === 'failed') void finish('failed', 1);
+      if (e.type === 'settled') void finish('settled', 0);
     });
     const acknowledge = (value: string) => {
       resumePrefetch('free-page report applied');
@@ -106,6 +108,11 @@ export async function runMemtapWorker(o: MemtapWorkerOptions): Promise<number> {
       }
     }, 250);
     process.on('SIGUSR1', () => o.emit({ event: 'stats', stats: tap.stats() }));
+    // snowflock settle: load the rest and leave the clone an ordinary domain.
+    process.on('SIGUSR2', () => {
+      tap.settle();
+      o.emit({ event: 'settle-started' });
+    });
     process.once('SIGTERM', () => void finish('signal', 0));
     process.once('SIGINT', () => void finish('signal', 0));
   });

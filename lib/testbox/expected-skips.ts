@@ -21,7 +21,7 @@ export interface ExpectedSkip {
 }
 
 const MEM_PAGING_FILES = ['70.memtap', '80.daemon-xen', '85.guest-api', '87.guest-net'];
-const TWO_HOST_FILES = ['75.memtap-hosts', '86.guest-api-hosts'];
+const TWO_HOST_FILES = ['66.clone-migrate', '75.memtap-hosts', '86.guest-api-hosts'];
 
 export const EXPECTED_SKIPS: readonly ExpectedSkip[] = [
   // node:test's own word for tests left out by --test-name-pattern: the caller's choice.

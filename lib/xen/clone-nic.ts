@@ -88,7 +88,7 @@ export const vifName = (domid: number, devid: number) => `vif${domid}.${devid}`;
  */
 export function writeCloneNics(
   xs: XenStore, domid: number, nics: NicRecord[],
-  o: { macs?: string[]; bridgeExists?: (name: string) => boolean } = {},
+  o: { macs?: string[]; bridgeExists?: (name: string) => boolean; scripts?: string[] } = {},
 ): string[] {
   const macs = o.macs ?? nics.map(() => newMac());
   const bridgeExists = o.bridgeExists ?? ((name: string) => existsSync(`/sys/class/net/${name}/bridge`));
@@ -116,7 +116,8 @@ export function writeCloneNics(
     xs.setPermissions(back, backPerms);
     for (const [k, v] of Object.entries({
       'frontend': front, 'frontend-id': String(domid), 'online': '1', 'handle': String(nic.devid),
-      'mac': mac, 'bridge': nic.bridge, 'type': 'vif', 'script': 'snowflock', 'state': '1',
+      // The hotplug script libxl runs when it takes the vif down (xl destroy, save, migrate).
+      'mac': mac, 'bridge': nic.bridge, 'type': 'vif', 'script': o.scripts?.[i] ?? 'vif-bridge', 'state': '1',
     })) xs.write(`${back}/${k}`, v);
   });
   return macs;

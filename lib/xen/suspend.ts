@@ -8,19 +8,36 @@ export class SuspendError extends Error {
   override name = 'SuspendError';
 }
 
+/**
+ * The mark that a suspend of an on-demand clone is snowflock's own (a capture, which reads paged-out
+ * pages itself): without it the clone's memtap holds the clone and loads every page first, as it
+ * does for xl save (native/suspend_watch.h). Next to memtap's record (lib/memtap/records.ts), dom0-only.
+ */
+const ownSuspendMark = (domid: number) => `/local/domain/0/snowflock/memtap/${domid}/own-suspend`;
+
 export async function suspendDomain(xc: XenControl, xs: XenStore, domid: number, timeoutMs = 30_000): Promise<void> {
   const control = `/local/domain/${domid}/control/shutdown`;
-  xs.write(control, 'suspend');
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const d = xc.domainInfo(domid);
-    if (d.shutdownReason === 'suspend') return;
-    if (d.shutdownReason) throw new SuspendError(`domain ${domid} shut down (${d.shutdownReason}) instead of suspending`);
-    if (Date.now() > deadline) {
-      xs.rm(control);
-      throw new SuspendError(`domain ${domid} did not suspend within ${timeoutMs / 1000} s: its kernel does not answer control/shutdown=suspend`);
+  const served = xs.read(`/local/domain/0/snowflock/memtap/${domid}/xen-port`) !== null;
+  if (served) xs.write(ownSuspendMark(domid), '1');
+  try {
+    xs.write(control, 'suspend');
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const d = xc.domainInfo(domid);
+      if (d.shutdownReason === 'suspend') return;
+      if (d.shutdownReason) throw new SuspendError(`domain ${domid} shut down (${d.shutdownReason}) instead of suspending`);
+      if (Date.now() > deadline) {
+        xs.rm(control);
+        throw new SuspendError(`domain ${domid} did not suspend within ${timeoutMs / 1000} s: its kernel does not answer control/shutdown=suspend`);
+      }
+      await new Promise((r) => setTimeout(r, 20));
     }
-    await new Promise((r) => setTimeout(r, 20));
+  } finally {
+    try {
+      if (served) xs.rm(ownSuspendMark(domid));
+    } catch {
+      /* gone with memtap's record */
+    }
   }
 }
 

@@ -128,7 +128,6 @@ test('the mem_access backend on a CPU without it fails with the reason and leave
   const familiesBefore = families();
   const run = spawnSync(process.execPath, ['dist/lib/cli/main.js', 'clone', String(parent), '--backend', 'access', '--json'], { encoding: 'utf8', timeout: 600_000 });
   if (run.status === 0) {
-    // A host with Intel EPT: the stock-Xen path works; this box is AMD, the nightly hardware may not be.
     // A host with Intel EPT (the nightly hardware): the stock-Xen path must be as exact as paging.
     const f = JSON.parse(run.stdout) as LazyCloneResult;
     const c = f.clones[0]!;

@@ -153,11 +153,11 @@ export { openXen };
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls until cond() is true; fails with what was last seen. */
-export async function waitUntil(what: string, cond: () => boolean, timeoutMs: number): Promise<void> {
+export async function waitUntil(what: string, cond: () => boolean, timeoutMs: number, intervalMs = 100): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!cond()) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(100);
+    await sleep(intervalMs);
   }
 }
 

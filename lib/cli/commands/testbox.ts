@@ -9,6 +9,7 @@ import { artifacts, type XenFlavour } from '../../testbox/paths.js';
 import { ExitCode, printJson, progress, table } from '../output.js';
 import { UsageError } from '../errors.js';
 import { readFileSync } from 'node:fs';
+import { suiteFileTimes } from '../../testbox/file-times.js';
 
 export interface BoxArgs {
   hosts: number;
@@ -47,6 +48,12 @@ function summarize(report: TestboxReport): void {
     if (b.jobRc !== 0) {
       console.log(`----- box ${b.box}: last console lines -----`);
       console.log(readFileSync(b.logFile, 'utf8').split('\n').slice(-60).join('\n'));
+    }
+  }
+  if (tests) {
+    for (const b of report.boxes) {
+      const times = suiteFileTimes(readFileSync(b.logFile, 'utf8'));
+      if (times.length) console.log(`box ${b.box} seconds per file: ${times.map((t) => `${t.file} ${t.seconds.toFixed(0)}`).join(', ')}`);
     }
   }
   for (const f of report.faults) console.log(faultLine(f));
