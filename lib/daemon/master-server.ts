@@ -2,7 +2,7 @@
  * The master's network side: accepts host daemons on TCP, runs the key handshake, takes the
  * host's registration, then passes its requests to the Master and gives the Master a HostLink
  * for commands. A link that closes, or misses a heartbeat, is reported to the Master as down;
- * a host that registers again replaces its old link.
+ * a name registers once: a second link for a connected host is refused.
  */
 import net from 'node:net';
 import { authenticateHost } from './auth.js';
@@ -109,7 +109,15 @@ export class MasterServer {
       handle: async (type, body, signal) => {
         if (type === 'register') {
           if (link) throw new SfError('bad-request', 'this host is already registered on this connection');
-          this.registered.get(host)?.close(`replaced by a new connection from ${host}`);
+          const current = this.registered.get(host);
+          if (current && !current.closed) {
+            // The name is taken by a live link: another daemon claiming it would make the real
+            // host's clones lost. A restarted host gets in once its old link closed or missed
+            // its heartbeat.
+            this.log('register-refused', { host, peer: conn.peer, connected: current.peer });
+            setImmediate(() => conn.close(`host ${host} is already connected`));
+            throw new SfError('auth-failed', `host ${host} is already connected (from ${current.peer}); a host name registers once`);
+          }
           this.registered.set(host, conn);
           link = new PeerLink(host, peer);
           heartbeat = this.heartbeat(peer);
