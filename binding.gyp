@@ -83,6 +83,20 @@
           'native/xen_logger.cc',
           'native/xen_libs.cc',
         ],
+      }, {
+        # Capture's scan of guest memory (domain_state.cc) against the same fakes.
+        'target_name': 'domain_scan_test',
+        'type': 'executable',
+        'defines': ['SNOWFLOCK_HAVE_XEN=1', 'SNOWFLOCK_WITHOUT_JS=1'],
+        'sources': [
+          'native/test/domain_scan_test.cc',
+          'native/test/fake_xen.cc',
+          'native/domain_state.cc',
+          'native/foreign_memory.cc',
+          'native/xen_error.cc',
+          'native/xen_logger.cc',
+          'native/xen_libs.cc',
+        ],
       }],
     }],
   ],

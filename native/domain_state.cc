@@ -7,9 +7,18 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <mutex>
+#include <set>
 
+#ifndef SNOWFLOCK_WITHOUT_JS
 #include "domains.h"
+#else  // the native tests build without Node, and domains.h brings it in
+namespace snowflock {
+xc_domaininfo_t DomainInfo(xc_interface* xch, uint32_t domid);
+}
+#endif
 #include "foreign_memory.h"
 #include "xen_error.h"
 #include "xen_libs.h"
@@ -22,11 +31,64 @@ constexpr uint64_t kSpecialRegionStart = 0xfc000;  // where Xen's toolstack puts
 constexpr uint64_t kFourGiB = 0x100000;
 constexpr size_t kScanBatch = 16384;  // mostly holes: large batches
 constexpr size_t kCopyBatch = 1024;    // 4 MiB of mapping at a time
+// Room above a domain's RAM for holes and what the guest maps there (grant frames and the like).
+constexpr uint64_t kHighSlack = 0x100000;  // 4 GiB of gfns
 
 std::string Subject(uint32_t domid) { return "domain " + std::to_string(domid); }
 
-// Which gfns are populated: foreign-map each candidate range, a hole comes back as an error.
-std::vector<GfnRange> ScanPopulated(ForeignMemory& fmem, uint32_t domid, uint64_t max_pages, uint64_t max_gpfn) {
+std::string Hex(uint64_t v) {
+  char buf[24];
+  snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+// Scans running now, and the domains whose scans were asked to stop.
+std::mutex scans_mutex;
+int scans_running = 0;
+std::set<uint32_t> scans_cancelled;
+
+// One of kMaxConcurrentScans places, or EBUSY: a scan occupies one of the addon's few worker
+// threads, and waiting for a place would occupy one too.
+class ScanSlot {
+ public:
+  explicit ScanSlot(uint32_t domid) : domid_(domid) {
+    std::lock_guard<std::mutex> lock(scans_mutex);
+    if (scans_running >= kMaxConcurrentScans)
+      throw XenError("snowflock", Subject(domid) + ": " + std::to_string(kMaxConcurrentScans) +
+                     " captures are scanning guest memory already; try again when one is done", EBUSY, "");
+    scans_running++;
+    scans_cancelled.erase(domid);
+  }
+  ~ScanSlot() {
+    std::lock_guard<std::mutex> lock(scans_mutex);
+    scans_running--;
+    scans_cancelled.erase(domid_);
+  }
+  ScanSlot(const ScanSlot&) = delete;
+  ScanSlot& operator=(const ScanSlot&) = delete;
+
+ private:
+  uint32_t domid_;
+};
+
+bool ScanCancelled(uint32_t domid) {
+  std::lock_guard<std::mutex> lock(scans_mutex);
+  return scans_cancelled.count(domid) != 0;
+}
+
+}  // namespace
+
+uint64_t ScanLimit(uint64_t max_pages) { return kFourGiB + max_pages + kHighSlack; }
+
+std::vector<GfnRange> ScanPopulated(ForeignMemory& fmem, uint32_t domid, uint64_t max_pages, uint64_t max_gpfn,
+                                    const std::function<bool()>& keep_going) {
+  // The guest can raise its highest gfn (by mapping something there), and every gfn up to it
+  // would be probed: refuse what no memory of max_pages could reach, before mapping anything.
+  if (max_gpfn >= ScanLimit(max_pages))
+    throw XenError("snowflock", Subject(domid) + " has gfn " + Hex(max_gpfn) + " mapped, beyond " + Hex(ScanLimit(max_pages) - 1) +
+                   ", the highest its " + std::to_string(max_pages) + " pages can reach with room for holes; a guest can raise its " +
+                   "highest gfn, so capture does not scan that far", E2BIG, "");
+  ScanSlot slot(domid);
   std::vector<GfnRange> candidates;
   uint64_t low_end = std::min({max_pages + 0x1000, max_gpfn + 1, kSpecialRegionStart});
   candidates.push_back({0, low_end});
@@ -35,6 +97,8 @@ std::vector<GfnRange> ScanPopulated(ForeignMemory& fmem, uint32_t domid, uint64_
 
   std::vector<GfnRange> populated;
   ForEachGfnBatch(candidates, kScanBatch, [&](const std::vector<xen_pfn_t>& gfns) {
+    if (!keep_going() || ScanCancelled(domid))
+      throw XenError("snowflock", Subject(domid) + ": the scan of its memory was cancelled", ECANCELED, "");
     ForeignMapping m = fmem.Map(domid, PROT_READ, gfns, true);
     for (size_t i = 0; i < gfns.size(); i++) {
       if (m.error(i)) continue;
@@ -44,6 +108,13 @@ std::vector<GfnRange> ScanPopulated(ForeignMemory& fmem, uint32_t domid, uint64_
   });
   return populated;
 }
+
+void CancelDomainScans(uint32_t domid) {
+  std::lock_guard<std::mutex> lock(scans_mutex);
+  scans_cancelled.insert(domid);
+}
+
+namespace {
 
 bool IsPopulated(const std::vector<GfnRange>& ranges, uint64_t gfn) {
   for (const GfnRange& r : ranges)
@@ -103,7 +174,7 @@ DomainState CaptureDomainState(xc_interface* xch, uint32_t domid) {
   s.max_gpfn = max_gpfn;
 
   ForeignMemory fmem;
-  s.populated = ScanPopulated(fmem, domid, s.info.max_pages, s.max_gpfn);
+  s.populated = ScanPopulated(fmem, domid, s.info.max_pages, s.max_gpfn, [] { return true; });
 
   // Pages shared between the guest and the toolstack travel inside the descriptor.
   static constexpr uint32_t kSpecialParams[] = {HVM_PARAM_STORE_PFN, HVM_PARAM_CONSOLE_PFN, HVM_PARAM_IDENT_PT,
@@ -160,6 +231,7 @@ uint64_t WriteMemoryImage(uint32_t domid, const std::vector<GfnRange>& populated
   return written;
 }
 
+#ifndef SNOWFLOCK_WITHOUT_JS
 Napi::Object DomainStateToJs(Napi::Env env, const DomainState& s) {
   auto bytes = [&](const void* p, size_t n) { return Napi::Buffer<uint8_t>::Copy(env, static_cast<const uint8_t*>(p), n); };
   Napi::Object o = Napi::Object::New(env);
@@ -206,5 +278,6 @@ Napi::Object DomainStateToJs(Napi::Env env, const DomainState& s) {
   o.Set("special", special);
   return o;
 }
+#endif  // SNOWFLOCK_WITHOUT_JS
 
 }  // namespace snowflock

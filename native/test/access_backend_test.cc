@@ -11,6 +11,7 @@
 
 #include "../fault_backend.h"
 #include "../xen_error.h"
+#include "expect_xen_error.h"
 #include "fake_xen.h"
 #include "tap.h"
 
@@ -37,17 +38,6 @@ std::vector<uint8_t> PagePattern(uint64_t gfn) {
 
 void Stage(FaultBackend& backend, const std::vector<uint64_t>& gfns) {
   for (size_t i = 0; i < gfns.size(); i++) std::memcpy(backend.staging(i), PagePattern(gfns[i]).data(), XC_PAGE_SIZE);
-}
-
-// Runs fn, which must throw XenError; returns it.
-template <typename Fn>
-XenError ExpectXenError(Fn&& fn) {
-  try {
-    fn();
-  } catch (const XenError& e) {
-    return e;
-  }
-  throw tap::CheckFailed{"expected a XenError, nothing was thrown"};
 }
 
 bool Contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }

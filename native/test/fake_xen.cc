@@ -142,6 +142,12 @@ int FmemClose(xenforeignmemory_handle* h) {
 void* FmemMap(xenforeignmemory_handle* h, uint32_t domid, int prot, size_t pages, const xen_pfn_t gfns[], int err[]) {
   if (h != kFmem) Misuse("xenforeignmemory_map", "unknown handle");
   state.map_calls.push_back({domid, prot, std::vector<uint64_t>(gfns, gfns + pages)});
+  if (state.map_call_limit && state.map_calls.size() > state.map_call_limit) {
+    // A runaway walk: stop it here rather than map for hours.
+    if (state.map_calls.size() == state.map_call_limit + 1) Misuse("xenforeignmemory_map", "more calls than the test allows");
+    errno = EFBIG;
+    return nullptr;
+  }
   if (state.map_errno) {
     if (fmem_logger && !state.map_log.empty()) Log(fmem_logger, "xenforeignmemory", "%s", state.map_log.c_str());
     errno = state.map_errno;
@@ -153,12 +159,14 @@ void* FmemMap(xenforeignmemory_handle* h, uint32_t domid, int prot, size_t pages
   for (size_t i = 0; i < pages; i++) {
     auto refused = state.page_errno.find(gfns[i]);
     if (refused != state.page_errno.end()) m.errors[i] = -refused->second;  // privcmd reports -errno
+    else if (state.hole && state.hole(gfns[i])) m.errors[i] = -ENOENT;
     auto page = state.guest.find(gfns[i]);
     if (!m.errors[i] && page != state.guest.end())
       std::memcpy(static_cast<uint8_t*>(addr) + i * XC_PAGE_SIZE, page->second.data(), XC_PAGE_SIZE);
     if (err) err[i] = m.errors[i];
   }
   live_mappings[addr] = std::move(m);
+  if (state.on_map) state.on_map();
   return addr;
 }
 

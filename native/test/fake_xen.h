@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <ostream>
 #include <string>
@@ -56,6 +57,9 @@ struct State {
   int fmem_opened = 0, fmem_closed = 0;
   std::vector<ForeignMapCall> map_calls;
   std::map<uint64_t, std::vector<uint8_t>> guest;  // page contents written through mappings
+  std::function<bool(uint64_t)> hole;    // gfn -> true: not populated (the map reports -ENOENT for it)
+  size_t map_call_limit = 0;             // non-zero: calls past it fail (EFBIG) and count as misuse
+  std::function<void()> on_map;          // called after each map call that mapped
 
   // Calls with a handle the fakes did not hand out, or an unknown mapping.
   std::vector<std::string> misuse;
