@@ -1,7 +1,7 @@
 /**
  * Mutual challenge/response between a host daemon and the master, both holding the cluster key:
  *
- *   host   -> master  hello     { role: "host", host, nonce: Nh }
+ *   host   -> master  hello     { role: "host", host, nonce: Nh, link: "aes-256-gcm-v1" }
  *   master -> host    challenge { nonce: Nm, proof: HMAC(key, "snowflock-v1 master" | host | Nh | Nm) }
  *   host   -> master  auth      { proof: HMAC(key, "snowflock-v1 host" | host | Nm | Nh) }
  *   master -> host    welcome   {}
@@ -9,13 +9,16 @@
  * Each side proves the key over the other side's fresh nonce, so a recorded handshake cannot be
  * replayed; the two directions use different labels, so a proof cannot be reflected back. Either
  * side that sees a wrong proof sends an auth-failed error and hangs up. Nothing else is accepted
- * before welcome.
+ * before welcome. Right after welcome both sides seal the link (link-cipher.ts) with keys derived
+ * from the cluster key, Nh, Nm and the host's name: every later frame, register first, is
+ * authenticated, in sequence, and bound to the name the host proved here.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { SfError, fromWireError } from './errors.js';
 import type { MessageConnection } from './framed-socket.js';
 import { checkRequest, errorReply, handshake, parseEnvelope, request, type Parsed } from './protocol.js';
 import { KEY_BYTES } from './key.js';
+import { LINK_CIPHER, linkKeys } from './link-cipher.js';
 
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
 
@@ -35,20 +38,21 @@ function checkKey(key: Buffer): void {
   if (key.length !== KEY_BYTES) throw new Error(`the cluster key must be ${KEY_BYTES} bytes`);
 }
 
-/** Host side. Resolves once the master proved the key and accepted ours. */
+/** Host side. Resolves once the master proved the key and accepted ours; the link is sealed then. */
 export async function authenticateToMaster(conn: MessageConnection, key: Buffer, host: string, timeoutMs = HANDSHAKE_TIMEOUT_MS): Promise<void> {
   checkKey(key);
   const nh = randomBytes(32).toString('hex');
-  conn.send(request(0, 'hello', { role: 'host', host, nonce: nh }));
+  conn.send(request(0, 'hello', { role: 'host', host, nonce: nh, link: LINK_CIPHER }));
   const ch = await expect(conn, 'challenge', timeoutMs);
   if (!same(ch.proof, proof(key, 'master', host, nh, ch.nonce))) {
     fail(conn, 'the master could not prove it holds this cluster key');
   }
   conn.send(request(0, 'auth', { proof: proof(key, 'host', host, ch.nonce, nh) }));
   await expect(conn, 'welcome', timeoutMs);
+  conn.secure(linkKeys('host', key, host, nh, ch.nonce));
 }
 
-/** Master side. Resolves with the host name the peer proved it may speak for. */
+/** Master side. Resolves with the host name the peer proved it may speak for; the link is sealed then. */
 export async function authenticateHost(conn: MessageConnection, key: Buffer, timeoutMs = HANDSHAKE_TIMEOUT_MS): Promise<string> {
   checkKey(key);
   const hello = await expect(conn, 'hello', timeoutMs);
@@ -59,6 +63,7 @@ export async function authenticateHost(conn: MessageConnection, key: Buffer, tim
     fail(conn, `host ${hello.host} could not prove it holds the cluster key`);
   }
   conn.send(request(0, 'welcome', {}));
+  conn.secure(linkKeys('master', key, hello.host, hello.nonce, nm));
   return hello.host;
 }
 

@@ -31,17 +31,23 @@ export class FrameDecoder {
   constructor(public maxBytes: number) {}
 
   push(chunk: Buffer): PushResult {
+    const { fatal, frames } = this.pushRaw(chunk);
+    return { fatal, frames: frames.map(decodeBody) } as PushResult;
+  }
+
+  /** The whole frames' bodies (after the length header), not yet decoded. */
+  pushRaw(chunk: Buffer): { fatal: string | null; frames: Buffer[] } {
     if (chunk.length > 0) {
       this.chunks.push(chunk);
       this.size += chunk.length;
     }
-    const frames: Decoded[] = [];
+    const frames: Buffer[] = [];
     while (this.size >= HEADER_BYTES) {
       const len = this.take(HEADER_BYTES, false).readUInt32BE(0);
       if (len === 0) return { fatal: 'empty frame (length 0)', frames };
       if (len > this.maxBytes) return { fatal: `frame of ${len} bytes exceeds the ${this.maxBytes}-byte limit`, frames };
       if (this.size - HEADER_BYTES < len) break;
-      frames.push(decodeJson(this.take(HEADER_BYTES + len, true).subarray(HEADER_BYTES)));
+      frames.push(this.take(HEADER_BYTES + len, true).subarray(HEADER_BYTES));
     }
     return { fatal: null, frames };
   }
@@ -58,7 +64,8 @@ export class FrameDecoder {
   }
 }
 
-function decodeJson(body: Buffer): Decoded {
+/** A frame's body as JSON. */
+export function decodeBody(body: Buffer): Decoded {
   try {
     return { ok: true, value: JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body)) };
   } catch (e) {

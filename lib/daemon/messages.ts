@@ -100,7 +100,11 @@ export const guestIdentify = { identify: obj({ domid }) };
 
 /** The key handshake between daemons (auth.ts); id 0, before any request. */
 export const handshake = {
-  hello: obj({ role: str(/^host$/, '"host"'), host: hostName, nonce: hex32 }),
+  /** link: how frames after welcome are sealed (link-cipher.ts); a daemon from before sealing sends none. */
+  hello: obj({
+    role: str(/^host$/, '"host"'), host: hostName, nonce: hex32,
+    link: str(/^aes-256-gcm-v1$/, '"aes-256-gcm-v1" (this master seals every frame after the handshake; upgrade the host daemon)'),
+  }),
   challenge: obj({ nonce: hex32, proof: hex32 }),
   auth: obj({ proof: hex32 }),
   welcome: obj({}),

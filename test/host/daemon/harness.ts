@@ -42,12 +42,22 @@ export interface Lab {
   close(): Promise<void>;
 }
 
-/** adminSocket: h1's daemon serves dom0's CLI there. */
-export async function startLab(o: { ticketTtlMs?: number; key?: Buffer; adminSocket?: string } = {}): Promise<Lab> {
+export interface LabOptions {
+  ticketTtlMs?: number;
+  key?: Buffer;
+  /** h1's daemon serves dom0's CLI there. */
+  adminSocket?: string;
+  /** A host reaches the master through the port this returns (a relay) rather than directly. */
+  via?: Partial<Record<HostName, (masterPort: number) => Promise<number>>>;
+  /** Every log event of the master's server ('master') and the host daemons. */
+  log?: (who: 'master' | HostName, event: string, detail?: Record<string, unknown>) => void;
+}
+
+export async function startLab(o: LabOptions = {}): Promise<Lab> {
   const key = o.key ?? randomBytes(32);
   const cluster = new InternalClusterManager({ ticketTtlMs: o.ticketTtlMs ?? 60_000 });
   const master = new Master({ cluster, destroyTimeoutMs: 5000, commandTimeoutMs: 10_000, buildTimeoutMs: 10_000 });
-  const server = new MasterServer({ master, key, heartbeatMs: 2000 });
+  const server = new MasterServer({ master, key, heartbeatMs: 2000, ...(o.log ? { log: (e, d) => o.log!('master', e, d) } : {}) });
   const { port: masterPort } = await server.listen();
   const clients: SfClient[] = [];
   const programs: Promise<ChildContext>[] = [];
@@ -86,11 +96,14 @@ export async function startLab(o: { ticketTtlMs?: number; key?: Buffer; adminSoc
     return ctx;
   })();
 
-  async function startHost(name: HostName, fake: FakeBackend, port = 0): Promise<HostSlot> {
+  async function startHost(name: HostName, fake: FakeBackend, port = 0, via = false): Promise<HostSlot> {
+    const relay = via ? o.via?.[name] : undefined;
+    const toMaster = relay ? await relay(masterPort) : masterPort;
     fake.hooks.onStart = (clones) => { for (const d of clones) programs.push(runProgram(name, d)); };
     const guests = new TcpGuestTransport({ port, identify: 'claimed' });
     const daemon = new HostDaemon({
-      host: name, key, master: { host: '127.0.0.1', port: masterPort }, backend: fake, guests,
+      host: name, key, master: { host: '127.0.0.1', port: toMaster }, backend: fake, guests,
+      ...(o.log ? { log: (e: string, d?: Record<string, unknown>) => o.log!(name, e, d) } : {}),
       capacity: { vcpus: 4, memoryMiB: 8192 }, reconnectMs: 50, cloneWatchMs: 100,
       ...(name === 'h1' && o.adminSocket ? { adminSocket: o.adminSocket } : {}),
     });
@@ -103,8 +116,8 @@ export async function startLab(o: { ticketTtlMs?: number; key?: Buffer; adminSoc
   const f2 = new FakeBackend('h2', 200);
   f1.addParent(7, { vcpus: 1, memoryMiB: 512 });
   f2.addParent(9, { vcpus: 1, memoryMiB: 512 });
-  lab.hosts.h1 = await startHost('h1', f1);
-  lab.hosts.h2 = await startHost('h2', f2);
+  lab.hosts.h1 = await startHost('h1', f1, 0, true);
+  lab.hosts.h2 = await startHost('h2', f2, 0, true);
   return lab;
 }
 

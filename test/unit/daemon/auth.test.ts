@@ -1,33 +1,19 @@
 // The daemons' key handshake over real loopback sockets, and the key file's rules.
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { authenticateHost, authenticateToMaster, proof } from '../../../lib/daemon/auth.js';
-import { FramedSocket } from '../../../lib/daemon/framed-socket.js';
 import { readKeyFile, writeKeyFile } from '../../../lib/daemon/key.js';
 import { request } from '../../../lib/daemon/protocol.js';
-
-async function pair(): Promise<{ master: FramedSocket; host: FramedSocket; done: () => void }> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
-  const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
-  const s = await accepted;
-  return {
-    master: new FramedSocket(s, 'host'),
-    host: new FramedSocket(client, 'master'),
-    done: () => { s.destroy(); client.destroy(); server.close(); },
-  };
-}
+import { socketPair } from './socket-pair.js';
 
 const key = randomBytes(32);
 
 describe('handshake', () => {
   it('both sides prove the key; the master learns the host name', async () => {
-    const p = await pair();
+    const p = await socketPair();
     const [name] = await Promise.all([authenticateHost(p.master, key), authenticateToMaster(p.host, key, 'h1')]);
     expect(name).toBe('h1');
     expect(p.master.closed || p.host.closed).toBe(false);
@@ -35,7 +21,7 @@ describe('handshake', () => {
   });
 
   it('a host with the wrong key is refused by the master', async () => {
-    const p = await pair();
+    const p = await socketPair();
     const [m, h] = await Promise.allSettled([authenticateHost(p.master, key), authenticateToMaster(p.host, randomBytes(32), 'h1')]);
     // The host already rejects the master's proof (made with the other key), so both sides fail.
     expect(m).toMatchObject({ status: 'rejected', reason: { code: 'auth-failed' } });
@@ -44,9 +30,9 @@ describe('handshake', () => {
   });
 
   it('a peer that replays a proof made for other nonces is refused', async () => {
-    const p = await pair();
+    const p = await socketPair();
     const refused = authenticateHost(p.master, key);
-    p.host.send(request(0, 'hello', { role: 'host', host: 'h1', nonce: 'a'.repeat(64) }));
+    p.host.send(request(0, 'hello', { role: 'host', host: 'h1', nonce: 'a'.repeat(64), link: 'aes-256-gcm-v1' }));
     const challenge = await p.host.next(5000);
     expect(challenge).toMatchObject({ ok: true, value: { type: 'challenge' } });
     // a proof recorded from some earlier handshake (other nonces) does not match this one
@@ -57,7 +43,7 @@ describe('handshake', () => {
   });
 
   it('a peer that skips the handshake gets not-authenticated and is dropped', async () => {
-    const p = await pair();
+    const p = await socketPair();
     const refused = authenticateHost(p.master, key);
     p.host.send(request(1, 'request_ticket', { domid: 1, n: 1, vcpus: 1, memoryMiB: 1 }));
     await expect(refused).rejects.toMatchObject({ code: 'not-authenticated' });
@@ -67,7 +53,7 @@ describe('handshake', () => {
   });
 
   it('a hello of another version is refused as such', async () => {
-    const p = await pair();
+    const p = await socketPair();
     const refused = authenticateHost(p.master, key);
     p.host.send({ v: 2, id: 0, type: 'hello', role: 'host', host: 'h1', nonce: 'a'.repeat(64) });
     await expect(refused).rejects.toMatchObject({ code: 'version-mismatch' });
