@@ -1,8 +1,9 @@
 /**
  * Secrets that ride inside fork images (the memserver's key) cross the daemons' link, which is
- * authenticated (auth.ts) but not encrypted. They are sealed with AES-256-GCM under a key
- * derived from the cluster key, and bound to their fork: a host without the cluster key learns
- * nothing, and a sealed secret moved into another fork's image does not open.
+ * sealed per session (link-cipher.ts) but ends in the master, and images may be kept. They are
+ * sealed with AES-256-GCM under a key derived from the cluster key, and bound to their fork: a
+ * host without the cluster key learns nothing, and a sealed secret moved into another fork's
+ * image does not open.
  */
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 
