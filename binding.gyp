@@ -4,6 +4,9 @@
   # every Xen call reports that the addon was built without Xen headers.
   'variables': {
     'have_xen_headers%': '<!(test -f /usr/include/xenctrl.h -a -f /usr/include/xenforeignmemory.h -a -f /usr/include/xenstore.h && echo 1 || echo 0)',
+    # The addon takes OpenSSL from the Node binary it is loaded into; the page client's own test
+    # runs without Node and links the system's libcrypto (libssl-dev).
+    'have_libcrypto%': '<!(test -f /usr/include/openssl/evp.h && echo 1 || echo 0)',
   },
   # Shared by the addon and the native unit tests.
   'target_defaults': {
@@ -97,6 +100,17 @@
           'native/xen_logger.cc',
           'native/xen_libs.cc',
         ],
+      }],
+    }],
+    ['have_xen_headers==1 and have_libcrypto==1', {
+      'targets': [{
+        # The memserver client (sealed page stream) against a TS memserver;
+        # test/unit/memtap/native-client.test.ts runs build/Release/page_client_test.
+        'target_name': 'page_client_test',
+        'type': 'executable',
+        'defines': ['SNOWFLOCK_HAVE_XEN=1'],
+        'sources': ['native/test/page_client_test.cc', 'native/page_client.cc', 'native/xen_error.cc'],
+        'libraries': ['-lcrypto'],
       }],
     }],
   ],

@@ -8,6 +8,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/kdf.h>
+#include <openssl/rand.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -18,10 +24,14 @@ namespace snowflock {
 
 namespace {
 
-enum : uint8_t { kHello = 1, kWelcome = 2, kGet = 3, kPages = 4, kError = 5, kBye = 6 };
+enum : uint8_t { kHello = 1, kWelcome = 2, kGet = 3, kPages = 4, kError = 5, kBye = 6, kChallenge = 9, kProof = 10 };
 constexpr char kMagic[8] = {'S', 'F', 'M', 'T', 'A', 'P', '0', '1'};
-constexpr uint32_t kVersion = 1;
-// A full PAGES reply: type, count, 256 x (gfn + page).
+constexpr uint32_t kVersion = 2;
+constexpr uint32_t kFlagPlaintext = 1;
+constexpr size_t kNonce = 32, kProofBytes = 32, kTag = 16;
+constexpr size_t kChallengeBytes = 4 + 4 + kNonce + kProofBytes, kChallengeHead = 4 + 4 + kNonce;
+constexpr char kInfo[] = "snowflock memserver v2";
+// A full PAGES reply: type, count, 256 x (gfn + page), and a seal's tag.
 constexpr uint32_t kMaxFrame = 1 + 4 + 256 * (8 + 4096) + 64;
 
 void Put32(std::vector<uint8_t>& b, uint32_t v) {
@@ -34,17 +44,17 @@ void Put64(std::vector<uint8_t>& b, uint64_t v) {
 // Reads little-endian fields from a received payload, failing on a short one.
 class Reader {
  public:
-  explicit Reader(const std::vector<uint8_t>& b) : b_(b) {}
-  bool Has(size_t n) const { return pos_ + n <= b_.size(); }
+  Reader(const uint8_t* b, size_t n) : b_(b), n_(n) {}
+  bool Has(size_t n) const { return pos_ + n <= n_; }
   uint32_t U32() { return uint32_t(Take(4)); }
   uint64_t U64() { return Take(8); }
   const uint8_t* Bytes(size_t n) {
     if (!Has(n)) throw std::length_error("short frame");
-    const uint8_t* p = b_.data() + pos_;
+    const uint8_t* p = b_ + pos_;
     pos_ += n;
     return p;
   }
-  std::string Rest() { return std::string(b_.begin() + long(pos_), b_.end()); }
+  std::string Rest() { return std::string(reinterpret_cast<const char*>(b_ + pos_), n_ - pos_); }
 
  private:
   uint64_t Take(int n) {
@@ -53,11 +63,28 @@ class Reader {
     for (int i = 0; i < n; i++) v |= uint64_t(p[i]) << (8 * i);
     return v;
   }
-  const std::vector<uint8_t>& b_;
+  const uint8_t* b_;
+  size_t n_;
   size_t pos_ = 0;
 };
 
+struct CipherCtx {
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  ~CipherCtx() { EVP_CIPHER_CTX_free(ctx); }
+};
+
+// nonce = u64 LE counter, 4 zero bytes
+void Nonce(uint64_t counter, uint8_t iv[12]) {
+  for (int i = 0; i < 8; i++) iv[i] = uint8_t(counter >> (8 * i));
+  std::memset(iv + 8, 0, 4);
+}
+
 }  // namespace
+
+struct PageClient::Sealing {
+  CipherCtx tx, rx;
+  uint64_t tx_count = 0, rx_count = 0;
+};
 
 PageClient::PageClient(std::string host, uint16_t port, std::array<uint8_t, 32> token, uint32_t vmid, int timeout_ms)
     : host_(std::move(host)), port_(port), token_(token), vmid_(vmid), timeout_ms_(timeout_ms) {}
@@ -67,6 +94,7 @@ PageClient::~PageClient() { Close(); }
 void PageClient::Close() {
   if (fd_ >= 0) close(fd_);
   fd_ = -1;
+  sealing_.reset();
 }
 
 void PageClient::Fail(const std::string& what, int err) {
@@ -107,16 +135,11 @@ Welcome PageClient::Connect() {
   setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 
-  std::vector<uint8_t> hello(kMagic, kMagic + 8);
-  Put32(hello, kVersion);
-  hello.insert(hello.end(), token_.begin(), token_.end());
-  Put32(hello, vmid_);
-  SendFrame(kHello, hello);
-  std::vector<uint8_t> payload;
-  if (ReadFrame(&payload) != kWelcome) Fail("expected WELCOME", EPROTO);
+  Handshake();
+  if (ReadFrame() != kWelcome) Fail("expected WELCOME", EPROTO);
   Welcome w;
   try {
-    Reader r(payload);
+    Reader r(rx_.data() + rx_at_, rx_len_);
     w.pages = r.U64();
     std::memcpy(w.image_id.data(), r.Bytes(16), 16);
     uint32_t ranges = r.U32();
@@ -134,16 +157,72 @@ Welcome PageClient::Connect() {
   return w;
 }
 
+// HELLO with a fresh nonce; the CHALLENGE must carry the server's proof of the key; PROOF back.
+// Keys and proofs as lib/memtap/secure.ts derives them.
+void PageClient::Handshake() {
+  uint8_t nonce_c[kNonce];
+  if (RAND_bytes(nonce_c, kNonce) != 1) Fail("no random bytes for the handshake", EIO);
+  std::vector<uint8_t> hello(kMagic, kMagic + 8);
+  Put32(hello, kVersion);
+  Put32(hello, vmid_);
+  hello.insert(hello.end(), nonce_c, nonce_c + kNonce);
+  SendFrame(kHello, hello);
+  uint8_t type = ReadFrame();
+  if (type != kChallenge) Fail("expected CHALLENGE (type " + std::to_string(type) + ")", EPROTO);
+  const uint8_t* c = rx_.data() + rx_at_;
+  if (rx_len_ >= 4) {
+    uint32_t version = uint32_t(c[0]) | uint32_t(c[1]) << 8 | uint32_t(c[2]) << 16 | uint32_t(c[3]) << 24;
+    if (version != kVersion) Fail("memserver speaks protocol version " + std::to_string(version) + ", this memtap " + std::to_string(kVersion), EPROTO);
+  }
+  if (rx_len_ != kChallengeBytes) Fail("CHALLENGE is " + std::to_string(rx_len_) + " bytes", EPROTO);
+  uint32_t flags = uint32_t(c[4]) | uint32_t(c[5]) << 8 | uint32_t(c[6]) << 16 | uint32_t(c[7]) << 24;
+  const uint8_t* nonce_s = c + 8;
+  const uint8_t* server_proof = c + kChallengeHead;
+
+  uint8_t salt[2 * kNonce];
+  std::memcpy(salt, nonce_c, kNonce);
+  std::memcpy(salt + kNonce, nonce_s, kNonce);
+  std::vector<uint8_t> info(kInfo, kInfo + sizeof kInfo - 1);
+  Put32(info, vmid_);
+  Put32(info, flags);
+  uint8_t okm[128];
+  size_t okm_len = sizeof okm;
+  EVP_PKEY_CTX* kdf = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, nullptr);
+  bool ok = kdf && EVP_PKEY_derive_init(kdf) > 0 && EVP_PKEY_CTX_set_hkdf_md(kdf, EVP_sha256()) > 0 &&
+            EVP_PKEY_CTX_set1_hkdf_salt(kdf, salt, int(sizeof salt)) > 0 && EVP_PKEY_CTX_set1_hkdf_key(kdf, token_.data(), int(token_.size())) > 0 &&
+            EVP_PKEY_CTX_add1_hkdf_info(kdf, info.data(), int(info.size())) > 0 && EVP_PKEY_derive(kdf, okm, &okm_len) > 0 && okm_len == sizeof okm;
+  EVP_PKEY_CTX_free(kdf);
+  if (!ok) Fail("HKDF failed in OpenSSL", EIO);
+  std::vector<uint8_t> transcript(hello);
+  transcript.insert(transcript.end(), c, c + kChallengeHead);
+  uint8_t expect_s[kProofBytes], proof_c[kProofBytes];
+  unsigned len_s = 0, len_c = 0;
+  if (!HMAC(EVP_sha256(), okm + 64, 32, transcript.data(), transcript.size(), expect_s, &len_s) ||
+      !HMAC(EVP_sha256(), okm + 96, 32, transcript.data(), transcript.size(), proof_c, &len_c))
+    Fail("HMAC failed in OpenSSL", EIO);
+  if (CRYPTO_memcmp(expect_s, server_proof, kProofBytes) != 0)
+    Fail("the server did not prove this fork's key (not the fork's memserver, or a wrong key)", EACCES);
+  SendFrame(kProof, std::vector<uint8_t>(proof_c, proof_c + kProofBytes));
+  plaintext_ = (flags & kFlagPlaintext) != 0;
+  if (!plaintext_) {
+    auto s = std::make_unique<Sealing>();
+    if (!s->tx.ctx || !s->rx.ctx || EVP_EncryptInit_ex(s->tx.ctx, EVP_aes_256_gcm(), nullptr, okm, nullptr) != 1 ||
+        EVP_DecryptInit_ex(s->rx.ctx, EVP_aes_256_gcm(), nullptr, okm + 32, nullptr) != 1)
+      Fail("AES-256-GCM is not available in OpenSSL", EIO);
+    sealing_ = std::move(s);
+  }
+  OPENSSL_cleanse(okm, sizeof okm);
+}
+
 void PageClient::Get(const uint64_t* gfns, size_t n, uint8_t* out) {
   if (fd_ < 0) Fail("not connected", ENOTCONN);
   std::vector<uint8_t> req;
   Put32(req, uint32_t(n));
   for (size_t i = 0; i < n; i++) Put64(req, gfns[i]);
   SendFrame(kGet, req);
-  std::vector<uint8_t> payload;
-  if (ReadFrame(&payload) != kPages) Fail("expected PAGES", EPROTO);
+  if (ReadFrame() != kPages) Fail("expected PAGES", EPROTO);
   try {
-    Reader r(payload);
+    Reader r(rx_.data() + rx_at_, rx_len_);
     if (r.U32() != n) Fail("PAGES: wrong page count", EPROTO);
     for (size_t i = 0; i < n; i++)
       if (r.U64() != gfns[i]) Fail("PAGES: gfns out of order", EPROTO);
@@ -165,26 +244,53 @@ void PageClient::Bye() {
 }
 
 void PageClient::SendFrame(uint8_t type, const std::vector<uint8_t>& payload) {
-  std::vector<uint8_t> frame;
-  Put32(frame, uint32_t(payload.size() + 1));
-  frame.push_back(type);
-  frame.insert(frame.end(), payload.begin(), payload.end());
-  WriteExact(frame.data(), frame.size());
+  size_t body = 1 + payload.size();
+  tx_.resize(4 + body + kTag);
+  uint32_t length = uint32_t(body + (sealing_ ? kTag : 0));
+  for (int i = 0; i < 4; i++) tx_[size_t(i)] = uint8_t(length >> (8 * i));
+  tx_[4] = type;
+  if (!payload.empty()) std::memcpy(&tx_[5], payload.data(), payload.size());
+  if (sealing_) {
+    EVP_CIPHER_CTX* ctx = sealing_->tx.ctx;
+    uint8_t iv[12];
+    Nonce(sealing_->tx_count++, iv);
+    int outl = 0;
+    if (EVP_EncryptInit_ex(ctx, nullptr, nullptr, nullptr, iv) != 1 || EVP_EncryptUpdate(ctx, nullptr, &outl, tx_.data(), 4) != 1 ||
+        EVP_EncryptUpdate(ctx, &tx_[4], &outl, &tx_[4], int(body)) != 1 || EVP_EncryptFinal_ex(ctx, &tx_[4 + body], &outl) != 1 ||
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, int(kTag), &tx_[4 + body]) != 1)
+      Fail("sealing a frame failed in OpenSSL", EIO);
+  }
+  WriteExact(tx_.data(), 4 + length);
 }
 
-uint8_t PageClient::ReadFrame(std::vector<uint8_t>* payload) {
-  uint8_t head[5];
-  ReadExact(head, 5);
+uint8_t PageClient::ReadFrame() {
+  uint8_t head[4];
+  ReadExact(head, 4);
   uint32_t length = uint32_t(head[0]) | uint32_t(head[1]) << 8 | uint32_t(head[2]) << 16 | uint32_t(head[3]) << 24;
-  if (length == 0 || length > kMaxFrame) Fail("bad frame length " + std::to_string(length), EPROTO);
-  payload->resize(length - 1);
-  if (length > 1) ReadExact(payload->data(), length - 1);
-  if (head[4] == kError) {
-    Reader r(*payload);
+  size_t overhead = sealing_ ? kTag : 0;
+  if (length < 1 + overhead || length > kMaxFrame + overhead) Fail("bad frame length " + std::to_string(length), EPROTO);
+  if (rx_.size() < length) rx_.resize(length);
+  ReadExact(rx_.data(), length);
+  size_t body = length - overhead;
+  if (sealing_) {
+    EVP_CIPHER_CTX* ctx = sealing_->rx.ctx;
+    uint8_t iv[12];
+    Nonce(sealing_->rx_count++, iv);
+    int outl = 0;
+    if (EVP_DecryptInit_ex(ctx, nullptr, nullptr, nullptr, iv) != 1 || EVP_DecryptUpdate(ctx, nullptr, &outl, head, 4) != 1 ||
+        EVP_DecryptUpdate(ctx, rx_.data(), &outl, rx_.data(), int(body)) != 1 ||
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, int(kTag), rx_.data() + body) != 1 ||
+        EVP_DecryptFinal_ex(ctx, rx_.data() + body, &outl) != 1)
+      Fail("a sealed frame failed authentication (altered on the way, or not from the fork's memserver)", EPROTO);
+  }
+  rx_at_ = 1;
+  rx_len_ = body - 1;
+  if (rx_[0] == kError) {
+    Reader r(rx_.data() + 1, rx_len_);
     uint32_t code = r.Has(4) ? r.U32() : 0;
     Fail("refused (code " + std::to_string(code) + "): " + r.Rest(), code == 2 ? EACCES : EPROTO);
   }
-  return head[4];
+  return rx_[0];
 }
 
 void PageClient::ReadExact(uint8_t* buf, size_t n) {

@@ -1,10 +1,14 @@
-// The clone side of the memserver protocol (lib/memtap/protocol.ts has the wire format):
-// a blocking TCP client used only from memtap's own thread. Every error is a XenError with
-// call "memserver" naming the server, so the fault loop can pause the clone and report it.
+// The clone side of the memserver protocol (lib/memtap/protocol.ts has the wire format, and
+// lib/memtap/secure.ts the handshake and sealed frames of version 2): a blocking TCP client used
+// only from memtap's own thread. It proves the fork's key without sending it, believes the server
+// only once it proved the key too, and seals every frame after that with AES-256-GCM (OpenSSL's
+// EVP API, from the Node binary the addon is loaded into). Every error is a XenError with call
+// "memserver" naming the server, so the fault loop can pause the clone and report it.
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -35,12 +39,16 @@ class PageClient {
   void Bye();
   void Close();
   bool connected() const { return fd_ >= 0; }
+  // The server chose unsealed frames (memserver --insecure-plaintext); valid after Connect().
+  bool plaintext() const { return plaintext_; }
   std::string address() const { return host_ + ":" + std::to_string(port_); }
 
  private:
   [[noreturn]] void Fail(const std::string& what, int err);
+  void Handshake();
   void SendFrame(uint8_t type, const std::vector<uint8_t>& payload);
-  uint8_t ReadFrame(std::vector<uint8_t>* payload);
+  // The next frame's type; its payload is in rx_[rx_at_, rx_at_ + rx_len_), opened if sealed.
+  uint8_t ReadFrame();
   void ReadExact(uint8_t* buf, size_t n);
   void WriteExact(const uint8_t* buf, size_t n);
 
@@ -50,6 +58,11 @@ class PageClient {
   uint32_t vmid_;
   int timeout_ms_;
   int fd_ = -1;
+  bool plaintext_ = false;
+  struct Sealing;  // keys, counters and cipher contexts of one connection
+  std::unique_ptr<Sealing> sealing_;
+  std::vector<uint8_t> rx_, tx_;
+  size_t rx_at_ = 0, rx_len_ = 0;
 };
 
 }  // namespace snowflock

@@ -25,12 +25,13 @@ case "${1:-}" in
 esac
 SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
 
-# node-gyp; Xen headers for the addon (its libraries are dlopen()ed); the test box (fetch.sh);
+# node-gyp; Xen headers for the addon (its libraries are dlopen()ed); libcrypto for the page
+# client's native test (the addon itself uses Node's OpenSSL); the test box (fetch.sh);
 # the project's Xen build (build-xen.sh). Those scripts install what they miss only as root,
 # so a user's demo needs all of it here.
 scripts/cluster/install-missing.sh \
   build-essential python3 pkg-config \
-  libxen-dev \
+  libxen-dev libssl-dev \
   qemu-system-x86 busybox-static cpio file xz-utils iproute2 bridge-utils \
   bison flex dpkg-dev
 if [ -n "$TESTS" ]; then

@@ -1,11 +1,14 @@
 // A small memserver client for tests and benchmarks (clones use native/page_client.cc).
 // Requests may be pipelined; replies come back in order. Every wait has a timeout, and every
-// error names the server.
+// error names the server. It speaks the handshake and sealed frames of secure.ts as the C++
+// client does, and checks the server's proof before it believes anything the server says.
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import {
-  FrameReader, MAX_REPLY_FRAME, MsgType, type Frame, type Welcome, decodeEcho, decodeError, decodePages, decodeWelcome, encodeBye, encodeGet,
-  encodeHello, encodePing,
+  CHALLENGE_HEAD_BYTES, FrameReader, MAX_REPLY_RECORD, MsgType, ProtocolError, type Frame, type Welcome, decodeChallenge, decodeEcho, decodeError,
+  decodePages, decodeWelcome, encodeBye, encodeGet, encodeHello, encodePing, encodeProof,
 } from './protocol.js';
+import { FLAG_PLAINTEXT, NONCE_BYTES, Opener, Sealer, proofsEqual, sessionKeys } from './secure.js';
 
 export class MemClientError extends Error {
   constructor(
@@ -25,10 +28,16 @@ interface Waiter {
 }
 
 export class MemClient {
-  private readonly reader = new FrameReader(MAX_REPLY_FRAME);
+  private readonly reader = new FrameReader(MAX_REPLY_RECORD);
   private readonly waiters: Waiter[] = [];
   private failure?: Error;
   private vmid?: number;
+  /** HELLO sent: what the CHALLENGE is checked against */
+  private handshake?: { token: Buffer; hello: Buffer; nonce: Buffer };
+  private rx?: Opener;
+  private tx?: Sealer;
+  /** the server chose plaintext frames (FLAG_PLAINTEXT) */
+  plaintext = false;
   private readonly closed: Promise<void>;
 
   private constructor(
@@ -38,7 +47,12 @@ export class MemClient {
   ) {
     this.closed = new Promise((r) => socket.once('close', () => r()));
     socket.on('data', (chunk: Buffer) => {
-      for (const f of this.reader.push(chunk)) this.deliver(f);
+      for (const r of this.reader.pushRecords(chunk)) {
+        if (this.failure) return;
+        const f = this.rx ? this.rx.open(r) : { type: r[0]!, payload: r.subarray(1) };
+        if (!f) return void this.fail(new MemClientError(`memserver ${address}: a sealed frame failed authentication`));
+        this.deliver(f);
+      }
       if (this.reader.error) this.fail(new MemClientError(`memserver ${address}: ${this.reader.error.message}`));
     });
     socket.on('error', (e) => this.fail(new MemClientError(`memserver ${address}: ${e.message}`)));
@@ -65,9 +79,15 @@ export class MemClient {
     });
   }
 
+  /** The handshake: proves the key without sending it, checks the server's proof, then WELCOME. */
   async hello(token: Buffer, vmid: number): Promise<Welcome> {
     this.vmid = vmid;
-    return decodeWelcome(await this.request(encodeHello({ token, vmid }), MsgType.Welcome));
+    const nonce = randomBytes(NONCE_BYTES);
+    const frame = encodeHello({ vmid, nonce });
+    this.handshake = { token, hello: frame.subarray(5), nonce };
+    const welcome = this.wait(MsgType.Welcome); // the CHALLENGE is answered in deliver()
+    if (!this.failure) this.socket.write(frame);
+    return decodeWelcome(await welcome);
   }
 
   /** The pages of `gfns` (≤ MAX_GET), concatenated in the order asked. */
@@ -88,13 +108,19 @@ export class MemClient {
   /** Says this clone is finished, then waits for the server to hang up. */
   async bye(): Promise<void> {
     if (this.vmid === undefined) throw new MemClientError(`memserver ${this.address}: BYE before HELLO`);
-    this.socket.write(encodeBye(this.vmid));
+    this.sendFrame(encodeBye(this.vmid));
     await this.within(this.closed, 'to hang up after BYE');
   }
 
   /** Writes raw bytes (fuzzing, malformed frames). */
   sendRaw(bytes: Buffer): void {
     this.socket.write(bytes);
+  }
+
+  /** Writes one encoded frame, sealed once the handshake is done (tests: frames the API would not send). */
+  sendFrame(frame: Buffer): void {
+    if (this.tx) this.socket.write(Buffer.concat(this.tx.seal(frame)));
+    else this.socket.write(frame);
   }
 
   /** Waits for the next frame of `type`; an ERROR rejects with its code. */
@@ -108,7 +134,7 @@ export class MemClient {
 
   private request(frame: Buffer, type: number): Promise<Buffer> {
     const p = this.wait(type);
-    if (!this.failure) this.socket.write(frame);
+    if (!this.failure) this.sendFrame(frame);
     return p;
   }
 
@@ -120,7 +146,31 @@ export class MemClient {
     });
   }
 
+  /** Checks the server's proof, derives the keys, answers with PROOF; synchronous, so the next frame opens with them. */
+  private challenge(f: Frame): void {
+    const h = this.handshake;
+    this.handshake = undefined;
+    if (!h) return void this.fail(new MemClientError(`memserver ${this.address}: CHALLENGE without a HELLO`));
+    let c;
+    try {
+      c = decodeChallenge(f.payload);
+    } catch (e) {
+      return void this.fail(new MemClientError(`memserver ${this.address}: ${(e as ProtocolError).message}`, (e as ProtocolError).code));
+    }
+    const k = sessionKeys(h.token, h.hello, f.payload.subarray(0, CHALLENGE_HEAD_BYTES), this.vmid!, c.flags, h.nonce, c.nonce);
+    if (!proofsEqual(c.proof, k.serverProof)) {
+      return void this.fail(new MemClientError(`memserver ${this.address}: the server did not prove this fork's key (not the fork's memserver, or a wrong key)`));
+    }
+    this.socket.write(encodeProof(k.clientProof));
+    this.plaintext = (c.flags & FLAG_PLAINTEXT) !== 0;
+    if (!this.plaintext) {
+      this.rx = new Opener(k.serverToClient);
+      this.tx = new Sealer(k.clientToServer);
+    }
+  }
+
   private deliver(f: Frame): void {
+    if (f.type === MsgType.Challenge && this.handshake) return this.challenge(f);
     const w = this.waiters.shift();
     if (f.type === MsgType.Error) {
       const { code, message } = decodeError(f.payload);

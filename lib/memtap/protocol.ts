@@ -1,17 +1,23 @@
 // The memserver wire protocol, shared byte for byte with the C++ client (native/page_client.cc).
 // Little endian. Every message is a frame: u32 length (bytes after this field), u8 type, payload.
-//   1 HELLO   c→s  "SFMTAP01", u32 version, 32-byte token, u32 vmid
+// Version 2: a handshake in which neither side sends the fork's key, then every frame sealed
+// (secure.ts has the key schedule and the sealed layout).
+//   1 HELLO     c→s  "SFMTAP01", u32 version, u32 vmid, 32-byte client nonce
+//   9 CHALLENGE s→c  u32 version, u32 flags, 32-byte server nonce, 32-byte server proof
+//  10 PROOF     c→s  32-byte client proof; from here on frames are sealed
 //   2 WELCOME s→c  u64 pages, 16-byte image id, u32 n, n × (u64 start, u64 count) to page out,
 //                  u32 m, m × u64 gfn to load before the clone first runs
 //   3 GET     c→s  u32 count (1..256), count × u64 gfn
 //   4 PAGES   s→c  u32 count, count × u64 gfn (the GET's order), count × 4096 bytes
 //   5 ERROR   s→c  u32 code, UTF-8 message; the server closes the connection after it
+//                  (unsealed before the handshake is done, sealed after)
 //   6 BYE     c→s  u32 vmid: that clone is finished
 //   7 PING    c→s  u32 nonce, ≤ 4096 bytes;  8 PONG s→c: the same nonce and bytes
+// A peer of another version learns it from the ERROR (or, as a client, from the HELLO check).
 import type { GfnRange } from '../xen/native.js';
 
 export const MAGIC = Buffer.from('SFMTAP01', 'latin1');
-export const VERSION = 1;
+export const VERSION = 2;
 export const PAGE_SIZE = 4096;
 export const TOKEN_BYTES = 32;
 export const IMAGE_ID_BYTES = 16;
@@ -22,8 +28,10 @@ export const MAX_FRAME = (1 << 20) + 64;
 /** A full PAGES reply (256 pages plus their gfns) is 1 + 4 + 256 × 4104 bytes: more than
  *  MAX_FRAME. The TS client reads up to this; the C++ client asks for ≤ 128 pages at a time. */
 export const MAX_REPLY_FRAME = 1 + 4 + MAX_GET * (8 + PAGE_SIZE);
+/** the same, sealed (secure.ts adds a 16-byte tag) */
+export const MAX_REPLY_RECORD = MAX_REPLY_FRAME + 16;
 
-export const MsgType = { Hello: 1, Welcome: 2, Get: 3, Pages: 4, Error: 5, Bye: 6, Ping: 7, Pong: 8 } as const;
+export const MsgType = { Hello: 1, Welcome: 2, Get: 3, Pages: 4, Error: 5, Bye: 6, Ping: 7, Pong: 8, Challenge: 9, Proof: 10 } as const;
 
 export const ErrorCode = { BadMagic: 1, BadToken: 2, UnknownGfn: 3, Malformed: 4, TooManyGfns: 5 } as const;
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -44,8 +52,16 @@ export interface Frame {
 }
 
 export interface Hello {
-  token: Buffer;
   vmid: number;
+  /** 32 fresh random bytes */
+  nonce: Buffer;
+}
+
+export interface Challenge {
+  version: number;
+  flags: number;
+  nonce: Buffer;
+  proof: Buffer;
 }
 
 export interface Welcome {
@@ -55,7 +71,11 @@ export interface Welcome {
   eager: number[];
 }
 
-const HELLO_BYTES = 8 + 4 + TOKEN_BYTES + 4;
+const NONCE = 32;
+const HELLO_BYTES = 8 + 4 + 4 + NONCE;
+export const CHALLENGE_BYTES = 4 + 4 + NONCE + 32;
+/** the part of a CHALLENGE its proof covers */
+export const CHALLENGE_HEAD_BYTES = 4 + 4 + NONCE;
 
 function frame(type: number, payloadBytes: number): Buffer {
   const b = Buffer.alloc(5 + payloadBytes);
@@ -79,17 +99,49 @@ export function encodeHello(h: Hello, magic = MAGIC, version = VERSION): Buffer 
   const b = frame(MsgType.Hello, HELLO_BYTES);
   magic.copy(b, 5, 0, 8);
   b.writeUInt32LE(version, 13);
-  h.token.copy(b, 17, 0, TOKEN_BYTES);
-  b.writeUInt32LE(h.vmid, 17 + TOKEN_BYTES);
+  b.writeUInt32LE(h.vmid, 17);
+  h.nonce.copy(b, 21, 0, NONCE);
   return b;
 }
 
+/** Magic, then version (a version-1 HELLO has another layout), then length. */
 export function decodeHello(p: Buffer): Hello {
-  if (p.length !== HELLO_BYTES) malformed(`HELLO is ${p.length} bytes, expected ${HELLO_BYTES}`);
-  if (!p.subarray(0, 8).equals(MAGIC)) throw new ProtocolError(ErrorCode.BadMagic, 'bad magic: not a memtap client');
+  if (p.length < 12 || !p.subarray(0, 8).equals(MAGIC)) throw new ProtocolError(ErrorCode.BadMagic, 'bad magic: not a memtap client');
   const version = p.readUInt32LE(8);
-  if (version !== VERSION) throw new ProtocolError(ErrorCode.BadMagic, `protocol version ${version} is not supported (server speaks ${VERSION})`);
-  return { token: Buffer.from(p.subarray(12, 12 + TOKEN_BYTES)), vmid: p.readUInt32LE(12 + TOKEN_BYTES) };
+  if (version !== VERSION) {
+    throw new ProtocolError(ErrorCode.BadMagic, `protocol version ${version} is not supported (server speaks ${VERSION}): memtap and memserver must come from one snowflock version`);
+  }
+  if (p.length !== HELLO_BYTES) malformed(`HELLO is ${p.length} bytes, expected ${HELLO_BYTES}`);
+  return { vmid: p.readUInt32LE(12), nonce: Buffer.from(p.subarray(16, 16 + NONCE)) };
+}
+
+export function encodeChallenge(c: Challenge): Buffer {
+  const b = frame(MsgType.Challenge, CHALLENGE_BYTES);
+  b.writeUInt32LE(c.version, 5);
+  b.writeUInt32LE(c.flags, 9);
+  c.nonce.copy(b, 13, 0, NONCE);
+  c.proof.copy(b, 13 + NONCE, 0, 32);
+  return b;
+}
+
+/** The client's check: a server of another version is named. */
+export function decodeChallenge(p: Buffer): Challenge {
+  if (p.length >= 4 && p.readUInt32LE(0) !== VERSION) {
+    throw new ProtocolError(ErrorCode.BadMagic, `memserver speaks protocol version ${p.readUInt32LE(0)}, this client ${VERSION}`);
+  }
+  if (p.length !== CHALLENGE_BYTES) malformed(`CHALLENGE is ${p.length} bytes, expected ${CHALLENGE_BYTES}`);
+  return { version: VERSION, flags: p.readUInt32LE(4), nonce: Buffer.from(p.subarray(8, 8 + NONCE)), proof: Buffer.from(p.subarray(8 + NONCE)) };
+}
+
+export function encodeProof(proof: Buffer): Buffer {
+  const b = frame(MsgType.Proof, 32);
+  proof.copy(b, 5, 0, 32);
+  return b;
+}
+
+export function decodeProof(p: Buffer): Buffer {
+  if (p.length !== 32) malformed(`PROOF is ${p.length} bytes, expected 32`);
+  return p;
 }
 
 export function encodeWelcome(w: Welcome): Buffer {
@@ -228,7 +280,12 @@ export class FrameReader {
   constructor(private readonly maxFrame = MAX_FRAME) {}
 
   push(chunk: Buffer): Frame[] {
-    const out: Frame[] = [];
+    return this.pushRecords(chunk).map((r) => ({ type: r[0]!, payload: r.subarray(1) }));
+  }
+
+  /** The same cut, but each frame whole after its length field (a sealed frame is opened from this). */
+  pushRecords(chunk: Buffer): Buffer[] {
+    const out: Buffer[] = [];
     if (this.error) return out;
     if (chunk.length) {
       this.chunks.push(chunk);
@@ -248,7 +305,7 @@ export class FrameReader {
       }
       if (this.size < this.need) break;
       const all = this.head();
-      out.push({ type: all[4]!, payload: all.subarray(5, this.need) });
+      out.push(all.subarray(4, this.need));
       const rest = all.subarray(this.need);
       this.chunks = rest.length ? [rest] : [];
       this.size = rest.length;

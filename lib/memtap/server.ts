@@ -1,23 +1,32 @@
 // The memserver: serves the parent's immutable memory image to the clones' memtaps, page by
 // gfn, over TCP (protocol.ts). It also tells each clone, once, which pages to page out
 // (WELCOME) and which to load before it runs. It ends itself when every clone said BYE.
+// A client proves it holds the fork's key without sending it, and so does the server; then every
+// frame is sealed with keys of that connection alone (secure.ts), unless `insecurePlaintext`.
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import { timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Descriptor } from '../descriptor/format.js';
 import { checkImage } from '../descriptor/memory-image.js';
 import type { GfnRange } from '../xen/native.js';
 import { eagerGfns } from './eager-set.js';
 import { ImageIndex } from './image-index.js';
 import {
-  ErrorCode, FrameReader, MAX_FRAME, MsgType, ProtocolError, TOKEN_BYTES, type Frame, decodeBye, decodeEcho, decodeGet,
-  decodeHello, encodeError, encodeHello, encodePong, encodeWelcome, pagesFrame,
+  CHALLENGE_HEAD_BYTES, ErrorCode, FrameReader, MAX_FRAME, MsgType, ProtocolError, TOKEN_BYTES, VERSION, type Frame, decodeBye, decodeEcho,
+  decodeGet, decodeHello, decodeProof, encodeChallenge, encodeError, encodeHello, encodePong, encodeWelcome, pagesFrame,
 } from './protocol.js';
+import { FLAG_PLAINTEXT, NONCE_BYTES, Opener, Sealer, proofsEqual, sessionKeys } from './secure.js';
 
 export interface MemServerOptions {
   descriptor: Descriptor;
   imagePath: string;
   token: Buffer;
+  /**
+   * Frames after the handshake travel unsealed: the parent's memory in clear, no integrity (the
+   * handshake still proves the key both ways). For trusted networks only; off by default.
+   */
+  insecurePlaintext?: boolean;
+  /** default 127.0.0.1; the address of the cluster's interface for clones on other hosts */
   host?: string;
   /** 0: any free port */
   port?: number;
@@ -57,8 +66,8 @@ export interface ServePlan {
 const SPECIAL_PARAMS = new Set([1, 17, 27, 28, 29, 5, 6]);
 const IDENT_PT = 12;
 const HELLO_TIMEOUT_MS = 10_000;
-/** Before HELLO a peer has proved nothing: it may send no more than a HELLO frame... */
-const HELLO_FRAME_BYTES = encodeHello({ token: Buffer.alloc(TOKEN_BYTES), vmid: 0 }).length;
+/** Before its PROOF a peer has proved nothing: it may send no more than a HELLO frame... */
+const HELLO_FRAME_BYTES = encodeHello({ nonce: Buffer.alloc(NONCE_BYTES), vmid: 0 }).length;
 /** ...and hold only this many such connections per address (a host's memtaps say HELLO at once), */
 const MAX_UNAUTHENTICATED_PER_PEER = 32;
 /** and this many in all. */
@@ -72,7 +81,13 @@ interface Conn {
   socket: net.Socket;
   stats: ConnectionStats;
   reader: FrameReader;
-  queue: (Frame | ProtocolError)[];
+  /** frames after their length field, opened in order as they are handled */
+  queue: (Buffer | ProtocolError)[];
+  /** HELLO answered: what the PROOF must be, and the keys it unlocks */
+  pending?: { vmid: number; proof: Buffer; rx?: Opener; tx?: Sealer };
+  /** set once the PROOF is right (none with insecurePlaintext) */
+  rx?: Opener;
+  tx?: Sealer;
   busy: boolean;
   /** ERROR or BYE sent/received: nothing more is read or answered */
   ended: boolean;
@@ -202,7 +217,7 @@ export class MemServer extends EventEmitter {
 
   private receive(c: Conn, chunk: Buffer): void {
     if (c.ended) return; // draining what the peer still sends after ERROR or BYE
-    c.queue.push(...c.reader.push(chunk));
+    c.queue.push(...c.reader.pushRecords(chunk));
     if (c.stats.vmid === undefined && c.queue.length === 0 && c.reader.buffered > HELLO_FRAME_BYTES) {
       // Whatever this is, it is not a HELLO: do not keep it.
       return this.refuse(c, new ProtocolError(ErrorCode.Malformed, `the first frame must be a HELLO of ${HELLO_FRAME_BYTES} bytes`));
@@ -222,7 +237,7 @@ export class MemServer extends EventEmitter {
     try {
       for (let item = c.queue.shift(); item; item = c.queue.shift()) {
         if (item instanceof ProtocolError) throw item;
-        await this.handle(c, item);
+        await this.handle(c, this.open(c, item));
         if (c.socket.destroyed) break;
       }
     } catch (e) {
@@ -234,20 +249,19 @@ export class MemServer extends EventEmitter {
     }
   }
 
+  /** A frame as it came, or opened with the connection's key; one that does not open ends it. */
+  private open(c: Conn, record: Buffer): Frame {
+    if (!c.rx) return { type: record[0]!, payload: record.subarray(1) };
+    const f = c.rx.open(record);
+    if (!f) throw new ProtocolError(ErrorCode.Malformed, 'a sealed frame failed authentication');
+    return f;
+  }
+
   private async handle(c: Conn, f: Frame): Promise<void> {
-    if (c.stats.vmid === undefined && f.type !== MsgType.Hello) throw new ProtocolError(ErrorCode.Malformed, `message type ${f.type} before HELLO`);
+    if (c.stats.vmid === undefined) return this.handshake(c, f);
     switch (f.type) {
-      case MsgType.Hello: {
-        if (c.stats.vmid !== undefined) throw new ProtocolError(ErrorCode.Malformed, 'second HELLO on one connection');
-        const h = decodeHello(f.payload);
-        if (!timingSafeEqual(h.token, this.o.token)) throw new ProtocolError(ErrorCode.BadToken, 'bad token');
-        clearTimeout(c.timer);
-        c.stats.vmid = h.vmid;
-        this.authenticated(c);
-        this.count(c, 'hellos');
-        this.log({ event: 'hello', vmid: h.vmid, remote: c.stats.remote });
-        return this.send(c, this.welcome!);
-      }
+      case MsgType.Hello:
+        throw new ProtocolError(ErrorCode.Malformed, 'second HELLO on one connection');
       case MsgType.Get: {
         const gfns = decodeGet(f.payload);
         const indices = gfns.map((g) => {
@@ -281,10 +295,40 @@ export class MemServer extends EventEmitter {
     }
   }
 
+  /** HELLO → CHALLENGE, then PROOF → WELCOME (the first sealed frame). */
+  private async handshake(c: Conn, f: Frame): Promise<void> {
+    if (!c.pending) {
+      if (f.type !== MsgType.Hello) throw new ProtocolError(ErrorCode.Malformed, `message type ${f.type} before HELLO`);
+      const h = decodeHello(f.payload);
+      const flags = this.o.insecurePlaintext ? FLAG_PLAINTEXT : 0;
+      const nonce = randomBytes(NONCE_BYTES);
+      const head = encodeChallenge({ version: VERSION, flags, nonce, proof: Buffer.alloc(32) }).subarray(5, 5 + CHALLENGE_HEAD_BYTES);
+      const k = sessionKeys(this.o.token, f.payload, head, h.vmid, flags, h.nonce, nonce);
+      c.pending = {
+        vmid: h.vmid, proof: k.clientProof,
+        ...(this.o.insecurePlaintext ? {} : { rx: new Opener(k.clientToServer), tx: new Sealer(k.serverToClient) }),
+      };
+      return this.send(c, encodeChallenge({ version: VERSION, flags, nonce, proof: k.serverProof }));
+    }
+    if (f.type === MsgType.Hello) throw new ProtocolError(ErrorCode.Malformed, 'second HELLO on one connection');
+    if (f.type !== MsgType.Proof) throw new ProtocolError(ErrorCode.Malformed, `message type ${f.type} before PROOF`);
+    if (!proofsEqual(decodeProof(f.payload), c.pending.proof)) throw new ProtocolError(ErrorCode.BadToken, 'bad token: the PROOF does not match this fork\'s key');
+    const { vmid, rx, tx } = c.pending;
+    c.pending = undefined;
+    c.rx = rx;
+    c.tx = tx;
+    clearTimeout(c.timer);
+    c.stats.vmid = vmid;
+    this.authenticated(c);
+    this.count(c, 'hellos');
+    this.log({ event: 'hello', vmid, remote: c.stats.remote, sealed: !!tx });
+    return this.send(c, this.welcome!);
+  }
+
   private async send(c: Conn, b: Buffer): Promise<void> {
     if (c.socket.destroyed || c.socket.writableEnded) return;
     this.count(c, 'bytes', b.length);
-    if (c.socket.write(b)) return;
+    if (this.write(c, b)) return;
     await new Promise<void>((resolve) => {
       const done = () => {
         c.socket.off('drain', done);
@@ -308,8 +352,20 @@ export class MemServer extends EventEmitter {
     this.count(c, 'errors');
     this.count(c, 'bytes', frame.length);
     this.log({ event: 'protocol-error', code, message, remote: c.stats.remote, vmid: c.stats.vmid });
-    c.socket.write(frame);
+    this.write(c, frame);
     this.hangUp(c);
+  }
+
+  /** Writes a frame, sealed once the connection has keys; false when the socket wants a drain. */
+  private write(c: Conn, frame: Buffer): boolean {
+    if (!c.tx) return c.socket.write(frame);
+    const [head, body, tag] = c.tx.seal(frame);
+    c.socket.cork();
+    c.socket.write(head!);
+    c.socket.write(body!);
+    const ok = c.socket.write(tag!);
+    c.socket.uncork();
+    return ok;
   }
 
   /** Half-closes and keeps reading (and ignoring): closing with unread input would send RST and lose our last frame. */

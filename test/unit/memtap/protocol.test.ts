@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
-  ErrorCode, FrameReader, MAGIC, MAX_FRAME, MAX_GET, MAX_REPLY_FRAME, MsgType, ProtocolError, decodeBye, decodeEcho, decodeError, decodeGet, decodeHello,
+  ErrorCode, FrameReader, MAGIC, MAX_FRAME, MAX_GET, MAX_REPLY_FRAME, MsgType, ProtocolError, decodeBye, decodeEcho, decodeError, decodeGet, decodeHello, decodeChallenge, decodeProof,
   decodePages, decodeWelcome, encodeBye, encodeError, encodeGet, encodeHello, encodePages, encodePing, encodePong, encodeWelcome,
 } from '../../../lib/memtap/protocol.js';
 
@@ -23,16 +23,16 @@ const code = (fn: () => unknown) => {
 
 describe('memtap protocol encoding', () => {
   it('lays HELLO out byte for byte as the C++ client does', () => {
-    const b = encodeHello({ token, vmid: 0x01020304 });
+    const b = encodeHello({ nonce: token, vmid: 0x01020304 });
     expect(b.length).toBe(4 + 1 + 48);
     expect(b.readUInt32LE(0)).toBe(49);
     expect(b[4]).toBe(MsgType.Hello);
     expect(b.subarray(5, 13).toString('latin1')).toBe('SFMTAP01');
-    expect(b.readUInt32LE(13)).toBe(1);
-    expect(b.subarray(17, 49).equals(token)).toBe(true);
-    expect(b.readUInt32LE(49)).toBe(0x01020304);
+    expect(b.readUInt32LE(13)).toBe(2);
+    expect(b.readUInt32LE(17)).toBe(0x01020304);
+    expect(b.subarray(21, 53).equals(token)).toBe(true);
     const f = one(b);
-    expect(decodeHello(f.payload)).toEqual({ token, vmid: 0x01020304 });
+    expect(decodeHello(f.payload)).toEqual({ nonce: token, vmid: 0x01020304 });
   });
 
   it('round-trips WELCOME with large gfns', () => {
@@ -60,12 +60,18 @@ describe('memtap protocol encoding', () => {
   });
 
   it('refuses malformed payloads with the code the server answers', () => {
-    const hello = encodeHello({ token, vmid: 1 }).subarray(5);
+    const hello = encodeHello({ nonce: token, vmid: 1 }).subarray(5);
     expect(code(() => decodeHello(hello.subarray(0, 47)))).toBe(ErrorCode.Malformed);
     const badMagic = Buffer.from(hello);
     badMagic[0] = 0x58;
     expect(code(() => decodeHello(badMagic))).toBe(ErrorCode.BadMagic);
-    expect(code(() => decodeHello(encodeHello({ token, vmid: 1 }, MAGIC, 2).subarray(5)))).toBe(ErrorCode.BadMagic);
+    expect(code(() => decodeHello(encodeHello({ nonce: token, vmid: 1 }, MAGIC, 3).subarray(5)))).toBe(ErrorCode.BadMagic);
+    // a version-1 HELLO (magic, version 1, the raw key, vmid) is named as such, not as malformed
+    const v1 = Buffer.concat([MAGIC, Buffer.from([1, 0, 0, 0]), token, Buffer.from([1, 0, 0, 0])]);
+    expect(() => decodeHello(v1)).toThrow(/protocol version 1 is not supported \(server speaks 2\)/);
+    expect(code(() => decodeChallenge(Buffer.from([1, 0, 0, 0])))).toBe(ErrorCode.BadMagic);
+    expect(code(() => decodeChallenge(Buffer.from([2, 0, 0, 0])))).toBe(ErrorCode.Malformed);
+    expect(code(() => decodeProof(Buffer.alloc(31)))).toBe(ErrorCode.Malformed);
     const get = (n: number, gfns: number) => {
       const p = Buffer.alloc(4 + gfns * 8);
       p.writeUInt32LE(n, 0);
@@ -85,7 +91,7 @@ describe('memtap protocol encoding', () => {
 });
 
 describe('FrameReader', () => {
-  const frames = [encodeHello({ token, vmid: 3 }), encodeGet([1, 2, 3]), encodePages([4], Buffer.alloc(4096, 4)), encodeBye(3), encodePing(1)];
+  const frames = [encodeHello({ nonce: token, vmid: 3 }), encodeGet([1, 2, 3]), encodePages([4], Buffer.alloc(4096, 4)), encodeBye(3), encodePing(1)];
   const stream = Buffer.concat(frames);
   // type, length and hash: deep-comparing 4 KiB buffers thousands of times is slow
   const sum = (fs: { type: number; payload: Buffer }[]) => fs.map((f) => `${f.type}:${f.payload.length}:${createHash('sha1').update(f.payload).digest('hex')}`);

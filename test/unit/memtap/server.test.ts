@@ -2,6 +2,7 @@ import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemClient, MemClientError } from '../../../lib/memtap/client.js';
 import { ErrorCode, MAX_GET, MsgType, decodeError, encodeGet, encodeHello } from '../../../lib/memtap/protocol.js';
+import { RawPeer, handshake, sealed } from './handshake.js';
 import type { MemServer } from '../../../lib/memtap/server.js';
 import { PAGE } from './helpers.js';
 import { serverFixture, startServer } from './server-fixture.js';
@@ -76,9 +77,14 @@ describe('MemServer serving', () => {
 
   it('refuses a bad token (2), bad magic (1), too many gfns (5) and GET before HELLO (4)', async () => {
     const c1 = await connect();
-    expect((await refusal(c1.hello(Buffer.alloc(32, 1), 1))).code).toBe(ErrorCode.BadToken);
+    expect((await refusal(c1.hello(Buffer.alloc(32, 1), 1))).message).toMatch(/did not prove this fork's key/);
+    const p = await RawPeer.connect(port);
+    await handshake(p, Buffer.alloc(32, 1), 1);
+    const bad = await p.next();
+    expect(bad?.[0]).toBe(MsgType.Error);
+    expect(decodeError(bad!.subarray(1)).code).toBe(ErrorCode.BadToken);
     const c2 = await connect();
-    c2.sendRaw(encodeHello({ token: fx.token, vmid: 1 }, Buffer.from('SFMTAP02')));
+    c2.sendRaw(encodeHello({ nonce: Buffer.alloc(32), vmid: 1 }, Buffer.from('SFMTAP02')));
     expect((await refusal(c2.expect(MsgType.Welcome))).code).toBe(ErrorCode.BadMagic);
     const c3 = await connect();
     await c3.hello(fx.token, 1);
@@ -91,12 +97,16 @@ describe('MemServer serving', () => {
   });
 
   it('sends ERROR after the answers to the frames before it, even when they arrive in one chunk', async () => {
-    const c = await connect();
-    const frames = Buffer.concat([encodeHello({ token: fx.token, vmid: 1 }), encodeGet([5]), Buffer.from([0, 0, 0, 0])]);
-    c.sendRaw(frames);
-    await c.expect(MsgType.Welcome);
-    expect((await c.expect(MsgType.Pages)).subarray(4 + 8).equals(fx.page(5))).toBe(true);
-    expect((await refusal(c.expect(MsgType.Pages))).code).toBe(ErrorCode.Malformed);
+    const p = await RawPeer.connect(port);
+    const s = await handshake(p, fx.token, 1);
+    expect(s.rx!.open((await p.next())!)?.type).toBe(MsgType.Welcome);
+    p.socket.write(Buffer.concat([sealed(s, encodeGet([5])), Buffer.from([0, 0, 0, 0])]));
+    const pages = s.rx!.open((await p.next())!)!;
+    expect(pages.type).toBe(MsgType.Pages);
+    expect(pages.payload.subarray(4 + 8).equals(fx.page(5))).toBe(true);
+    const error = s.rx!.open((await p.next())!)!;
+    expect(error.type).toBe(MsgType.Error);
+    expect(decodeError(error.payload).code).toBe(ErrorCode.Malformed);
   });
 
   it('serves 4 clients at once, each getting its own pages right', async () => {
@@ -155,7 +165,7 @@ describe('MemServer lifetime', () => {
     bye.writeUInt32LE(5, 0);
     bye[4] = MsgType.Bye;
     bye.writeUInt32LE(2, 5);
-    c.sendRaw(bye);
+    c.sendFrame(bye);
     expect((await refusal(c.expect(MsgType.Pong))).code).toBe(ErrorCode.Malformed);
     expect(server.stats().finishedVmids).toEqual([]);
     await server.close();
