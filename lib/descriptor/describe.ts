@@ -15,7 +15,8 @@ export function paramName(index: number): string {
 export function describeDescriptor(d: Descriptor, fileBytes: number): string[] {
   const m = d.meta;
   const memBytes = m.memory.pages * 4096;
-  const memory = `memory       ${Math.round((m.vm.maxPages * 4) / 1024)} MiB max, ${m.memory.pages} pages`;
+  const target = m.memory.targetKiB !== undefined ? `, balloon target ${Math.round(m.memory.targetKiB / 1024)} MiB of ${Math.round(m.memory.staticMaxKiB! / 1024)}` : '';
+  const memory = `memory       ${Math.round((m.vm.maxPages * 4) / 1024)} MiB max${target}, ${m.memory.pages} pages`;
   const state = d.pvStream
     ? [
       `${memory} with data in the memory image`,

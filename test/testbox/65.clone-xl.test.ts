@@ -200,6 +200,22 @@ test('a clone of a ballooned parent, and a clone of that clone, load every page;
   xlOk(['mem-set', String(parent), '128m']);
 });
 
+test('the descriptor CLI on Xen: save with a memory image, inspect, restore a running clone xl knows', { skip: skipBox }, async () => {
+  const file = join(work, 'parent.sfd');
+  const image = join(work, 'parent.img');
+  snowflock(['descriptor', 'save', String(parent), '-o', file, '--memory', image]);
+  const inspected = JSON.parse(snowflock(['descriptor', 'inspect', file, '--json'])) as { meta: { source: { name: string }; memory: { staticMaxKiB: number; targetKiB: number } } };
+  assert.equal(inspected.meta.source.name, parentName);
+  assert.equal(inspected.meta.memory.targetKiB, memoryNode(parent!, 'target'), 'the descriptor records the parent\'s balloon target');
+  const name = `${parentName}-cli`;
+  const restored = JSON.parse(snowflock(['descriptor', 'restore', file, '--memory', image, '--name', name, '--vmid', '7', '--json'])) as Restored;
+  made.push(restored);
+  await waitForConsole(name, /SF-COUNT \d+ vmid=7/, 120_000, 2);
+  assert.equal(xlListLong(restored.domid).config.c_info.name, name);
+  await destroyClone(xc, xs, restored.domid, restored.uuid);
+  rmSync(image);
+});
+
 test('the parent afterwards: xl list -l, mem-set and xl save -c (a checkpoint: it runs on)', { skip: skipBox }, async () => {
   xlListLong(parent!);
   xlOk(['mem-set', String(parent), '124m']);

@@ -62,11 +62,14 @@ async function receiveOnBox2(t: { diagnostic: (s: string) => void }): Promise<vo
   const server = serveMigrateReceive(BOX2);
   try {
     await waitUntil(`${MIGRANT} arrives from box 1`, () => spawnSync('xl', ['domid', MIGRANT]).status === 0, 1_500_000, 1_000);
-    // xl migrate-receive unpauses it once the stream is in; its console continues the clone's count.
-    await waitForConsole(MIGRANT, /SF-COUNT \d+ vmid=/, 180_000, 2);
-    const seen = counts(MIGRANT);
+    // xl migrate-receive unpauses it once the stream is in; its console continues the clone's
+    // count. libxl builds it as "<name>--incoming" and renames it after: xenconsoled keeps the
+    // log it opened under the first name.
+    const consoleName = `${MIGRANT}--incoming`;
+    await waitForConsole(consoleName, /SF-COUNT \d+ vmid=/, 180_000, 2);
+    const seen = counts(consoleName);
     assert.ok(Math.min(...seen) > 0, `the migrated clone resumed its count (${seen.slice(0, 3).join(',')}...), it did not boot`);
-    assert.doesNotMatch(readConsole(MIGRANT), /SF-AGENT up /, 'it resumed; it did not boot');
+    assert.doesNotMatch(readConsole(consoleName), /SF-AGENT up /, 'it resumed; it did not boot');
     t.diagnostic(`the migrant counts on from ${Math.min(...seen)}`);
   } finally {
     server.close();

@@ -64,8 +64,8 @@ after(async () => {
   xc.close();
 });
 
-function forkOne(): LazyCloneResult {
-  const run = spawnSync(process.execPath, ['dist/lib/cli/main.js', 'clone', String(parent), '-n', '1', '--json'], { encoding: 'utf8', timeout: 600_000 });
+function forkOne(extra: string[] = []): LazyCloneResult {
+  const run = spawnSync(process.execPath, ['dist/lib/cli/main.js', 'clone', String(parent), '-n', '1', '--json', ...extra], { encoding: 'utf8', timeout: 600_000 });
   assert.equal(run.status, 0, `snowflock clone failed: ${run.stdout} ${run.stderr}`);
   return JSON.parse(run.stdout) as LazyCloneResult;
 }
@@ -94,7 +94,8 @@ test('a lazy clone sees the parent\'s memory as of the fork, fetched page by pag
   if (skip) return t.skip(skip);
   t.after(abandon);
   const forkGen = Math.max(...memPasses(parentName, 0).map((p) => p.gen));
-  fork = forkOne();
+  // Neighbours wait for the clone's free-page report (it reports: sf.reportfree=1).
+  fork = forkOne(['--free-report-wait', '120']);
   const c = clone();
   t.diagnostic(`parent stopped ${fork.pauseMs} ms; clone ready in ${c.buildMs} ms; ${c.evicted} pages out, ${c.eager} eager, page-out ${c.evictMs.toFixed(0)} ms`);
   assert.ok(c.evicted > 45_000, `the 200 MiB pattern is paged out (${c.evicted} pages)`);
@@ -116,6 +117,8 @@ test('a lazy clone sees the parent\'s memory as of the fork, fetched page by pag
   const applied = /SF-FREE applied=(\S+)/.exec(readConsole(c.name));
   assert.ok(applied && /^\d+$/.test(applied[1]!), `memtap acknowledged the free-page report: ${applied?.[0] ?? 'no SF-FREE applied line'}`);
   assert.equal(stats.freeMarked, Number(applied[1]), 'the acknowledgement is what memtap marked');
+  const resumed = events(c.memtapLog).find((e) => e.event === 'prefetch-resumed');
+  assert.equal(resumed?.why, 'free-page report applied', `--free-report-wait held prefetch until the report: ${JSON.stringify(resumed)}`);
   await finish(fork);
   fork = undefined;
 });
