@@ -18,7 +18,14 @@ export interface ForkCaptureOptions {
   clones: number;
   /** Keep the parent suspended until the caller's resumeParent() (the daemons' capture → release). */
   keepParentStopped?: boolean;
+  /**
+   * The address the memserver listens on: the cluster interface's address when clones on other
+   * hosts fetch from it (the daemons pass their --advertise address). Default 127.0.0.1: only
+   * this host's clones. Never every address unless asked ('0.0.0.0').
+   */
   listenHost?: string;
+  /** memserver frames unsealed after the handshake (trusted networks only) */
+  insecurePlaintext?: boolean;
   progress?: (message: string) => void;
 }
 
@@ -53,7 +60,8 @@ export async function captureFork(xc: XenControl, xs: XenStore, parent: number, 
     o.progress?.('starting the memserver');
     const log = join(o.dir, 'memserver.log');
     const server = await startMemServer({
-      descriptor: descriptorFile, image, tokenFile, clones: o.clones, logFile: log, host: o.listenHost ?? '0.0.0.0', removeOnExit: o.dir,
+      descriptor: descriptorFile, image, tokenFile, clones: o.clones, logFile: log, host: o.listenHost ?? '127.0.0.1', removeOnExit: o.dir,
+      ...(o.insecurePlaintext ? { insecurePlaintext: true } : {}),
     });
     return { captured, encoded, token, tokenFile, memserver: { pid: server.pid, port: server.port, log, event: server.event } };
   } catch (e) {

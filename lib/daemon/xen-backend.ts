@@ -77,7 +77,8 @@ export class XenBackend implements CloneBackend {
     this.xs.write(`${RECORDS}/stopped/${parent}`, fork.fork);
     let f;
     try {
-      f = await captureFork(this.xc, this.xs, parent, { dir, clones: fork.clones, keepParentStopped: true });
+      // The memserver listens where clones are told to reach it, not on every address.
+      f = await captureFork(this.xc, this.xs, parent, { dir, clones: fork.clones, keepParentStopped: true, listenHost: this.o.advertiseHost });
     } catch (e) {
       this.removeRecord(`${RECORDS}/stopped/${parent}`);
       rmSync(dir, { recursive: true, force: true }); // the parent's memory, if it got that far

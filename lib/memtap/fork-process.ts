@@ -10,8 +10,11 @@ export interface MemServerProcessOptions {
   image: string;
   tokenFile: string;
   clones: number;
+  /** the address to listen on: the cluster interface's, or 127.0.0.1 (the default) for local clones */
   host?: string;
   port?: number;
+  /** frames unsealed after the handshake (trusted networks only; see MemServerOptions) */
+  insecurePlaintext?: boolean;
   /** the fork's directory, removed by the memserver once every clone is finished */
   removeOnExit?: string;
 }

@@ -1,6 +1,8 @@
 // `snowflock memserver`: one fork's memserver as a process. The first stdout line is always
 // the JSON "listening" event, so whoever spawned it (lib/memtap/spawn.ts) learns the port;
 // the process exits 0 once every clone said BYE, or on SIGTERM/SIGINT after a clean close.
+// Frames are sealed unless insecurePlaintext or SNOWFLOCK_MEMSERVER_INSECURE_PLAINTEXT=1 (a
+// trusted network where the cost of sealing matters): the handshake still proves the key.
 import { readFileSync, rmSync } from 'node:fs';
 import { relative, isAbsolute, resolve } from 'node:path';
 import { decodeDescriptor } from '../descriptor/format.js';
@@ -49,10 +51,16 @@ export async function runMemServer(o: RunMemServerOptions): Promise<number> {
     }
     const descriptor = decodeDescriptor(bytes, o.descriptor);
     const token = readTokenFile(o.tokenFile);
-    server = new MemServer({ descriptor, imagePath: o.image, token, host: o.host ?? '127.0.0.1', port, clones: o.clones, eagerPagesPerCpu: o.eagerPagesPerCpu, log });
+    const insecurePlaintext = o.insecurePlaintext ?? process.env.SNOWFLOCK_MEMSERVER_INSECURE_PLAINTEXT === '1';
+    server = new MemServer({
+      descriptor, imagePath: o.image, token, host: o.host ?? '127.0.0.1', port, clones: o.clones, eagerPagesPerCpu: o.eagerPagesPerCpu, log, insecurePlaintext,
+    });
     const addr = await server.listen();
     const p = server.plan;
-    out(JSON.stringify({ event: 'listening', host: addr.host, port: addr.port, pages: p.pages, evictPages: p.evictPages, zeroPages: p.zeroPages, eagerPages: p.eagerPages }));
+    out(JSON.stringify({
+      event: 'listening', host: addr.host, port: addr.port, pages: p.pages, evictPages: p.evictPages, zeroPages: p.zeroPages, eagerPages: p.eagerPages,
+      sealed: !insecurePlaintext,
+    }));
   } catch (e) {
     await server?.close();
     const message = (e as Error).message;

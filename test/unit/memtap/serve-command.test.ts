@@ -42,6 +42,24 @@ describe('runMemServer', () => {
     expect(r.err).toEqual([]);
   });
 
+  it('seals frames unless told the network is trusted (insecurePlaintext or SNOWFLOCK_MEMSERVER_INSECURE_PLAINTEXT=1)', async () => {
+    for (const [o, env, sealed] of [[{}, undefined, true], [{ insecurePlaintext: true }, undefined, false], [{}, '1', false]] as const) {
+      if (env) process.env.SNOWFLOCK_MEMSERVER_INSECURE_PLAINTEXT = env;
+      try {
+        const r = run({ ...o, json: true });
+        const ev = await r.first;
+        expect(ev.sealed).toBe(sealed);
+        const c = await MemClient.connect('127.0.0.1', ev.port as number);
+        await c.hello(fx.token, 1);
+        expect(c.plaintext).toBe(!sealed);
+        await c.bye();
+        expect(await r.code).toBe(0);
+      } finally {
+        delete process.env.SNOWFLOCK_MEMSERVER_INSECURE_PLAINTEXT;
+      }
+    }
+  });
+
   it('closes cleanly on SIGTERM', async () => {
     const saved = process.listeners('SIGTERM');
     process.removeAllListeners('SIGTERM'); // only ours may see the fake signal
