@@ -4,8 +4,13 @@
 //   page_client_test HOST PORT TOKEN_HEX VMID [GFN...]
 // prints "welcome pages=N evict=N eager=N plaintext=0|1", then per GFN "page GFN SHA256HEX"
 // (fetched in batches of up to 64), then "bye"; on a XenError "error errno=N MESSAGE", exit 2.
+// With PAGE_CLIENT_BENCH=N it instead fetches all the GFNs in one request N times and prints
+// "bench gets=N batch=B us_per_get=X" (test/unit/memtap/seal-cost.test.ts).
 #include <openssl/evp.h>
 
+#include <algorithm>
+
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -36,7 +41,16 @@ int main(int argc, char** argv) {
   try {
     snowflock::Welcome w = client.Connect();
     std::printf("welcome pages=%llu evict=%zu eager=%zu plaintext=%d\n", (unsigned long long)w.pages, w.evict.size(), w.eager.size(), client.plaintext() ? 1 : 0);
-    std::vector<uint8_t> out(64 * 4096);
+    std::vector<uint8_t> out(std::max<size_t>(64, gfns.size()) * 4096);
+    if (const char* bench = std::getenv("PAGE_CLIENT_BENCH")) {
+      long n = std::atol(bench);
+      auto t0 = std::chrono::steady_clock::now();
+      for (long i = 0; i < n; i++) client.Get(gfns.data(), gfns.size(), out.data());
+      double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+      std::printf("bench gets=%ld batch=%zu us_per_get=%.2f\n", n, gfns.size(), us / double(n));
+      client.Bye();
+      return 0;
+    }
     for (size_t at = 0; at < gfns.size(); at += 64) {
       size_t n = std::min<size_t>(64, gfns.size() - at);
       client.Get(&gfns[at], n, out.data());
