@@ -5,7 +5,8 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { rmSync, statSync } from 'node:fs';
+import { waitForConsole } from '../../lib/xen/console.js';
 import { captureDescriptor } from '../../lib/descriptor/capture.js';
 import { decodeDescriptor, encodeDescriptor } from '../../lib/descriptor/format.js';
 import { destroyClone } from '../../lib/descriptor/restore.js';
@@ -51,6 +52,27 @@ test('restore: two PV clones continue the parent\'s count, each with its own vmi
 
 test('clone of a PV clone', async () => {
   await family.cloneOfAClone();
+});
+
+test('a PV clone is a domain xl manages: list -l, mem-set, save and restore', async () => {
+  const c = clones[1]!;
+  const listed = JSON.parse(execFileSync('xl', ['list', '-l', String(c.domid)], { encoding: 'utf8' })) as { config: { c_info: { name: string; uuid: string } } }[];
+  assert.equal(listed[0]?.config.c_info.name, c.name);
+  assert.equal(listed[0]?.config.c_info.uuid, c.uuid);
+  assert.equal(xs.read(`/local/domain/${c.domid}/memory/target`), xs.read(`/local/domain/${family.parent}/memory/target`), 'the balloon target is the parent\'s');
+  execFileSync('xl', ['mem-set', String(c.domid), '100m']);
+  assert.equal(xs.read(`/local/domain/${c.domid}/memory/target`), '102400');
+  const file = `${family.work}/pv-clone.xlsave`;
+  const atSave = Math.max(...family.counts(c.name, c.vmid));
+  execFileSync('xl', ['save', String(c.domid), file], { timeout: 300_000 });
+  execFileSync('xl', ['restore', file], { timeout: 300_000 });
+  const restored = Number(execFileSync('xl', ['domid', c.name], { encoding: 'utf8' }).trim());
+  try {
+    await waitForConsole(c.name, new RegExp(`SF-COUNT ${atSave + 2} vmid=`), 120_000);
+  } finally {
+    execFileSync('xl', ['destroy', String(restored)]);
+    rmSync(file, { force: true });
+  }
 });
 
 test('PV clones are destroyed by xl destroy and by snowflock, leaving no xenstore home', async () => {
