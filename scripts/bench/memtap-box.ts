@@ -158,8 +158,9 @@ async function xlSaveRestoreRun(parentName: string, line: string): Promise<{ rea
 const ratio = (a: number, b: number) => (b ? (a / b).toFixed(2) + 'x' : 'n/a');
 
 /** Each measurement on its own parent, so one failure (or a crashed parent) costs only that row. */
-// `scripts/bench/memtap -- alloc`: only the rows whose label contains the word.
-const only = process.argv[2];
+// `scripts/bench/memtap -- alloc`: only the rows whose label contains the word ("_" for a space:
+// `-- prefetch_0` runs the per-fault rows, sealed and plaintext).
+const only = process.argv[2]?.replaceAll('_', ' ');
 /** rows that failed: named on the last line, and the bench exits 1 */
 const missing: string[] = [];
 
@@ -211,6 +212,15 @@ async function main(): Promise<void> {
     return r;
   });
   const readP0 = await measure('prefetch 0', readLine, (p) => lazyRun('read-mostly, prefetch 0 (60 s sample)', p, { prefetch: 0, forMs: 60_000 }));
+  // The same with the page stream unsealed (the memserver's trusted-network switch): what sealing costs a fault.
+  const readP0Plain = await measure('prefetch 0, plaintext stream', readLine, async (p) => {
+    process.env.SNOWFLOCK_MEMSERVER_INSECURE_PLAINTEXT = '1';
+    try {
+      return await lazyRun('read-mostly, prefetch 0, plaintext stream (60 s sample)', p, { prefetch: 0, forMs: 60_000 });
+    } finally {
+      delete process.env.SNOWFLOCK_MEMSERVER_INSECURE_PLAINTEXT;
+    }
+  });
   const tcp = await rawTcpRoundTripMs(2000);
   say(`raw TCP 4 KiB round trip (dom0 loopback, same endpoints as memtap-memserver): ${tcp.toFixed(3)} ms`);
 
@@ -233,6 +243,10 @@ async function main(): Promise<void> {
     say(`| dom0 handling: fetch + load + answer (prefetch 0) | ${readP0.perBatchMs.toFixed(3)} | ${ratio(readP0.perBatchMs, tcp)} |`);
   }
   if (readH) say(`| prefetch 64: one fetch of ${readH.pagesPerFetch.toFixed(0)} pages | ${readH.perFetchMs.toFixed(3)} | ${ratio(readH.perFetchMs, tcp)} |`);
+  if (readP0Plain) say(`| memserver fetch, 1 page, plaintext stream (prefetch 0) | ${readP0Plain.perFetchMs.toFixed(3)} | ${ratio(readP0Plain.perFetchMs, tcp)} |`);
+  if (readP0 && readP0Plain) {
+    say(`sealed page stream vs plaintext: ${ratio(readP0.perFetchMs, readP0Plain.perFetchMs)} per 1-page fetch, ${ratio(readP0.perBatchMs, readP0Plain.perBatchMs)} per fault handled in dom0`);
+  }
   say('');
   if (readH && eager && xl) {
     say('| fork to ... | on-demand | eager restore | xl save+restore | on-demand vs eager | on-demand vs xl |');
@@ -241,7 +255,7 @@ async function main(): Promise<void> {
     say(`| clone's first output (ms) | ${readH.firstLineMs} | ${eager.firstLineMs} | ${xl.firstLineMs} | ${ratio(readH.firstLineMs, eager.firstLineMs)} | ${ratio(readH.firstLineMs, xl.firstLineMs)} |`);
     say(`parent stopped for the fork: on-demand ${readH.pauseMs} ms (descriptor + local memory copy); xl save ${xl.saveMs} ms`);
   }
-  say(`json ${JSON.stringify({ readH, readN, readP0, allocH, allocN, allocW, eager, xl, tcpMs: tcp })}`);
+  say(`json ${JSON.stringify({ readH, readN, readP0, readP0Plain, allocH, allocN, allocW, eager, xl, tcpMs: tcp })}`);
   reportMissingRows(say, missing);
 }
 
