@@ -31,7 +31,7 @@ const image = testGuestImage();
 interface ArmResult { arm: string; forks: number; forked: number; unansweredSuspends: number; parentDeath: string | null; saves: number; savesOk: number; firstSaveFailure: string }
 
 const parentConfig = (name: string): GuestConfig => ({
-  name, type: 'pvh', kernel: image.kernel, ramdisk: image.initrd, memoryMiB: 128, vcpus: 1, tscMode: 'native',
+  name, type: 'pvh', kernel: image.kernel, ramdisk: image.initrd, memoryMiB: 160, vcpus: 1, tscMode: 'native',
   cmdline: 'xen.fifo_events=0 sf.workload=memtest sf.mode=rewrite sf.mb=48',
 });
 
