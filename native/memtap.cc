@@ -207,6 +207,20 @@ void Memtap::Loop() {
   emit_({"stopped", failure});
 }
 
+void Memtap::InstallZeros(const uint64_t* gfns, size_t n, std::vector<long>* result) {
+  for (size_t k = 0; k < n; k++) std::memset(backend_->staging(k), 0, XC_PAGE_SIZE);
+  backend_->Install(opt_.domid, gfns, n, result);
+}
+
+double Memtap::InstallFetched(const std::vector<uint64_t>& gfns, std::vector<long>* result) {
+  auto t0 = Clock::now();
+  Fetch(gfns, fetch_buffer_.data());
+  double ms = MsSince(t0);
+  for (size_t k = 0; k < gfns.size(); k++) std::memcpy(backend_->staging(k), fetch_buffer_.data() + k * XC_PAGE_SIZE, XC_PAGE_SIZE);
+  backend_->Install(opt_.domid, gfns.data(), gfns.size(), result);
+  return ms;
+}
+
 bool Memtap::SettleStep() {
   std::vector<uint64_t> gfns, fetch, zero;
   {
@@ -224,21 +238,19 @@ bool Memtap::SettleStep() {
   }
   std::vector<long> result;
   std::vector<uint64_t> installed;
-  auto install = [&](const std::vector<uint64_t>& batch) {
-    backend_->Install(opt_.domid, batch.data(), batch.size(), &result);
+  auto keep = [&](const std::vector<uint64_t>& batch) {
     for (size_t k = 0; k < batch.size(); k++) {
       if (result[k] == 0) installed.push_back(batch[k]);
       else NoteLoadFailure(batch[k], result[k], true);
     }
   };
   if (!zero.empty()) {
-    for (size_t k = 0; k < zero.size(); k++) std::memset(backend_->staging(k), 0, XC_PAGE_SIZE);
-    install(zero);
+    InstallZeros(zero.data(), zero.size(), &result);
+    keep(zero);
   }
   if (!fetch.empty()) {
-    Fetch(fetch, fetch_buffer_.data());
-    for (size_t k = 0; k < fetch.size(); k++) std::memcpy(backend_->staging(k), fetch_buffer_.data() + k * XC_PAGE_SIZE, XC_PAGE_SIZE);
-    install(fetch);
+    InstallFetched(fetch, &result);
+    keep(fetch);
   }
   std::lock_guard<std::mutex> lock(mu_);
   for (uint64_t g : installed) states_.Set(g, PageState::kIn);
@@ -286,8 +298,7 @@ void Memtap::Serve(std::vector<vm_event_request_t>& requests) {
   if (!zero.empty()) {
     for (size_t i = 0; i < zero.size(); i += FaultBackend::kBatch) {
       size_t n = std::min(FaultBackend::kBatch, zero.size() - i);
-      for (size_t k = 0; k < n; k++) std::memset(backend_->staging(k), 0, XC_PAGE_SIZE);
-      backend_->Install(opt_.domid, &zero[i], n, &result);
+      InstallZeros(&zero[i], n, &result);
       for (size_t k = 0; k < n; k++) {
         if (result[k] == 0) zero_filled++, installed.push_back(zero[i + k]);
         else NoteLoadFailure(zero[i + k], result[k], true);
@@ -296,11 +307,7 @@ void Memtap::Serve(std::vector<vm_event_request_t>& requests) {
   }
   double fetch_ms = 0;
   if (!fetch.empty()) {
-    auto tf = Clock::now();
-    Fetch(fetch, fetch_buffer_.data());
-    fetch_ms = MsSince(tf);
-    for (size_t k = 0; k < fetch.size(); k++) std::memcpy(backend_->staging(k), fetch_buffer_.data() + k * XC_PAGE_SIZE, XC_PAGE_SIZE);
-    backend_->Install(opt_.domid, fetch.data(), fetch.size(), &result);
+    fetch_ms = InstallFetched(fetch, &result);
     for (size_t k = 0; k < fetch.size(); k++) {
       if (result[k] != 0) {
         NoteLoadFailure(fetch[k], result[k], k < demanded);

@@ -98,6 +98,10 @@ class Memtap {
   void Fetch(const std::vector<uint64_t>& gfns, uint8_t* out);
   void PageOut(const Welcome& w, PrepareReport* report);
   void LoadEager(const Welcome& w);
+  // Puts zeros, or the memserver's copies, at up to kBatch gfns; result[i] as Install gives it.
+  void InstallZeros(const uint64_t* gfns, size_t n, std::vector<long>* result);
+  // Returns the ms spent fetching.
+  double InstallFetched(const std::vector<uint64_t>& gfns, std::vector<long>* result);
   // Loads the next batch of pages the clone has not touched; false when none is left.
   bool SettleStep();
   // Reports a page Xen refused to take; a page the guest waits on that keeps being refused

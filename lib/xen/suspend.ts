@@ -13,11 +13,12 @@ export class SuspendError extends Error {
  * pages itself): without it the clone's memtap holds the clone and loads every page first, as it
  * does for xl save (native/suspend_watch.h). Next to memtap's record (lib/memtap/records.ts), dom0-only.
  */
-const ownSuspendMark = (domid: number) => `/local/domain/0/snowflock/memtap/${domid}/own-suspend`;
+const memtapRecord = (domid: number) => `/local/domain/0/snowflock/memtap/${domid}`;
+const ownSuspendMark = (domid: number) => `${memtapRecord(domid)}/own-suspend`;
 
 export async function suspendDomain(xc: XenControl, xs: XenStore, domid: number, timeoutMs = 30_000): Promise<void> {
   const control = `/local/domain/${domid}/control/shutdown`;
-  const served = xs.read(`/local/domain/0/snowflock/memtap/${domid}/xen-port`) !== null;
+  const served = xs.read(`${memtapRecord(domid)}/xen-port`) !== null;
   if (served) xs.write(ownSuspendMark(domid), '1');
   try {
     xs.write(control, 'suspend');
