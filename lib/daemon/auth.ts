@@ -1,26 +1,32 @@
 /**
- * Mutual challenge/response between a host daemon and the master, both holding the cluster key:
+ * Mutual challenge/response between a host daemon and the master over the host's own key
+ * (host-key.ts: the host holds it, the master derives it from the cluster key and the name in
+ * hello):
  *
- *   host   -> master  hello     { role: "host", host, nonce: Nh, link: "aes-256-gcm-v1" }
- *   master -> host    challenge { nonce: Nm, proof: HMAC(key, "snowflock-v1 master" | host | Nh | Nm) }
- *   host   -> master  auth      { proof: HMAC(key, "snowflock-v1 host" | host | Nm | Nh) }
+ *   host   -> master  hello     { role: "host", host, nonce: Nh, link: "aes-256-gcm-v1", identity: "host-key-v1" }
+ *   master -> host    challenge { nonce: Nm, proof: HMAC(hostKey, "snowflock-v1 master" | host | Nh | Nm) }
+ *   host   -> master  auth      { proof: HMAC(hostKey, "snowflock-v1 host" | host | Nm | Nh) }
  *   master -> host    welcome   {}
  *
  * Each side proves the key over the other side's fresh nonce, so a recorded handshake cannot be
- * replayed; the two directions use different labels, so a proof cannot be reflected back. Either
- * side that sees a wrong proof sends an auth-failed error and hangs up. Nothing else is accepted
- * before welcome. Right after welcome both sides seal the link (link-cipher.ts) with keys derived
- * from the cluster key, Nh, Nm and the host's name: every later frame, register first, is
- * authenticated, in sequence, and bound to the name the host proved here.
+ * replayed; the two directions use different labels, so a proof cannot be reflected back. The
+ * name is the credential's: a host that says another name than its key's cannot make the proof.
+ * Either side that sees a wrong proof sends an auth-failed error and hangs up. Nothing else is
+ * accepted before welcome. Right after welcome both sides seal the link (link-cipher.ts) with
+ * keys derived from the host key, Nh and Nm: every later frame, register first, is
+ * authenticated, in sequence, and bound to this connection and the name the host proved here.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { SfError, fromWireError } from './errors.js';
 import type { MessageConnection } from './framed-socket.js';
 import { checkRequest, errorReply, handshake, parseEnvelope, request, type Parsed } from './protocol.js';
 import { KEY_BYTES } from './key.js';
+import { deriveHostKey } from './host-key.js';
 import { LINK_CIPHER, linkKeys } from './link-cipher.js';
 
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** hello's identity: what key the host proves (a daemon from before host keys sends none). */
+export const HOST_IDENTITY = 'host-key-v1';
 
 type Step = keyof typeof handshake;
 
@@ -34,33 +40,40 @@ function same(a: string, b: string): boolean {
   return x.length === y.length && x.length === 32 && timingSafeEqual(x, y);
 }
 
-function checkKey(key: Buffer): void {
-  if (key.length !== KEY_BYTES) throw new Error(`the cluster key must be ${KEY_BYTES} bytes`);
+function checkKey(key: Buffer, what: string): void {
+  if (key.length !== KEY_BYTES) throw new Error(`the ${what} must be ${KEY_BYTES} bytes`);
 }
 
-/** Host side. Resolves once the master proved the key and accepted ours; the link is sealed then. */
-export async function authenticateToMaster(conn: MessageConnection, key: Buffer, host: string, timeoutMs = HANDSHAKE_TIMEOUT_MS): Promise<void> {
-  checkKey(key);
+/**
+ * Host side, proving `hostKey` (this host's key, host-key.ts) under the name `host`. Resolves
+ * once the master proved the same key and accepted ours; the link is sealed then.
+ */
+export async function authenticateToMaster(conn: MessageConnection, hostKey: Buffer, host: string, timeoutMs = HANDSHAKE_TIMEOUT_MS): Promise<void> {
+  checkKey(hostKey, 'host key');
   const nh = randomBytes(32).toString('hex');
-  conn.send(request(0, 'hello', { role: 'host', host, nonce: nh, link: LINK_CIPHER }));
+  conn.send(request(0, 'hello', { role: 'host', host, nonce: nh, link: LINK_CIPHER, identity: HOST_IDENTITY }));
   const ch = await expect(conn, 'challenge', timeoutMs);
-  if (!same(ch.proof, proof(key, 'master', host, nh, ch.nonce))) {
-    fail(conn, 'the master could not prove it holds this cluster key');
+  if (!same(ch.proof, proof(hostKey, 'master', host, nh, ch.nonce))) {
+    fail(conn, `the master could not prove it holds host ${host}'s key: it has another cluster key, or this host's key is not ${host}'s`);
   }
-  conn.send(request(0, 'auth', { proof: proof(key, 'host', host, ch.nonce, nh) }));
+  conn.send(request(0, 'auth', { proof: proof(hostKey, 'host', host, ch.nonce, nh) }));
   await expect(conn, 'welcome', timeoutMs);
-  conn.secure(linkKeys('host', key, host, nh, ch.nonce));
+  conn.secure(linkKeys('host', hostKey, host, nh, ch.nonce));
 }
 
-/** Master side. Resolves with the host name the peer proved it may speak for; the link is sealed then. */
-export async function authenticateHost(conn: MessageConnection, key: Buffer, timeoutMs = HANDSHAKE_TIMEOUT_MS): Promise<string> {
-  checkKey(key);
+/**
+ * Master side, holding the cluster key. Resolves with the host name the peer proved it may speak
+ * for (it holds that name's host key); the link is sealed then.
+ */
+export async function authenticateHost(conn: MessageConnection, clusterKey: Buffer, timeoutMs = HANDSHAKE_TIMEOUT_MS): Promise<string> {
+  checkKey(clusterKey, 'cluster key');
   const hello = await expect(conn, 'hello', timeoutMs);
+  const key = deriveHostKey(clusterKey, hello.host);
   const nm = randomBytes(32).toString('hex');
   conn.send(request(0, 'challenge', { nonce: nm, proof: proof(key, 'master', hello.host, hello.nonce, nm) }));
   const auth = await expect(conn, 'auth', timeoutMs);
   if (!same(auth.proof, proof(key, 'host', hello.host, nm, hello.nonce))) {
-    fail(conn, `host ${hello.host} could not prove it holds the cluster key`);
+    fail(conn, `host ${hello.host} could not prove it holds host ${hello.host}'s key (a key of another host, or of another cluster)`);
   }
   conn.send(request(0, 'welcome', {}));
   conn.secure(linkKeys('master', key, hello.host, hello.nonce, nm));

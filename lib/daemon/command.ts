@@ -1,5 +1,5 @@
 /**
- * `snowflock daemon ...`: run the master or a host daemon, or make the cluster key. Events are
+ * `snowflock daemon ...`: run the master or a host daemon, or make keys (keygen-command.ts). Events are
  * JSON lines on stderr. A host daemon forks real VMs with `--backend xen` (memory on demand,
  * xen-backend.ts); `--backend fake` is a dry run: forks are bookkeeping, no VM is touched.
  */
@@ -13,7 +13,9 @@ import type { CloneBackend } from './backend.js';
 import { TcpGuestTransport, type GuestTransport } from './guest-transport.js';
 import { HostDaemon } from './host-daemon.js';
 import type { Log } from './host-commands.js';
-import { readKeyFile, writeKeyFile } from './key.js';
+import { readKeyFile } from './key.js';
+import { readHostCredential, type HostCredential } from './host-key.js';
+import { keygenModule } from './keygen-command.js';
 import { Master } from './master.js';
 import { MasterServer } from './master-server.js';
 import { VchanGuestTransport } from './vchan-transport.js';
@@ -48,7 +50,7 @@ interface MasterArgs {
 }
 
 interface HostArgs {
-  name: string; 'key-file': string; master: string; vcpus: number; 'memory-mib': number; backend: string;
+  name?: string; 'key-file': string; master: string; vcpus: number; 'memory-mib': number; backend: string;
   advertise?: string; 'state-dir'?: string; 'isolate-families': boolean;
   guests: string; 'guest-listen': string; 'trust-claimed-domid': boolean; 'guest-address': string[]; 'vchan-domid': number[]; 'vchan-all-guests': boolean; 'admin-socket': string;
 }
@@ -57,7 +59,7 @@ const masterModule: CommandModule<object, MasterArgs> = {
   command: 'master',
   describe: 'Run the master daemon: tickets and fork families across hosts',
   builder: (a) => a
-    .option('key-file', { type: 'string', demandOption: true, describe: 'cluster key (64 hex digits, mode 600)' })
+    .option('key-file', { type: 'string', demandOption: true, describe: 'the cluster key (64 hex digits, mode 600; snowflock daemon keygen): every host\'s key derives from it' })
     .option('listen', { type: 'string', default: `0.0.0.0:${DEFAULT_MASTER_PORT}`, describe: 'address for host daemons' })
     .option('cluster', { choices: ['internal', 'slurm', 'gridengine'], default: 'internal', describe: 'cluster manager' })
     .option('slurm-conf', { type: 'string', describe: 'SLURM_CONF for --cluster slurm' })
@@ -90,8 +92,8 @@ const hostModule: CommandModule<object, HostArgs> = {
   command: 'host',
   describe: 'Run a host (dom0) daemon: serves guests, builds clones',
   builder: (a) => a
-    .option('name', { type: 'string', demandOption: true, describe: 'this host\'s name in the cluster' })
-    .option('key-file', { type: 'string', demandOption: true, describe: 'cluster key (64 hex digits, mode 600)' })
+    .option('name', { type: 'string', describe: 'this host\'s name in the cluster: the one in its host key file (may be left out then), needed with the cluster key' })
+    .option('key-file', { type: 'string', demandOption: true, describe: 'this host\'s key file, mode 600: "snowflock-host-key v1 NAME HEX" (snowflock daemon keygen --host NAME), which proves NAME and no other; or the cluster key (64 hex digits), which could prove any name' })
     .option('master', { type: 'string', demandOption: true, describe: `master address HOST[:PORT] (default port ${DEFAULT_MASTER_PORT})` })
     .option('vcpus', { type: 'number', demandOption: true, describe: 'vCPUs clones may use here' })
     .option('memory-mib', { type: 'number', demandOption: true, describe: 'MiB clones may use here' })
@@ -112,16 +114,19 @@ const hostModule: CommandModule<object, HostArgs> = {
       throw new Error('--guests tcp cannot serve --backend xen: a clone\'s vifs stay off the bridge until it reports network_ready, which a guest on TCP could only send over that network, so its sf_clone would never finish; use --guests vchan');
     }
     guestAddresses(argv['guest-address']); // refused before anything starts
-    const key = readKeyFile(argv['key-file']);
-    const log = jsonLog(`host ${argv.name}`);
-    const { backend, close, listDomids } = await cloneBackend(argv, key);
+    const credential = readHostCredential(argv['key-file'], argv.name);
+    const log = jsonLog(`host ${credential.host}`);
+    if (credential.from === 'cluster') {
+      log('cluster-key-on-host', { warning: 'this host holds the cluster key, which speaks for any host; give it its own: snowflock daemon keygen --host NAME' });
+    }
+    const { backend, close, listDomids } = await cloneBackend(argv, credential);
     const guests = guestTransport(argv, log);
     if (argv['vchan-all-guests']) {
       if (argv.guests !== 'vchan' || !listDomids) throw new Error('--vchan-all-guests needs --guests vchan and --backend xen');
       serveAllDomains(listDomids, guests);
     }
     const daemon = new HostDaemon({
-      host: argv.name, key, master: hostPort(argv.master, DEFAULT_MASTER_PORT), backend,
+      host: credential.host, hostKey: credential.key, master: hostPort(argv.master, DEFAULT_MASTER_PORT), backend,
       guests, capacity: { vcpus: argv.vcpus, memoryMiB: argv['memory-mib'] }, log,
       ...(argv['admin-socket'] ? { adminSocket: argv['admin-socket'] } : {}),
     });
@@ -134,13 +139,13 @@ const hostModule: CommandModule<object, HostArgs> = {
   },
 };
 
-async function cloneBackend(argv: HostArgs, clusterKey: Buffer): Promise<{ backend: CloneBackend; close: () => void; listDomids?: () => number[] }> {
-  if (argv.backend === 'fake') return { backend: new FakeBackend(argv.name), close: () => {} };
+async function cloneBackend(argv: HostArgs, credential: HostCredential): Promise<{ backend: CloneBackend; close: () => void; listDomids?: () => number[] }> {
+  if (argv.backend === 'fake') return { backend: new FakeBackend(credential.host), close: () => {} };
   // Loaded only here: the fake backend runs where there is no Xen.
   const [{ XenBackend }, { openXen }, { loadAddon }] = await Promise.all([import('./xen-backend.js'), import('../xen/control.js'), import('../xen/native.js')]);
   const xc = openXen();
   const xs = new (loadAddon().XenStore)();
-  const backend = new XenBackend(xc, xs, { advertiseHost: argv.advertise!, stateDir: argv['state-dir'], clusterKey, isolateFamilies: argv['isolate-families'] });
+  const backend = new XenBackend(xc, xs, { advertiseHost: argv.advertise!, stateDir: argv['state-dir'], hostKey: credential.key, isolateFamilies: argv['isolate-families'] });
   return { backend, close: () => (xs.close(), xc.close()), listDomids: () => xc.listDomains().map((d) => d.domid) };
 }
 
@@ -164,16 +169,6 @@ function guestTransport(argv: HostArgs, log: Log): GuestTransport {
   return new TcpGuestTransport({ host, port, identify: argv['trust-claimed-domid'] ? 'claimed' : (ip) => map.get(ip.replace(/^::ffff:/, '')) });
 }
 
-const keygenModule: CommandModule<object, { 'key-file': string }> = {
-  command: 'keygen',
-  describe: 'Create a new cluster key file (mode 600); copy it to every daemon\'s host',
-  builder: (a) => a.option('key-file', { type: 'string', demandOption: true }),
-  handler: (argv) => {
-    writeKeyFile(argv['key-file']);
-    process.stderr.write(`snowflock: wrote a new cluster key to ${argv['key-file']}\n`);
-  },
-};
-
 const statusModule: CommandModule<object, { socket: string; json: boolean }> = {
   command: 'status',
   describe: 'Ask this host\'s daemon how it is: its link to the master and the clones it holds',
@@ -187,7 +182,7 @@ const statusModule: CommandModule<object, { socket: string; json: boolean }> = {
 };
 
 export function daemonCommand(y: Argv): Argv {
-  return y.command('daemon', 'Run the sf_* daemons (master, host), make their key (keygen), or ask the local host daemon (status)', (d) =>
+  return y.command('daemon', 'Run the sf_* daemons (master, host), make their keys (keygen), or ask the local host daemon (status)', (d) =>
     d.command(masterModule).command(hostModule).command(keygenModule).command(statusModule)
       .demandCommand(1, 'say which: master, host, keygen or status'));
 }

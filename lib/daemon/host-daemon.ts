@@ -22,7 +22,8 @@ import { RpcPeer } from './rpc.js';
 export interface HostDaemonOptions {
   /** This host's name in the cluster (the cluster manager places clones by it). */
   host: string;
-  key: Buffer;
+  /** This host's own key (host-key.ts): it proves `host` to the master, and no other name. */
+  hostKey: Buffer;
   master: { host: string; port: number };
   backend: CloneBackend;
   guests: GuestTransport;
@@ -224,7 +225,7 @@ export class HostDaemon {
       this.retry();
     });
     try {
-      await authenticateToMaster(conn, this.o.key, this.o.host);
+      await authenticateToMaster(conn, this.o.hostKey, this.o.host);
       let heard = Date.now();
       const peer = new RpcPeer(conn, {
         requests: hostCommands,

@@ -1,9 +1,9 @@
 /**
  * Every frame on the daemons' link after the key handshake (auth.ts) is sealed with AES-256-GCM
- * under a key of its own direction, derived from the cluster key, both handshake nonces and the
- * host's name:
+ * under a key of its own direction, derived from the host's key (host-key.ts), both handshake
+ * nonces and the host's name:
  *
- *   key(dir) = HKDF-SHA256(ikm = cluster key, salt = Nh | Nm, info = "snowflock-v1 link <dir>\0<host>")
+ *   key(dir) = HKDF-SHA256(ikm = host key, salt = Nh | Nm, info = "snowflock-v1 link <dir>\0<host>")
  *   dir: "host>master" or "master>host"
  *
  *   frame = u32 length | u64 seq | AES-256-GCM(key(dir), nonce = 0000 | seq, aad = length | seq)(JSON) | tag (16)
@@ -11,7 +11,9 @@
  * seq counts the frames of one direction from 0. A receiver takes only the next seq (a replayed,
  * reordered or dropped frame is refused before anything is decrypted), and only a frame whose tag
  * checks (an altered or forged one is refused). Either refusal ends the link: the stream can no
- * longer be trusted. The length header stays in the clear, so framing is unchanged.
+ * longer be trusted. The length header stays in the clear, so framing is unchanged. Both nonces
+ * are fresh per connection, so these are session keys: a frame recorded on one connection does
+ * not open on another, even of the same host.
  */
 import { createCipheriv, createDecipheriv, hkdfSync } from 'node:crypto';
 import { HEADER_BYTES } from './frame.js';
@@ -27,15 +29,15 @@ export interface LinkKeys {
   receive: Buffer;
 }
 
-function derive(clusterKey: Buffer, host: string, hostNonce: string, masterNonce: string, dir: 'host>master' | 'master>host'): Buffer {
+function derive(hostKey: Buffer, host: string, hostNonce: string, masterNonce: string, dir: 'host>master' | 'master>host'): Buffer {
   const salt = Buffer.concat([Buffer.from(hostNonce, 'hex'), Buffer.from(masterNonce, 'hex')]);
-  return Buffer.from(hkdfSync('sha256', clusterKey, salt, `snowflock-v1 link ${dir}\0${host}`, 32));
+  return Buffer.from(hkdfSync('sha256', hostKey, salt, `snowflock-v1 link ${dir}\0${host}`, 32));
 }
 
 /** The keys of one side: a host sends with host>master, the master with master>host. */
-export function linkKeys(side: 'host' | 'master', clusterKey: Buffer, host: string, hostNonce: string, masterNonce: string): LinkKeys {
-  const up = derive(clusterKey, host, hostNonce, masterNonce, 'host>master');
-  const down = derive(clusterKey, host, hostNonce, masterNonce, 'master>host');
+export function linkKeys(side: 'host' | 'master', hostKey: Buffer, host: string, hostNonce: string, masterNonce: string): LinkKeys {
+  const up = derive(hostKey, host, hostNonce, masterNonce, 'host>master');
+  const down = derive(hostKey, host, hostNonce, masterNonce, 'master>host');
   return side === 'host' ? { send: up, receive: down } : { send: down, receive: up };
 }
 

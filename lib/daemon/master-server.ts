@@ -1,14 +1,17 @@
 /**
  * The master's network side: accepts host daemons on TCP, runs the key handshake, takes the
  * host's registration, then passes its requests to the Master and gives the Master a HostLink
- * for commands. A link that closes, or misses a heartbeat, is reported to the Master as down;
- * a name registers once: a second link for a connected host is refused.
+ * for commands. A host's name is the one its key proves (auth.ts, host-key.ts), and registers
+ * once: a second link for a connected host is refused. A link that closes, or misses a
+ * heartbeat, is reported to the Master as down.
  */
 import net from 'node:net';
 import { authenticateHost } from './auth.js';
 import { SfError } from './errors.js';
 import { FramedSocket } from './framed-socket.js';
 import { GuestLimit } from './guest-limit.js';
+import { deriveHostKey } from './host-key.js';
+import { reseal } from './image-secrets.js';
 import type { Log } from './host-commands.js';
 import type { HostLink, Master } from './master.js';
 import { daemonRequests, hostResults, type DaemonRequests, type HostCommands, type HostResults } from './protocol.js';
@@ -16,6 +19,7 @@ import { RpcPeer } from './rpc.js';
 
 export interface MasterServerOptions {
   master: Master;
+  /** The cluster key: every host's key derives from it (host-key.ts). */
   key: Buffer;
   host?: string;
   port?: number;
@@ -30,15 +34,32 @@ const MAX_HANDSHAKES_PER_PEER = 8;
 const MAX_IN_FLIGHT_PER_HOST = 1024;
 
 class PeerLink implements HostLink {
-  constructor(readonly host: string, readonly peer: RpcPeer) {}
+  private readonly hostKey: Buffer;
+
+  constructor(readonly host: string, readonly peer: RpcPeer, private readonly clusterKey: Buffer) {
+    this.hostKey = deriveHostKey(clusterKey, host);
+  }
 
   async call<K extends keyof HostCommands>(type: K, body: HostCommands[K], timeoutMs: number): Promise<HostResults[K]> {
+    // Fork images' secrets are sealed to one host's key: to this host's on the way to it, to the
+    // cluster key while the master holds them (image-secrets.ts).
+    if (type === 'build') {
+      const b = body as HostCommands['build'];
+      body = { ...b, image: reseal(b.image, b.fork.fork, this.clusterKey, this.hostKey, 'the fork image') } as HostCommands[K];
+    }
     const raw = await this.peer.call(type, body, timeoutMs);
+    let result: HostResults[K];
     try {
-      return hostResults[type](raw, 'result') as HostResults[K];
+      result = hostResults[type](raw, 'result') as HostResults[K];
     } catch (e) {
       throw new SfError('internal', `host ${this.host} answered ${type} with a malformed result: ${(e as Error).message}`);
     }
+    if (type === 'capture') {
+      const r = result as HostResults['capture'];
+      const fork = (body as HostCommands['capture']).fork.fork;
+      result = { ...r, image: reseal(r.image, fork, this.hostKey, this.clusterKey, `host ${this.host}'s capture`) } as HostResults[K];
+    }
+    return result;
   }
 }
 
@@ -119,7 +140,7 @@ export class MasterServer {
             throw new SfError('auth-failed', `host ${host} is already connected (from ${current.peer}); a host name registers once`);
           }
           this.registered.set(host, conn);
-          link = new PeerLink(host, peer);
+          link = new PeerLink(host, peer, this.o.key);
           heartbeat = this.heartbeat(peer);
           return this.o.master.hostUp(link, body as DaemonRequests['register']);
         }

@@ -9,7 +9,7 @@ import { bool, int, jsonObject, list, num, obj, optional, str, type Infer } from
 
 /** Largest clone count in one ticket, and the largest vmid. */
 export const MAX_CLONES = 1024;
-/** The fork image a parent's host hands to the clones' hosts is opaque to the daemons, but bounded. */
+/** The fork image a parent's host hands to the clones' hosts is opaque to the daemons (but its sealed* secrets: image-secrets.ts), and bounded. */
 export const MAX_IMAGE_BYTES = 16 * 1024;
 
 export const ticketId = str(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/, 'a ticket id (1-64 of A-Z a-z 0-9 . _ : -)');
@@ -100,10 +100,14 @@ export const guestIdentify = { identify: obj({ domid }) };
 
 /** The key handshake between daemons (auth.ts); id 0, before any request. */
 export const handshake = {
-  /** link: how frames after welcome are sealed (link-cipher.ts); a daemon from before sealing sends none. */
+  /**
+   * link: how frames after welcome are sealed (link-cipher.ts); identity: the key the host proves
+   * (host-key.ts). Daemons from before sealing or before host keys send neither or no identity.
+   */
   hello: obj({
     role: str(/^host$/, '"host"'), host: hostName, nonce: hex32,
     link: str(/^aes-256-gcm-v1$/, '"aes-256-gcm-v1" (this master seals every frame after the handshake; upgrade the host daemon)'),
+    identity: str(/^host-key-v1$/, '"host-key-v1" (this master knows each host by a key of its own; upgrade the host daemon)'),
   }),
   challenge: obj({ nonce: hex32, proof: hex32 }),
   auth: obj({ proof: hex32 }),

@@ -2,7 +2,8 @@
  * The CloneBackend of a real Xen dom0, with memory on demand. Capture (parent's host): the
  * parent suspends, its descriptor and a copy of its memory are taken, a memserver starts on
  * that copy, and the parent stays stopped until release(). The fork image carries the
- * descriptor itself (deflated; ~25 KB becomes a few) and the memserver's address and key, so a
+ * descriptor itself (deflated; ~25 KB becomes a few) and the memserver's address and key (sealed to
+ * this host's key; the master re-seals it for each clone host, image-secrets.ts), so a
  * clone's host needs nothing else: it builds each clone from the descriptor with its memory out
  * and starts its memtap (lib/clone/lazy.ts). What this backend holds is written to dom0-only
  * xenstore, so that a restarted daemon finds its clones and lets go of a parent it left stopped.
@@ -29,8 +30,8 @@ import type { BuiltClone, CloneBackend, DomainSize, ForkImage, ForkInfo, HeldClo
 export interface XenBackendOptions {
   /** the address clones on other hosts reach this host's memservers at */
   advertiseHost: string;
-  /** the cluster key: seals the memserver key inside fork images (seal.ts) */
-  clusterKey: Buffer;
+  /** this host's key (host-key.ts): fork images' secrets are sealed to it (image-secrets.ts) */
+  hostKey: Buffer;
   /** filter each family's clones into a network of their own (nftables in dom0) */
   isolateFamilies?: boolean;
   stateDir?: string;
@@ -92,12 +93,12 @@ export class XenBackend implements CloneBackend {
       parentName: domainName(this.xs, parent),
       descriptor: deflateRawSync(f.encoded).toString('base64'),
       memserver: { host: this.o.advertiseHost, port: f.memserver.port },
-      sealedToken: seal(this.o.clusterKey, Buffer.from(f.token, 'hex'), fork.fork),
+      sealedToken: seal(this.o.hostKey, Buffer.from(f.token, 'hex'), fork.fork),
     };
   }
 
   async build(image: ForkImage, fork: ForkInfo, vmids: number[]): Promise<BuiltClone[]> {
-    const { descriptor, memserver, token, parentName } = parseImage(image, this.o.clusterKey, fork.fork);
+    const { descriptor, memserver, token, parentName } = parseImage(image, this.o.hostKey, fork.fork);
     const dir = this.forkDir(fork.fork);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const tokenFile = join(dir, 'token');
@@ -240,14 +241,14 @@ export class XenBackend implements CloneBackend {
 }
 
 /** Reads a fork image made by capture() for `fork`; throws naming what is wrong (it crossed the network). */
-export function parseImage(image: ForkImage, clusterKey: Buffer, fork: string) {
+export function parseImage(image: ForkImage, hostKey: Buffer, fork: string) {
   if (image.format !== IMAGE_FORMAT) throw new Error(`fork image format "${String(image.format)}" is not ${IMAGE_FORMAT}`);
   const m = image.memserver as { host?: unknown; port?: unknown } | undefined;
   if (typeof m?.host !== 'string' || !Number.isInteger(m.port)) throw new Error('fork image: memserver address missing');
   if (typeof image.sealedToken !== 'string') throw new Error('fork image: sealed memserver key missing');
   let token: Buffer;
   try {
-    token = unseal(clusterKey, image.sealedToken, fork);
+    token = unseal(hostKey, image.sealedToken, fork);
   } catch (e) {
     throw new Error(`fork image: memserver key: ${(e as Error).message}`);
   }

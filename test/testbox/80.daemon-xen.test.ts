@@ -15,6 +15,7 @@ import { InternalClusterManager } from '../../lib/cluster/index.js';
 import { SfClient, SfError, connectTcp, type TicketInfo } from '../../lib/api/index.js';
 import { TcpGuestTransport } from '../../lib/daemon/guest-transport.js';
 import { HostDaemon } from '../../lib/daemon/host-daemon.js';
+import { deriveHostKey } from '../../lib/daemon/host-key.js';
 import { Master } from '../../lib/daemon/master.js';
 import { MasterServer } from '../../lib/daemon/master-server.js';
 import { XenBackend } from '../../lib/daemon/xen-backend.js';
@@ -55,8 +56,9 @@ before(async () => {
   server = new MasterServer({ master, key, heartbeatMs: 5000 });
   const { port } = await server.listen();
   const guests = new TcpGuestTransport({ port: 0, identify: 'claimed' });
+  const hostKey = deriveHostKey(key, 'box1'); // this host's own key: the master derives the same
   daemon = new HostDaemon({
-    host: 'box1', key, master: { host: '127.0.0.1', port }, backend: new XenBackend(xc, xs, { advertiseHost: '127.0.0.1', stateDir, clusterKey: key }),
+    host: 'box1', hostKey, master: { host: '127.0.0.1', port }, backend: new XenBackend(xc, xs, { advertiseHost: '127.0.0.1', stateDir, hostKey }),
     guests, capacity: { vcpus: 4, memoryMiB: 1024 }, masterSilenceMs: 120_000,
   });
   await daemon.start();

@@ -11,6 +11,7 @@ import { loadAddon, type XenControl, type XenStore } from '../../lib/xen/native.
 import { consoleLogDir, readConsole } from '../../lib/xen/console.js';
 import { InternalClusterManager } from '../../lib/cluster/index.js';
 import { HostDaemon } from '../../lib/daemon/host-daemon.js';
+import { deriveHostKey } from '../../lib/daemon/host-key.js';
 import { Master } from '../../lib/daemon/master.js';
 import { MasterServer } from '../../lib/daemon/master-server.js';
 import { VchanGuestTransport } from '../../lib/daemon/vchan-transport.js';
@@ -57,9 +58,10 @@ export class JobHost {
 
   /** This box's host daemon: its clones' memservers are reached at `advertise`. */
   async start(o: { host: string; key: Buffer; master: { host: string; port: number }; advertise: string; memoryMiB: number }): Promise<void> {
+    const hostKey = deriveHostKey(o.key, o.host); // o.key is the cluster key; this box proves its own
     this.daemon = new HostDaemon({
-      host: o.host, key: o.key, master: o.master,
-      backend: new XenBackend(this.xc, this.xs, { advertiseHost: o.advertise, stateDir: this.stateDir, clusterKey: o.key }),
+      host: o.host, hostKey, master: o.master,
+      backend: new XenBackend(this.xc, this.xs, { advertiseHost: o.advertise, stateDir: this.stateDir, hostKey }),
       guests: this.guests, capacity: { vcpus: 4, memoryMiB: o.memoryMiB }, masterSilenceMs: 600_000,
       log: (event, fields) => { this.events.push(`${event} ${JSON.stringify(fields ?? {})}`); },
     });

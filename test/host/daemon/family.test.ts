@@ -295,7 +295,7 @@ describe('daemon authentication', () => {
     const events: string[] = [];
     const guests = new TcpGuestTransport({ identify: 'claimed' });
     const intruder = new HostDaemon({
-      host: 'intruder', key: randomBytes(32), master: { host: '127.0.0.1', port: lab.masterPort }, backend: fake, guests,
+      host: 'intruder', hostKey: randomBytes(32), master: { host: '127.0.0.1', port: lab.masterPort }, backend: fake, guests,
       capacity: { vcpus: 64, memoryMiB: 65536 }, reconnectMs: 50, log: (e, d) => events.push(`${e} ${String(d?.error ?? '')}`),
     });
     await intruder.start();

@@ -8,6 +8,7 @@ import { SfClient, connectTcp, type GuestChannel } from '../../../lib/api/index.
 import { FakeBackend, type FakeDomain } from '../../../lib/daemon/fake-backend.js';
 import { TcpGuestTransport } from '../../../lib/daemon/guest-transport.js';
 import { HostDaemon } from '../../../lib/daemon/host-daemon.js';
+import { deriveHostKey } from '../../../lib/daemon/host-key.js';
 import { Master } from '../../../lib/daemon/master.js';
 import { MasterServer } from '../../../lib/daemon/master-server.js';
 
@@ -102,7 +103,7 @@ export async function startLab(o: LabOptions = {}): Promise<Lab> {
     fake.hooks.onStart = (clones) => { for (const d of clones) programs.push(runProgram(name, d)); };
     const guests = new TcpGuestTransport({ port, identify: 'claimed' });
     const daemon = new HostDaemon({
-      host: name, key, master: { host: '127.0.0.1', port: toMaster }, backend: fake, guests,
+      host: name, hostKey: deriveHostKey(key, name), master: { host: '127.0.0.1', port: toMaster }, backend: fake, guests,
       ...(o.log ? { log: (e: string, d?: Record<string, unknown>) => o.log!(name, e, d) } : {}),
       capacity: { vcpus: 4, memoryMiB: 8192 }, reconnectMs: 50, cloneWatchMs: 100,
       ...(name === 'h1' && o.adminSocket ? { adminSocket: o.adminSocket } : {}),

@@ -6,15 +6,17 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { authenticateHost, authenticateToMaster, proof } from '../../../lib/daemon/auth.js';
 import { readKeyFile, writeKeyFile } from '../../../lib/daemon/key.js';
+import { deriveHostKey } from '../../../lib/daemon/host-key.js';
 import { request } from '../../../lib/daemon/protocol.js';
 import { socketPair } from './socket-pair.js';
 
 const key = randomBytes(32);
+const h1Key = deriveHostKey(key, 'h1');
 
 describe('handshake', () => {
   it('both sides prove the key; the master learns the host name', async () => {
     const p = await socketPair();
-    const [name] = await Promise.all([authenticateHost(p.master, key), authenticateToMaster(p.host, key, 'h1')]);
+    const [name] = await Promise.all([authenticateHost(p.master, key), authenticateToMaster(p.host, h1Key, 'h1')]);
     expect(name).toBe('h1');
     expect(p.master.closed || p.host.closed).toBe(false);
     p.done();
@@ -32,12 +34,12 @@ describe('handshake', () => {
   it('a peer that replays a proof made for other nonces is refused', async () => {
     const p = await socketPair();
     const refused = authenticateHost(p.master, key);
-    p.host.send(request(0, 'hello', { role: 'host', host: 'h1', nonce: 'a'.repeat(64), link: 'aes-256-gcm-v1' }));
+    p.host.send(request(0, 'hello', { role: 'host', host: 'h1', nonce: 'a'.repeat(64), link: 'aes-256-gcm-v1', identity: 'host-key-v1' }));
     const challenge = await p.host.next(5000);
     expect(challenge).toMatchObject({ ok: true, value: { type: 'challenge' } });
     // a proof recorded from some earlier handshake (other nonces) does not match this one
-    p.host.send(request(0, 'auth', { proof: proof(key, 'host', 'h1', 'b'.repeat(64), 'a'.repeat(64)) }));
-    await expect(refused).rejects.toMatchObject({ code: 'auth-failed', message: expect.stringMatching(/host h1 could not prove/) });
+    p.host.send(request(0, 'auth', { proof: proof(h1Key, 'host', 'h1', 'b'.repeat(64), 'a'.repeat(64)) }));
+    await expect(refused).rejects.toMatchObject({ code: 'auth-failed', message: expect.stringMatching(/host h1 could not prove it holds host h1's key/) });
     expect(await p.host.next(5000)).toMatchObject({ ok: true, value: { type: 'error', error: { code: 'auth-failed' } } });
     p.done();
   });

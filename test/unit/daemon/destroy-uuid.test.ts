@@ -46,7 +46,7 @@ describe('destroy checks the domain is still the clone', () => {
     const xc = xenWith(OTHER_UUID);
     const xs = memoryStore();
     xs.write('/local/domain/0/snowflock/daemon/clones/12', JSON.stringify({ fork: 't-0123456789abcdef', vmid: 1, uuid: CLONE_UUID }));
-    const backend = new XenBackend(xc, xs, { advertiseHost: '127.0.0.1', clusterKey: Buffer.alloc(32), stateDir: '/nonexistent' });
+    const backend = new XenBackend(xc, xs, { advertiseHost: '127.0.0.1', hostKey: Buffer.alloc(32), stateDir: '/nonexistent' });
     await backend.destroy(12);
     expect(xc.destroyed).toEqual([]);
     expect(xs.read('/local/domain/0/snowflock/daemon/clones/12')).toBeNull();

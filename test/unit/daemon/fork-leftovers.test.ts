@@ -63,7 +63,7 @@ describe('the Xen backend\'s leftovers of a fork', () => {
       captureState: () => Promise.reject(new Error('capture failed on purpose')),
       pause: () => { throw new Error('pause failed on purpose'); },
     } as unknown as XenControl;
-    const backend = new XenBackend(xc, memoryStore(), { advertiseHost: '127.0.0.1', clusterKey: Buffer.alloc(32), stateDir });
+    const backend = new XenBackend(xc, memoryStore(), { advertiseHost: '127.0.0.1', hostKey: Buffer.alloc(32), stateDir });
     await expect(backend.capture(7, fork('t-fedcba9876543210'))).rejects.toThrow();
     expect(existsSync(dir)).toBe(false);
   });

@@ -10,6 +10,7 @@ import { FakeBackend } from '../../../lib/daemon/fake-backend.js';
 import { FrameDecoder, encodeFrame } from '../../../lib/daemon/frame.js';
 import { TcpGuestTransport } from '../../../lib/daemon/guest-transport.js';
 import { HostDaemon } from '../../../lib/daemon/host-daemon.js';
+import { deriveHostKey } from '../../../lib/daemon/host-key.js';
 import { Master } from '../../../lib/daemon/master.js';
 import { MasterServer } from '../../../lib/daemon/master-server.js';
 import { MAX_FRAME_BYTES, parseEnvelope, request } from '../../../lib/daemon/protocol.js';
@@ -26,7 +27,7 @@ let daemon: HostDaemon;
 
 beforeAll(async () => {
   masterPort = (await server.listen()).port;
-  daemon = new HostDaemon({ host: 'h1', key, master: { host: '127.0.0.1', port: masterPort }, backend: fake, guests, capacity: { vcpus: 2, memoryMiB: 4096 } });
+  daemon = new HostDaemon({ host: 'h1', hostKey: deriveHostKey(key, 'h1'), master: { host: '127.0.0.1', port: masterPort }, backend: fake, guests, capacity: { vcpus: 2, memoryMiB: 4096 } });
   await daemon.start();
   await daemon.whenRegistered();
 });

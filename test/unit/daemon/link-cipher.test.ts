@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import type net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { authenticateHost, authenticateToMaster } from '../../../lib/daemon/auth.js';
+import { deriveHostKey } from '../../../lib/daemon/host-key.js';
 import { HEADER_BYTES } from '../../../lib/daemon/frame.js';
 import { LinkCipher, linkKeys } from '../../../lib/daemon/link-cipher.js';
 import { request } from '../../../lib/daemon/protocol.js';
@@ -78,9 +79,42 @@ describe('sealed link after the handshake', () => {
     p.done();
   });
 
+  it('a hello without identity (a daemon from before host keys) is refused, naming the field', async () => {
+    const p = await socketPair();
+    const refused = authenticateHost(p.master, key);
+    p.host.send(request(0, 'hello', { role: 'host', host: 'h1', nonce: nh, link: 'aes-256-gcm-v1' }));
+    await expect(refused).rejects.toMatchObject({ code: 'bad-request', field: 'identity', message: expect.stringMatching(/upgrade the host daemon/) });
+    p.done();
+  });
+
+  it('keys are per connection: a frame recorded on one link of a host does not open on its next', async () => {
+    const hostKey = deriveHostKey(key, 'h1');
+    const ping = { ping: obj({}) };
+    const first = await socketPair();
+    await Promise.all([authenticateHost(first.master, key), authenticateToMaster(first.host, hostKey, 'h1')]);
+    const wire = (first.host as unknown as { stream: net.Socket }).stream;
+    const recorded: Buffer[] = [];
+    const write = wire.write.bind(wire);
+    wire.write = ((chunk: Buffer, ...rest: never[]) => { recorded.push(Buffer.from(chunk)); return write(chunk, ...rest); }) as typeof wire.write;
+    new RpcPeer(first.master, { requests: ping, handle: async () => ({}) });
+    await new RpcPeer(first.host, { requests: ping, handle: async () => ({}) }).call('ping', {}, 5000);
+    first.done();
+    expect(recorded).toHaveLength(1); // frame 0 of the host's direction: seq 0, as on any new link
+
+    const second = await socketPair();
+    await Promise.all([authenticateHost(second.master, key), authenticateToMaster(second.host, hostKey, 'h1')]);
+    const seen: string[] = [];
+    new RpcPeer(second.master, { requests: ping, handle: async (t) => { seen.push(t); return {}; } });
+    const closed = new Promise<string>((r) => second.master.onClose(r));
+    (second.host as unknown as { stream: net.Socket }).stream.write(recorded[0]!);
+    expect(await closed).toMatch(/frame 0 failed authentication/);
+    expect(seen).toEqual([]);
+    second.done();
+  });
+
   it('requests go both ways sealed; a plain frame after welcome ends the link unread', async () => {
     const p = await socketPair();
-    await Promise.all([authenticateHost(p.master, key), authenticateToMaster(p.host, key, 'h1')]);
+    await Promise.all([authenticateHost(p.master, key), authenticateToMaster(p.host, deriveHostKey(key, 'h1'), 'h1')]);
     const seen: string[] = [];
     const ping = { ping: obj({}) };
     const m = new RpcPeer(p.master, { requests: ping, handle: async (t) => { seen.push(`master:${t}`); return {}; } });
@@ -100,7 +134,7 @@ describe('sealed link after the handshake', () => {
     const N = 2000;
     const time = async (sealed: boolean): Promise<number> => {
       const p = await socketPair();
-      if (sealed) await Promise.all([authenticateHost(p.master, key), authenticateToMaster(p.host, key, 'h1')]);
+      if (sealed) await Promise.all([authenticateHost(p.master, key), authenticateToMaster(p.host, deriveHostKey(key, 'h1'), 'h1')]);
       const ping = { ping: obj({}) };
       new RpcPeer(p.master, { requests: ping, handle: async () => ({ at: 1 }) });
       const h = new RpcPeer(p.host, { requests: ping, handle: async () => ({}) });

@@ -36,7 +36,7 @@ describe('memserver listen address', () => {
 
   it("the Xen backend listens on its advertise address, and tells clones the same", async () => {
     const { XenBackend } = await import('../../../lib/daemon/xen-backend.js');
-    const backend = new XenBackend(xc, memoryStore(), { advertiseHost: '10.0.0.7', clusterKey: Buffer.alloc(32), stateDir: join(tmp, 'state') });
+    const backend = new XenBackend(xc, memoryStore(), { advertiseHost: '10.0.0.7', hostKey: Buffer.alloc(32), stateDir: join(tmp, 'state') });
     const image = await backend.capture(7, { fork: 't-0123456789abcdef', clones: 2 } as Parameters<typeof backend.capture>[1]);
     expect(started.map((o) => o.host)).toEqual(['10.0.0.7']);
     expect(image.memserver).toEqual({ host: '10.0.0.7', port: 4567 });
