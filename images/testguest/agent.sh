@@ -15,9 +15,10 @@
 #                         `node /opt/snowflock/<sf.program> <sf.args>`, args comma-separated
 #   sf.workload=shell     the same with `sh`, for scripts using the sf-* wrappers
 #   sf.ip=A.B.C.D/P       (node, shell) give eth0, the guest's vif, this address first
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs dev /dev 2>/dev/null
+# Mounted already when an init ran before the agent (images/debian/sf-init).
+[ -e /proc/self ] || mount -t proc proc /proc
+[ -d /sys/kernel ] || mount -t sysfs sysfs /sys
+[ -c /dev/null ] || mount -t devtmpfs dev /dev 2>/dev/null
 
 arg() { echo " $(cat /proc/cmdline)" | sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p"; }
 WORKLOAD=$(arg sf.workload); WORKLOAD=${WORKLOAD:-counter}
@@ -45,7 +46,8 @@ case $WORKLOAD in
     sf-memtest "$@"
     echo "SF-AGENT sf-memtest exited rc=$?"; poweroff -f ;;
   node|shell)
-    for m in /lib/modules/*.ko; do insmod "$m" || echo "SF-AGENT insmod $m failed"; done
+    # The Node test guest's modules; the Debian guest's initramfs has loaded them already.
+    for m in /lib/modules/*.ko; do [ -e "$m" ] || continue; insmod "$m" || echo "SF-AGENT insmod $m failed"; done
     IP=$(arg sf.ip)
     if [ -n "$IP" ]; then # sf.ip=A.B.C.D/P: the guest's vif (xl vif=...), as eth0
       i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done

@@ -32,21 +32,11 @@ ln -s busybox "$STAGE/bin/ip" # the agent's sf.ip, and the guest library moving 
 ln -s busybox "$STAGE/bin/arp" # the guest library pinning the parent's address in a clone (busybox ip has no neigh replace)
 ln -s ../../bin/busybox "$STAGE/usr/bin/env" # cli.js starts with #!/usr/bin/env node
 
-# Node and the guest library. The library's runtime dependency in a guest is ffi-rs alone.
+# Node and the guest library (guest-library.sh, shared with the Debian guest), the sf-* wrappers.
 install -m755 "$(command -v node)" "$STAGE/usr/bin/node"
+source "$HERE/guest-library.sh"
+install_guest_library "$STAGE" "$REPO" || die "cannot install the guest library"
 P=$STAGE/opt/snowflock
-cp "$REPO/package.json" "$P/"
-mkdir -p "$P/dist"
-cp -a "$REPO/dist/lib" "$P/dist/"
-for dep in ffi-rs @yuuang/ffi-rs-linux-x64-gnu; do
-  [ -d "$REPO/node_modules/$dep" ] || die "node_modules/$dep is missing: run npm ci"
-  mkdir -p "$P/node_modules/$(dirname "$dep")"
-  cp -a "$REPO/node_modules/$dep" "$P/node_modules/$dep"
-done
-install -m644 "$HERE"/programs/* "$P/"
-# The sf-* wrappers: cli.js answers to the name it is invoked as.
-chmod 755 "$P/dist/lib/api/cli.js"
-for c in request-ticket clone exit join kill status hosts list; do ln -s /opt/snowflock/dist/lib/api/cli.js "$STAGE/usr/bin/sf-$c"; done
 
 # Shared libraries of node, of ffi-rs's prebuilt addon and libxenvchan's closure, except what
 # the base image already has.
