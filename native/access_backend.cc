@@ -38,7 +38,7 @@ class AccessBackend : public FaultBackend {
     ring_ = xen.xc_monitor_enable(xch, domid, &xen_port_);
     if (!ring_) ThrowXenError("xc_monitor_enable", subject);
     try {
-      channel_ = std::make_unique<VmEventChannel>(domid, ring_, xen_port_, true, "monitor");
+      channel_ = std::make_unique<VmEventChannel>(domid, ring_, xen_port_, "monitor");
     } catch (...) {
       Close();
       throw;

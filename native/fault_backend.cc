@@ -6,11 +6,11 @@
 
 namespace snowflock {
 
-std::unique_ptr<FaultBackend> OpenPagingBackend(xc_interface* xch, uint32_t domid, bool takeover, uint32_t xen_port);
+std::unique_ptr<FaultBackend> OpenPagingBackend(xc_interface* xch, uint32_t domid, bool takeover);
 std::unique_ptr<FaultBackend> OpenAccessBackend(xc_interface* xch, uint32_t domid);
 
-std::unique_ptr<FaultBackend> OpenFaultBackend(FaultMode mode, xc_interface* xch, uint32_t domid, bool takeover, uint32_t xen_port) {
-  if (mode == FaultMode::kPaging) return OpenPagingBackend(xch, domid, takeover, xen_port);
+std::unique_ptr<FaultBackend> OpenFaultBackend(FaultMode mode, xc_interface* xch, uint32_t domid, bool takeover) {
+  if (mode == FaultMode::kPaging) return OpenPagingBackend(xch, domid, takeover);
   if (takeover) throw XenError("memtap", "domain " + std::to_string(domid) + ": the mem_access backend cannot take over a ring", EINVAL, "");
   return OpenAccessBackend(xch, domid);
 }

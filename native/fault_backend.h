@@ -22,7 +22,7 @@ class FaultBackend {
 
   virtual ~FaultBackend() = default;
   virtual const char* name() const = 0;
-  // Xen's end of the ring's event channel (0 when the ring cannot be taken over).
+  // Xen's end of the ring's event channel.
   virtual uint32_t xen_port() const = 0;
   virtual uint64_t ring_gfn() const = 0;
   VmEventChannel& channel() { return *channel_; }
@@ -36,8 +36,8 @@ class FaultBackend {
   // Puts staging(0..n-1) in place at gfns. result[i] is 0 when page i is in place (or was
   // already: a racing duplicate), else -errno: that page still faults, and is fetched again.
   virtual void Install(uint32_t domid, const uint64_t* gfns, size_t n, std::vector<long>* result) = 0;
-  // Once every page is in: ends Xen's side of the ring and takes the ring page out of the
-  // guest, so nothing of memtap stays in the clone (settle). The backend is unusable after.
+  // Once every page is in: ends Xen's side of the ring, so nothing of memtap stays in the
+  // clone (settle; the ring page left the guest's physmap when the ring was enabled). The backend is unusable after.
   virtual void Detach(uint32_t domid) = 0;
 
  protected:
@@ -46,7 +46,7 @@ class FaultBackend {
 
 enum class FaultMode { kPaging, kAccess };
 
-// takeover (paging only): attach to the ring of a memtap that ended, whose Xen port is xen_port.
-std::unique_ptr<FaultBackend> OpenFaultBackend(FaultMode mode, xc_interface* xch, uint32_t domid, bool takeover, uint32_t xen_port);
+// takeover (paging only): replace the ring of a memtap that ended with a fresh one.
+std::unique_ptr<FaultBackend> OpenFaultBackend(FaultMode mode, xc_interface* xch, uint32_t domid, bool takeover);
 
 }  // namespace snowflock

@@ -47,7 +47,7 @@ PrepareReport Memtap::Prepare() {
     std::lock_guard<std::mutex> lock(mu_);
     states_.Resize(top);
   }
-  backend_ = OpenFaultBackend(opt_.mode, xc_.get(), opt_.domid, opt_.takeover, opt_.xen_port);
+  backend_ = OpenFaultBackend(opt_.mode, xc_.get(), opt_.domid, opt_.takeover);
   report.xen_port = backend_->xen_port();
   report.ring_gfn = backend_->ring_gfn();
   if (opt_.takeover) {

@@ -32,8 +32,7 @@ struct MemtapOptions {
   uint32_t prefetch = 64;     // neighbours loaded with each fault
   int timeout_ms = 5000;      // per memserver request
   FaultMode mode = FaultMode::kPaging;
-  bool takeover = false;      // attach to the ring of a memtap that ended
-  uint32_t xen_port = 0;      // Xen's end of that ring's event channel
+  bool takeover = false;      // replace the ring of a memtap that ended with a fresh one
 };
 
 struct PrepareReport {

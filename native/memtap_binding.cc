@@ -40,11 +40,8 @@ MemtapOptions ParseOptions(Napi::Env env, Napi::Object o) {
     if (b != "paging" && b != "access") throw Napi::RangeError::New(env, "memtap: backend must be \"paging\" or \"access\"");
     m.mode = b == "access" ? FaultMode::kAccess : FaultMode::kPaging;
   }
-  Napi::Value takeover = o.Get("takeoverPort");
-  if (!takeover.IsUndefined()) {
-    m.takeover = true;
-    m.xen_port = uint32_t(number("takeoverPort", -1, 0xffffffff));
-  }
+  Napi::Value takeover = o.Get("takeover");
+  if (!takeover.IsUndefined()) m.takeover = takeover.ToBoolean();
   return m;
 }
 

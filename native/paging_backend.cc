@@ -1,7 +1,10 @@
 // mem_paging: the clone's pages are paged out (nominate + evict) and come back with
-// XENMEM_paging_op_prep, both batched through multicall (paging_hypercalls.h). The ring page
-// stays in the clone's physmap (at HVM_PARAM_PAGING_RING_PFN, above guest RAM) so that a
-// memtap started after this one ended can map it again and take over.
+// XENMEM_paging_op_prep, both batched through multicall (paging_hypercalls.h). The ring page is
+// taken out of the clone's physmap once mapped, as Xen's own tools do: a guest that could write
+// it would forge requests and responses. A memtap that takes over after one ended cannot map the
+// old ring, so it disables it and enables a fresh one with the domain paused (a fault with no
+// ring in place crashes the domain); vcpus that waited on the old ring are unpaused by Xen, fault
+// again, and their requests come on the new ring.
 #include <sys/mman.h>
 
 #include <cerrno>
@@ -17,24 +20,41 @@ namespace snowflock {
 
 namespace {
 
+// Pauses a domain for a scope; the pause count is Xen's, so other pausers are unaffected.
+class ScopedPause {
+ public:
+  ScopedPause(xc_interface* xch, uint32_t domid) : xch_(xch), domid_(domid) {
+    if (Xen().xc_domain_pause(xch, domid)) ThrowXenError("xc_domain_pause", "domain " + std::to_string(domid) + " (ring takeover)");
+  }
+  ~ScopedPause() { Xen().xc_domain_unpause(xch_, domid_); }
+  ScopedPause(const ScopedPause&) = delete;
+  ScopedPause& operator=(const ScopedPause&) = delete;
+
+ private:
+  xc_interface* xch_;
+  uint32_t domid_;
+};
+
 class PagingBackend : public FaultBackend {
  public:
-  PagingBackend(xc_interface* xch, uint32_t domid, bool takeover, uint32_t xen_port) : xch_(xch) {
+  PagingBackend(xc_interface* xch, uint32_t domid, bool takeover) : xch_(xch) {
     const XenLibs& xen = Xen();
     const std::string subject = "domain " + std::to_string(domid);
     if (xen.xc_hvm_param_get(xch, domid, HVM_PARAM_PAGING_RING_PFN, &ring_gfn_) || ring_gfn_ == 0)
       throw XenError("xc_hvm_param_get", subject + " has no paging ring page (HVM_PARAM_PAGING_RING_PFN)", ENOENT, "");
-    ring_ = fmem_.Map(domid, PROT_READ | PROT_WRITE, {xen_pfn_t(ring_gfn_)}, false);
-    if (takeover) {
-      xen_port_ = xen_port;
-    } else {
-      ClearXenLog();
-      if (xen.xc_mem_paging_enable(xch, domid, &xen_port_)) {
-        if (errno == EBUSY) throw XenError("xc_mem_paging_enable", subject + " already has a paging listener", EBUSY, TakeXenLog());
-        ThrowXenError("xc_mem_paging_enable", subject + " (this Xen needs CONFIG_MEM_PAGING: `snowflock doctor` says)");
-      }
+    if (!takeover) {
+      Enable(domid, subject);
+      return;
     }
-    channel_ = std::make_unique<VmEventChannel>(domid, ring_.page(0), xen_port_, !takeover, "paging");
+    ScopedPause pause(xch, domid);
+    ClearXenLog();
+    if (xen.xc_mem_paging_disable(xch, domid) && errno != ENODEV)
+      ThrowXenError("xc_mem_paging_disable", subject + " (taking over the ring of a memtap that ended)");
+    // The old ring page left the physmap when it was enabled: give the gfn a page again.
+    xen_pfn_t ring = xen_pfn_t(ring_gfn_);
+    if (xen.xc_domain_populate_physmap_exact(xch, domid, 1, 0, 0, &ring))
+      ThrowXenError("xc_domain_populate_physmap_exact", subject + " paging ring gfn " + std::to_string(ring_gfn_));
+    Enable(domid, subject);
   }
 
   const char* name() const override { return "paging"; }
@@ -57,19 +77,35 @@ class PagingBackend : public FaultBackend {
       if (r == -ENOENT) r = 0;
   }
   void Detach(uint32_t domid) override {
-    const XenLibs& xen = Xen();
-    const std::string subject = "domain " + std::to_string(domid);
     channel_.reset();
     ClearXenLog();
-    if (xen.xc_mem_paging_disable(xch_, domid)) ThrowXenError("xc_mem_paging_disable", subject);
+    if (Xen().xc_mem_paging_disable(xch_, domid)) ThrowXenError("xc_mem_paging_disable", "domain " + std::to_string(domid));
     ring_ = ForeignMapping();
-    xen_pfn_t ring = xen_pfn_t(ring_gfn_);
-    if (xen.xc_domain_decrease_reservation_exact(xch_, domid, 1, 0, &ring))
-      ThrowXenError("xc_domain_decrease_reservation_exact", subject + " paging ring page");
     xen_port_ = 0;
   }
 
  private:
+  // Maps the ring, enables paging on it, then takes the page out of the physmap: the mapping
+  // keeps it alive for Xen and this process, and the guest can no longer reach it.
+  void Enable(uint32_t domid, const std::string& subject) {
+    const XenLibs& xen = Xen();
+    ring_ = fmem_.Map(domid, PROT_READ | PROT_WRITE, {xen_pfn_t(ring_gfn_)}, false);
+    ClearXenLog();
+    if (xen.xc_mem_paging_enable(xch_, domid, &xen_port_)) {
+      if (errno == EBUSY) throw XenError("xc_mem_paging_enable", subject + " already has a paging listener", EBUSY, TakeXenLog());
+      ThrowXenError("xc_mem_paging_enable", subject + " (this Xen needs CONFIG_MEM_PAGING: `snowflock doctor` says)");
+    }
+    channel_ = std::make_unique<VmEventChannel>(domid, ring_.page(0), xen_port_, "paging");
+    xen_pfn_t ring = xen_pfn_t(ring_gfn_);
+    if (xen.xc_domain_decrease_reservation_exact(xch_, domid, 1, 0, &ring)) {
+      int err = errno;
+      channel_.reset();
+      xen.xc_mem_paging_disable(xch_, domid);
+      errno = err;
+      ThrowXenError("xc_domain_decrease_reservation_exact", subject + " paging ring page (taking it out of the guest's reach)");
+    }
+  }
+
   xc_interface* xch_;
   uint32_t xen_port_ = 0;
   uint64_t ring_gfn_ = 0;
@@ -80,8 +116,8 @@ class PagingBackend : public FaultBackend {
 
 }  // namespace
 
-std::unique_ptr<FaultBackend> OpenPagingBackend(xc_interface* xch, uint32_t domid, bool takeover, uint32_t xen_port) {
-  return std::make_unique<PagingBackend>(xch, domid, takeover, xen_port);
+std::unique_ptr<FaultBackend> OpenPagingBackend(xc_interface* xch, uint32_t domid, bool takeover) {
+  return std::make_unique<PagingBackend>(xch, domid, takeover);
 }
 
 }  // namespace snowflock

@@ -9,16 +9,11 @@
 
 namespace snowflock {
 
-VmEventChannel::VmEventChannel(uint32_t domid, void* ring, uint32_t xen_port, bool fresh, const char* what) {
+VmEventChannel::VmEventChannel(uint32_t domid, void* ring, uint32_t xen_port, const char* what) {
   const XenLibs& xen = Xen();
   auto* shared = static_cast<vm_event_sring_t*>(ring);
-  if (fresh) {
-    SHARED_RING_INIT(shared);
-    BACK_RING_INIT(&back_, shared, XC_PAGE_SIZE);
-  } else {
-    // Requests after the last answer were taken by a consumer that ended without answering.
-    BACK_RING_ATTACH(&back_, shared, shared->rsp_prod, XC_PAGE_SIZE);
-  }
+  SHARED_RING_INIT(shared);
+  BACK_RING_INIT(&back_, shared, XC_PAGE_SIZE);
   evtchn_ = xen.xenevtchn_open(nullptr, 0);
   if (!evtchn_) ThrowXenError("xenevtchn_open", "domain " + std::to_string(domid));
   local_port_ = xen.xenevtchn_bind_interdomain(evtchn_, domid, xen_port);
@@ -27,8 +22,7 @@ VmEventChannel::VmEventChannel(uint32_t domid, void* ring, uint32_t xen_port, bo
     xen.xenevtchn_close(evtchn_);
     evtchn_ = nullptr;
     errno = err;
-    ThrowXenError("xenevtchn_bind_interdomain", "domain " + std::to_string(domid) + " " + what + " port " + std::to_string(xen_port) +
-                                                    (fresh ? "" : " (is another memtap still attached?)"));
+    ThrowXenError("xenevtchn_bind_interdomain", "domain " + std::to_string(domid) + " " + what + " port " + std::to_string(xen_port));
   }
 }
 

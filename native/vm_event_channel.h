@@ -11,9 +11,8 @@ namespace snowflock {
 
 class VmEventChannel {
  public:
-  // ring: the mapped ring page (owned by the caller). fresh: initialise it; otherwise attach
-  // where the previous consumer left off (after its last answer).
-  VmEventChannel(uint32_t domid, void* ring, uint32_t xen_port, bool fresh, const char* what);
+  // ring: the mapped ring page (owned by the caller), initialised here.
+  VmEventChannel(uint32_t domid, void* ring, uint32_t xen_port, const char* what);
   ~VmEventChannel();
   VmEventChannel(const VmEventChannel&) = delete;
   VmEventChannel& operator=(const VmEventChannel&) = delete;

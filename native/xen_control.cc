@@ -1,5 +1,7 @@
 #include "xen_control.h"
 
+#include <sys/mman.h>
+
 #include <string>
 
 #include "async_work.h"
@@ -8,6 +10,7 @@
 #include "domain_state.h"
 #include "domains.h"
 #include "feature_probe.h"
+#include "foreign_memory.h"
 #include "host_info.h"
 #include "pv_stream.h"
 #include "suspend_cancel.h"
@@ -62,6 +65,7 @@ void XenControl::Register(Napi::Env env, Napi::Object exports) {
                                        InstanceMethod("destroy", &XenControl::Destroy),
                                        InstanceMethod("probeFeatures", &XenControl::ProbeFeatures),
                                        InstanceMethod("resume", &XenControl::Resume),
+                                       InstanceMethod("gfnHasPage", &XenControl::GfnHasPage),
                                        InstanceMethod("captureState", &XenControl::CaptureState),
                                        InstanceMethod("writeMemoryImage", &XenControl::WriteMemoryImage),
                                        InstanceMethod("buildDomain", &XenControl::BuildDomain),
@@ -164,6 +168,20 @@ Napi::Value XenControl::Resume(const Napi::CallbackInfo& info) {
     if (Xen().xc_domain_resume(h->get(), domid, 0)) ThrowXenError("xc_domain_resume", "domain " + std::to_string(domid));
   });
   return info.Env().Undefined();
+}
+
+// Whether dom0 can map the guest page at gfn: false for a gfn with no page behind it, such as a
+// vm_event ring taken out of the guest's physmap. Mapping a paged-out gfn pages it in.
+Napi::Value XenControl::GfnHasPage(const Napi::CallbackInfo& info) {
+  uint32_t domid = DomidArg(info);
+  if (info.Length() < 2 || !info[1].IsNumber()) throw Napi::TypeError::New(info.Env(), "gfnHasPage(domid, gfn): gfn must be a number");
+  auto gfn = xen_pfn_t(info[1].As<Napi::Number>().Int64Value());
+  bool mapped = false;
+  Guard(info.Env(), [&] {
+    ForeignMemory fmem;
+    mapped = fmem.Map(domid, PROT_READ, {gfn}, true).error(0) == 0;
+  });
+  return Napi::Boolean::New(info.Env(), mapped);
 }
 
 Napi::Value XenControl::CaptureState(const Napi::CallbackInfo& info) {

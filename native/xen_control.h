@@ -28,6 +28,7 @@ class XenControl : public Napi::ObjectWrap<XenControl> {
   Napi::Value Destroy(const Napi::CallbackInfo& info);
   Napi::Value ProbeFeatures(const Napi::CallbackInfo& info);
   Napi::Value Resume(const Napi::CallbackInfo& info);
+  Napi::Value GfnHasPage(const Napi::CallbackInfo& info);
   Napi::Value CaptureState(const Napi::CallbackInfo& info);
   Napi::Value WriteMemoryImage(const Napi::CallbackInfo& info);
   Napi::Value BuildDomain(const Napi::CallbackInfo& info);

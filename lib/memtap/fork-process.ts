@@ -31,8 +31,8 @@ export interface MemtapProcessOptions {
   /** hold neighbour prefetch until the clone's free-page report is applied, at most this long */
   freeReportWaitMs?: number;
   backend?: MemtapBackend;
-  /** a worker only: take over this paging ring (Xen's event channel port) */
-  takeoverPort?: number;
+  /** a worker only: replace the paging ring of a worker that ended with a fresh one */
+  takeover?: boolean;
 }
 
 export type ForkProcess =

@@ -12,7 +12,7 @@ import { writeMemoryState } from './memory-state.js';
 
 export interface SupervisorOptions {
   /** what each worker is started with (a restarted worker also gets the ring to take over) */
-  worker: Omit<MemtapProcessOptions, 'takeoverPort'>;
+  worker: Omit<MemtapProcessOptions, 'takeover'>;
   emit: (event: Record<string, unknown>) => void;
   maxRestarts?: number;
 }
@@ -23,7 +23,7 @@ export async function superviseMemtap(o: SupervisorOptions): Promise<number> {
   const xs: XenStore = new (loadAddon().XenStore)();
   const state = (value: string) => writeMemoryState(xs, domid, value);
   let failure: string | undefined;
-  let takeoverPort: number | undefined;
+  let takeover = false;
   let pausedByUs = false;
   let restarts = 0;
   let stopping = false;
@@ -42,7 +42,7 @@ export async function superviseMemtap(o: SupervisorOptions): Promise<number> {
   };
   try {
     for (;;) {
-      const argv = forkProcessArgv({ role: 'memtap-worker', options: { ...o.worker, takeoverPort } });
+      const argv = forkProcessArgv({ role: 'memtap-worker', options: { ...o.worker, takeover } });
       child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
       const lines = createInterface({ input: child.stdout! });
       // Its output may end before or after the exit is seen: listen for both from the start.
@@ -63,7 +63,7 @@ export async function superviseMemtap(o: SupervisorOptions): Promise<number> {
         if (event.event === 'settled') state('whole');
         if (event.event === 'ready') {
           state('on-demand');
-          takeoverPort = Number(event.xenPort);
+          takeover = true;
           if (pausedByUs) {
             xc.unpause(domid);
             pausedByUs = false;
@@ -78,7 +78,7 @@ export async function superviseMemtap(o: SupervisorOptions): Promise<number> {
         state(`failed: ${failure}`);
         return code ?? 1; // the worker paused the clone; another would fail the same way
       }
-      if (takeoverPort === undefined) return code ?? 1; // never ready: nothing to take over
+      if (!takeover) return code ?? 1; // never ready: nothing to take over
       if (!pausedByUs) {
         xc.pause(domid);
         pausedByUs = true;

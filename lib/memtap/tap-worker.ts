@@ -29,7 +29,7 @@ export async function runMemtapWorker(o: MemtapWorkerOptions): Promise<number> {
   const xs = new addon.XenStore();
   const server = `${o.host}:${o.port}`;
   const tap = new addon.Memtap({
-    domid: o.domid, host: o.host, port: o.port, token: o.token, vmid: o.vmid, prefetch: o.prefetch, takeoverPort: o.takeoverPort, backend: o.backend,
+    domid: o.domid, host: o.host, port: o.port, token: o.token, vmid: o.vmid, prefetch: o.prefetch, takeover: o.takeover, backend: o.backend,
   });
   let report: MemtapPrepareReport;
   try {
@@ -41,7 +41,7 @@ export async function runMemtapWorker(o: MemtapWorkerOptions): Promise<number> {
     return 1;
   }
   writeMemtapRecord(xs, o.domid, { pid: process.pid, xenPort: report.xenPort, server, vmid: o.vmid });
-  o.emit({ event: 'ready', domid: o.domid, vmid: o.vmid, server, backend: o.backend ?? 'paging', takeover: o.takeoverPort !== undefined, ...report });
+  o.emit({ event: 'ready', domid: o.domid, vmid: o.vmid, server, backend: o.backend ?? 'paging', takeover: o.takeover === true, ...report });
 
   return new Promise<number>((resolve) => {
     let freeReportDone = false;

@@ -178,6 +178,8 @@ export interface XenControl {
   probeFeatures(): Promise<FeatureReport>;
   /** fast=true cancels a cooperative suspend; fast=false runs the guest's full resume */
   resume(domid: number, fast: boolean): void;
+  /** whether dom0 can map the page at gfn (false for a gfn with no page; a paged-out gfn is paged in) */
+  gfnHasPage(domid: number, gfn: number): boolean;
   /** the domain must be paused or suspended */
   captureState(domid: number): Promise<DomainState>;
   /** writes `header` then every populated page in range order; resolves to the page count */
@@ -214,8 +216,8 @@ export interface MemtapOptions {
   prefetch?: number;
   /** per memserver request (default 5000) */
   timeoutMs?: number;
-  /** take over the ring of a memtap that ended: Xen's end of its event channel */
-  takeoverPort?: number;
+  /** replace the paging ring of a memtap that ended with a fresh one (the domain is paused meanwhile) */
+  takeover?: boolean;
   /** paging (default): mem_paging, Xen with CONFIG_MEM_PAGING; access: mem_access, stock Xen on Intel EPT */
   backend?: MemtapBackend;
 }

@@ -20,7 +20,7 @@ namespace {
 
 constexpr uint32_t kDomid = 7;
 
-std::unique_ptr<FaultBackend> OpenAccess() { return OpenFaultBackend(FaultMode::kAccess, fake::Xch(), kDomid, false, 0); }
+std::unique_ptr<FaultBackend> OpenAccess() { return OpenFaultBackend(FaultMode::kAccess, fake::Xch(), kDomid, false); }
 
 fake::MemAccessCall Restrict(uint64_t first_gfn, uint32_t count) { return {kDomid, XENMEM_access_n, first_gfn, count}; }
 fake::MemAccessCall Lift(uint64_t first_gfn, uint32_t count) { return {kDomid, XENMEM_access_rwx, first_gfn, count}; }
@@ -61,7 +61,7 @@ std::vector<tap::Test> Tests() {
 
       {"open refuses to take over a ring",
        [] {
-         XenError e = ExpectXenError([] { OpenFaultBackend(FaultMode::kAccess, fake::Xch(), kDomid, true, 42); });
+         XenError e = ExpectXenError([] { OpenFaultBackend(FaultMode::kAccess, fake::Xch(), kDomid, true); });
          CHECK_EQ(e.err(), EINVAL);
          CHECK(fake::Get().monitor_enabled.empty());
        }},

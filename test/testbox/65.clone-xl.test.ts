@@ -33,9 +33,13 @@ function xl(args: string[], timeout = 180_000): { status: number | null; stdout:
   return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
 }
 
-function xlOk(args: string[], timeout?: number): string {
+/** Runs xl, failing with its stderr and, when a guest is named, that guest's last kernel lines. */
+function xlOk(args: string[], timeout?: number, guest?: string): string {
   const r = xl(args, timeout);
-  assert.equal(r.status, 0, `xl ${args.join(' ')} failed (${r.status}): ${r.stderr.trim()}`);
+  if (r.status !== 0) {
+    const kernel = guest ? readConsole(guest).split('\n').filter((l) => !l.includes('SF-COUNT')).slice(-30).join('\n') : '';
+    assert.fail(`xl ${args.join(' ')} failed (${r.status}): ${r.stderr.trim()}${guest ? `\n--- ${guest}'s console (without counter lines) ---\n${kernel}` : ''}`);
+  }
   return r.stdout;
 }
 
@@ -91,7 +95,7 @@ function assertXlKnows(c: Restored, p: number): void {
  * its count, resumed, not booted, with nothing wrong on its console; destroyed after.
  */
 async function saveAndRestore(c: { domid: number; name: string; vmid: number }, file: string): Promise<void> {
-  xlOk(['save', String(c.domid), file], 300_000);
+  xlOk(['save', String(c.domid), file], 300_000, c.name);
   assert.ok(statSync(file).size > 1 << 20, 'xl wrote the clone\'s memory');
   assert.ok(!domainIds(xc).includes(c.domid), 'xl save ended the clone');
   const atSave = Math.max(...counts(c.name, c.vmid));
@@ -222,7 +226,7 @@ test('the parent afterwards: xl list -l, mem-set and xl save -c (a checkpoint: i
   assert.equal(memoryNode(parent!, 'target'), 126976);
   const before = Math.max(...counts(parentName, 0));
   const file = join(work, 'parent.xlsave');
-  xlOk(['save', '-c', String(parent), file], 300_000);
+  xlOk(['save', '-c', String(parent), file], 300_000, parentName);
   await waitForConsole(parentName, new RegExp(`SF-COUNT ${before + 2} vmid=0`), 120_000);
   rmSync(file);
 });

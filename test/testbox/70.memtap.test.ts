@@ -43,6 +43,13 @@ before(async () => {
   assert.doesNotMatch(readConsole(parentName), /sf-memtest exited/, 'the parent\'s workload runs');
 });
 
+/** The paging ring is out of the clone's physmap: no page at its gfn, for dom0 as for the guest. */
+function ringOutOfReach(domid: number, memtapLog: string): void {
+  const ringGfn = Number(events(memtapLog).filter((e) => e.event === 'ready').at(-1)!.ringGfn);
+  assert.ok(ringGfn > 0, 'memtap reports the ring gfn');
+  assert.equal(xc.gfnHasPage(domid, ringGfn), false, `the clone has no page at its paging ring gfn ${ringGfn.toString(16)}`);
+}
+
 const tail = (name: string) => readConsole(name).trim().split('\n').slice(-12).join('\n');
 
 const note = (s: string) => process.stdout.write(s.split('\n').map((l) => `# ${l}\n`).join(''));
@@ -193,6 +200,7 @@ test('memtap killed: the clone is paused and a new memtap takes over the ring', 
   const worker = Number(events(c.memtapLog).filter((e) => e.event === 'ready').at(-1)!.worker);
   assert.ok(worker > 0, 'the worker pid is logged');
   assert.equal(xc.domainInfo(c.domid).paused, false, 'the clone runs before its memtap is killed');
+  ringOutOfReach(c.domid, c.memtapLog);
   process.kill(worker, 'SIGKILL');
   // Ask Xen, not the supervisor's log: between the worker's death and the takeover the clone
   // must be paused (a new worker takes seconds to start, the poll is every 100 ms).
@@ -204,6 +212,7 @@ test('memtap killed: the clone is paused and a new memtap takes over the ring', 
   await waitUntil('memtap-restarted', restarted, 120_000);
   assert.equal(events(c.memtapLog).filter((e) => e.event === 'ready').at(-1)!.takeover, true);
   assert.equal(xc.domainInfo(c.domid).paused, false);
+  ringOutOfReach(c.domid, c.memtapLog);
   const seen = memPasses(c.name, c.vmid).length;
   await waitUntil('the clone passes after the takeover', () => memPasses(c.name, c.vmid).length >= seen + 2, 300_000);
   assert.ok(cloneOk(c), JSON.stringify(memPasses(c.name, c.vmid)));

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { forkProcessArgv, parseForkProcessArgv, type ForkProcess } from '../../../lib/memtap/fork-process.js';
 
-const tap: ForkProcess = { role: 'memtap-worker', options: { domid: 7, host: '10.0.0.1', port: 4100, tokenFile: '/f/token', vmid: 2, prefetch: 0, takeoverPort: 33 } };
+const tap: ForkProcess = { role: 'memtap-worker', options: { domid: 7, host: '10.0.0.1', port: 4100, tokenFile: '/f/token', vmid: 2, prefetch: 0, takeover: true } };
 
 describe('fork process command line', () => {
   it('round-trips every role', () => {
