@@ -1,13 +1,13 @@
 /**
- * The Grid Engine commands a ticket needs: qsub (one holder job per clone slot), qstat (which of
- * them run, and where), qdel (give back). A holder job runs `sleep infinity` and does nothing else:
- * it only makes Grid Engine set a slot aside. Failures become SgeCommandError naming the command
- * and Grid Engine's own words.
+ * The Grid Engine commands a ticket needs: qsub (one array job, a holder task per clone slot),
+ * qstat (which tasks run, and where), qdel (give back). A holder task runs `sleep infinity` and
+ * does nothing else: it only makes Grid Engine set a slot aside. Failures become SgeCommandError
+ * naming the command and Grid Engine's own words.
  */
 import { join } from 'node:path';
 import { BackendError } from '../errors.js';
 import { BatchCommandError, runCommand, type CommandResult, type CommandRunner } from '../run.js';
-import { isJobGone, parseQstatXml, parseSubmittedJobId, type SgeJob } from './parse.js';
+import { isJobGone, parseQstatXml, parseSubmittedJobId, taskId, type SgeJob } from './parse.js';
 
 /** Grid Engine says some errors on stdout (qdel), so both streams are kept. */
 export class SgeCommandError extends BatchCommandError {
@@ -42,17 +42,21 @@ export class SgeCli {
     this.runner = opts.runner ?? runCommand;
   }
 
-  /** Submits one holder job; it waits in the queue until a slot is free. */
-  async submitHolder(o: { name: string; queue?: string; comment: string }): Promise<string> {
+  /**
+   * Submits `count` one-slot holders with one qsub: an array job of tasks 1..count (`-t 1-count`),
+   * each waiting in the queue until a slot is free. Returns the tasks' ids ("job.task"), in order.
+   */
+  async submitHolders(o: { name: string; queue?: string; comment: string; count: number }): Promise<string[]> {
+    if (!Number.isInteger(o.count) || o.count < 1) throw new RangeError(`holder count must be a positive integer, got ${o.count}`);
     const args = [
-      '-terse', '-b', 'y', '-o', '/dev/null', '-e', '/dev/null', '-N', o.name, '-ac', `snowflock=${o.comment}`,
+      '-terse', '-t', `1-${o.count}`, '-b', 'y', '-o', '/dev/null', '-e', '/dev/null', '-N', o.name, '-ac', `snowflock=${o.comment}`,
       ...(o.queue ? ['-q', o.queue] : []),
       'sleep', 'infinity',
     ];
     const r = await this.run('qsub', args);
     const id = parseSubmittedJobId(r.stdout);
     if (!id) throw new BackendError(`\`qsub ${args.join(' ')}\` succeeded but printed no job id: ${r.stdout.trim()}`);
-    return id;
+    return Array.from({ length: o.count }, (_, i) => taskId(id, i + 1));
   }
 
   /** Every job Grid Engine knows, of every user (the caller picks its own by id). */
@@ -61,7 +65,7 @@ export class SgeCli {
     return parseQstatXml(r.stdout);
   }
 
-  /** Deleting jobs that are already gone is not an error. */
+  /** Deletes jobs or tasks ("42", "42.3"); ones already gone are not an error. */
   async delete(jobIds: readonly string[]): Promise<void> {
     if (jobIds.length === 0) return;
     try {

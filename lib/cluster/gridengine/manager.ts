@@ -1,7 +1,7 @@
 /**
  * A cluster manager backed by a real Grid Engine (SnowFlock's own): a ticket for up to n clones
- * is n holder jobs of one slot each, submitted together. Those Grid Engine starts within
- * startWaitMs are the grant (a running job's queue instance names the host); the rest are
+ * is one array job of n one-slot holder tasks (one qsub, `-t 1-n`). The tasks Grid Engine starts
+ * within startWaitMs are the grant (a running task's queue instance names the host); the rest are
  * deleted, so "up to n" is what the cluster has free now, not a promise. The holders are deleted
  * when the ticket ends. Grid Engine does the slot accounting: a host's queue slots should be
  * the number of clones it can hold (vCPUs and memory per clone are recorded, not enforced).
@@ -16,7 +16,7 @@ import {
 } from '../types.js';
 import type { CommandRunner } from '../run.js';
 import { SgeCli } from './commands.js';
-import { hostOfQueue } from './parse.js';
+import { heldId, hostOfQueue } from './parse.js';
 
 export interface GridEngineManagerOptions extends TicketPolicy {
   sgeRoot?: string;
@@ -41,7 +41,7 @@ export class GridEngineClusterManager implements ClusterManager {
   private readonly book: TicketBook;
   private readonly maxClones: number;
   private readonly log: (message: string) => void;
-  /** Holder job ids per live ticket. */
+  /** Holder task ids ("job.task") per live ticket. */
   private readonly holders = new Map<string, string[]>();
   private readonly pending = new Set<Promise<unknown>>();
   private closed = false;
@@ -59,10 +59,10 @@ export class GridEngineClusterManager implements ClusterManager {
     this.book.checkRoom(r.family);
     const id = newTicketId();
     const name = `${this.opts.jobNamePrefix ?? 'snowflock-'}${id}`;
-    const submitted: string[] = [];
+    let submitted: string[] = [];
     let running: { jobId: string; host: string }[];
     try {
-      for (let i = 0; i < r.n; i++) submitted.push(await this.cli.submitHolder({ name, queue: this.opts.queue, comment: r.family }));
+      submitted = await this.cli.submitHolders({ name, queue: this.opts.queue, comment: r.family, count: r.n });
       running = await this.waitForStarts(submitted);
       if (this.closed) throw new ManagerClosedError();
     } catch (e) {
@@ -72,7 +72,7 @@ export class GridEngineClusterManager implements ClusterManager {
     const started = new Set(running.map((j) => j.jobId));
     await this.cli.delete(submitted.filter((j) => !started.has(j)));
     if (running.length === 0) {
-      throw new NoCapacityError(`Grid Engine started none of ${r.n} one-slot jobs within ${this.startWait} ms: every slot${this.opts.queue ? ` of ${this.opts.queue}` : ''} is taken`);
+      throw new NoCapacityError(`Grid Engine started none of ${r.n} one-slot holder tasks within ${this.startWait} ms: every slot${this.opts.queue ? ` of ${this.opts.queue}` : ''} is taken`);
     }
     let granted: HostSlot[];
     try {
@@ -113,14 +113,14 @@ export class GridEngineClusterManager implements ClusterManager {
     return this.opts.startWaitMs ?? 5000;
   }
 
-  /** Polls until every holder runs or the wait is over; returns the running ones. */
+  /** Polls until every holder task runs or the wait is over; returns the running ones. */
   private async waitForStarts(jobIds: string[]): Promise<{ jobId: string; host: string }[]> {
     const deadline = Date.now() + this.startWait;
     const mine = new Set(jobIds);
     for (;;) {
       const running = (await this.cli.jobs())
-        .filter((j) => mine.has(j.jobId) && j.state === 'r' && j.queue)
-        .map((j) => ({ jobId: j.jobId, host: hostOfQueue(j.queue!) }));
+        .filter((j) => j.state === 'r' && j.queue && mine.has(heldId(j)))
+        .map((j) => ({ jobId: heldId(j), host: hostOfQueue(j.queue!) }));
       if (running.length === jobIds.length || Date.now() >= deadline) return running;
       await new Promise((r) => setTimeout(r, POLL_MS));
     }

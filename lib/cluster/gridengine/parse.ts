@@ -7,6 +7,16 @@ export interface SgeJob {
   state: string;
   /** The queue instance a running job holds a slot of, e.g. "all.q@host7"; null while waiting. */
   queue: string | null;
+  /** An array job's task(s) this entry stands for: one id for a running task ("3"), a list or range for waiting ones ("4,5", "2-4:1"); null for a job that is no array. */
+  tasks: string | null;
+}
+
+/** One task of an array job as Grid Engine names it (qdel takes it): "42.3". */
+export const taskId = (jobId: string, task: number | string) => `${jobId}.${task}`;
+
+/** What a running entry holds: "42.3" for a task of an array job, "42" for a plain job. */
+export function heldId(job: SgeJob): string {
+  return job.tasks !== null && /^\d+$/.test(job.tasks) ? taskId(job.jobId, job.tasks) : job.jobId;
 }
 
 /** `qsub -terse` prints the job id alone ("42", or "42.1-4:1" for an array job). */
@@ -23,7 +33,8 @@ export function parseQstatXml(xml: string): SgeJob[] {
     const jobId = tag('JB_job_number');
     if (!jobId) continue;
     const queue = tag('queue_name');
-    jobs.push({ jobId, name: tag('JB_name') ?? '', state: tag('state') ?? '', queue: queue ? queue : null });
+    const tasks = tag('tasks');
+    jobs.push({ jobId, name: tag('JB_name') ?? '', state: tag('state') ?? '', queue: queue ? queue : null, tasks: tasks ? tasks : null });
   }
   return jobs;
 }

@@ -18,13 +18,20 @@ const env = { ...process.env, SGE_ROOT: '/var/lib/gridengine', SGE_CELL: 'defaul
 const logged: string[] = [];
 let manager: GridEngineClusterManager;
 
-/** qstat's view, independent of lib/cluster: job id → [state, queue]. */
+/**
+ * qstat's view, independent of lib/cluster: job id, or "job.task" for a task of an array job (the
+ * waiting tasks of one job share a line: "job.4,5") → [state, queue].
+ */
 function held(): Map<string, { state: string; queue: string }> {
   const out = execFileSync('qstat', ['-u', '*'], { env, encoding: 'utf8' });
   const jobs = new Map<string, { state: string; queue: string }>();
   for (const line of out.split('\n').slice(2)) {
     const f = line.trim().split(/\s+/);
-    if (f.length >= 5 && /^\d+$/.test(f[0]!)) jobs.set(f[0]!, { state: f[4]!, queue: f[4] === 'r' ? f[7]! : '' });
+    if (f.length < 5 || !/^\d+$/.test(f[0]!)) continue;
+    // job-ID prior name user state date time [queue (running)] slots [ja-task-ID]
+    const running = f[4] === 'r';
+    const task = f[running ? 9 : 8];
+    jobs.set(task ? `${f[0]}.${task}` : f[0]!, { state: f[4]!, queue: running ? f[7]! : '' });
   }
   return jobs;
 }
@@ -63,11 +70,12 @@ describe.skipIf(!asRoot)('GridEngineClusterManager on a real Grid Engine', () =>
     await eventually(() => held().size === 0);
   });
 
-  it('a ticket is one running one-slot job per granted clone, on this host; join deletes them', async () => {
+  it('a ticket is one array job, a running one-slot task per granted clone, on this host; join deletes them', async () => {
     const t = await manager.requestTicket(req('vm-a', 2));
     expect(t.granted).toEqual([{ host: hostname(), vcpus: 1, memoryMiB: 512 }, { host: hostname(), vcpus: 1, memoryMiB: 512 }]);
     const ids = t.allocation!.split(',');
     expect(ids).toHaveLength(2);
+    expect(new Set(ids.map((id) => id.split('.')[0])).size).toBe(1); // tasks of one job
     const jobs = held();
     for (const id of ids) expect(jobs.get(id)).toEqual({ state: 'r', queue: `all.q@${hostname()}` });
     await manager.useTicket(t.id, 'vm-a');
