@@ -18,7 +18,7 @@
   },
   'targets': [{
     'target_name': 'snowflock',
-    'sources': ['native/addon.cc', 'native/xen_error.cc', 'native/xen_error_js.cc', 'native/crash_trace.cc'],
+    'sources': ['native/addon.cc', 'native/xen_error.cc', 'native/xen_error_js.cc', 'native/crash_trace.cc', 'native/gcm_frames.cc', 'native/gcm_frames_binding.cc'],
     'include_dirs': ["<!(node -p \"require('node-addon-api').include_dir\")"],
     'defines': ['NAPI_VERSION=8', 'NAPI_CPP_EXCEPTIONS'],
     'cflags_cc': ['-rdynamic'],
@@ -109,7 +109,7 @@
         'target_name': 'page_client_test',
         'type': 'executable',
         'defines': ['SNOWFLOCK_HAVE_XEN=1'],
-        'sources': ['native/test/page_client_test.cc', 'native/page_client.cc', 'native/xen_error.cc'],
+        'sources': ['native/test/page_client_test.cc', 'native/page_client.cc', 'native/gcm_frames.cc', 'native/xen_error.cc'],
         'libraries': ['-lcrypto'],
       }],
     }],

@@ -16,7 +16,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <stdexcept>
 
+#include "gcm_frames.h"
 #include "xen_error.h"
 #include "xen_headers.h"
 
@@ -68,22 +70,11 @@ class Reader {
   size_t pos_ = 0;
 };
 
-struct CipherCtx {
-  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
-  ~CipherCtx() { EVP_CIPHER_CTX_free(ctx); }
-};
-
-// nonce = u64 LE counter, 4 zero bytes
-void Nonce(uint64_t counter, uint8_t iv[12]) {
-  for (int i = 0; i < 8; i++) iv[i] = uint8_t(counter >> (8 * i));
-  std::memset(iv + 8, 0, 4);
-}
-
 }  // namespace
 
 struct PageClient::Sealing {
-  CipherCtx tx, rx;
-  uint64_t tx_count = 0, rx_count = 0;
+  Sealing(const uint8_t* tx_key, const uint8_t* rx_key) : tx(tx_key, GcmFrames::Direction::kSeal), rx(rx_key, GcmFrames::Direction::kOpen) {}
+  GcmFrames tx, rx;
 };
 
 PageClient::PageClient(std::string host, uint16_t port, std::array<uint8_t, 32> token, uint32_t vmid, int timeout_ms)
@@ -205,11 +196,12 @@ void PageClient::Handshake() {
   SendFrame(kProof, std::vector<uint8_t>(proof_c, proof_c + kProofBytes));
   plaintext_ = (flags & kFlagPlaintext) != 0;
   if (!plaintext_) {
-    auto s = std::make_unique<Sealing>();
-    if (!s->tx.ctx || !s->rx.ctx || EVP_EncryptInit_ex(s->tx.ctx, EVP_aes_256_gcm(), nullptr, okm, nullptr) != 1 ||
-        EVP_DecryptInit_ex(s->rx.ctx, EVP_aes_256_gcm(), nullptr, okm + 32, nullptr) != 1)
-      Fail("AES-256-GCM is not available in OpenSSL", EIO);
-    sealing_ = std::move(s);
+    try {
+      sealing_ = std::make_unique<Sealing>(okm, okm + 32);
+    } catch (const std::runtime_error& e) {
+      OPENSSL_cleanse(okm, sizeof okm);
+      Fail(e.what(), EIO);
+    }
   }
   OPENSSL_cleanse(okm, sizeof okm);
 }
@@ -250,16 +242,7 @@ void PageClient::SendFrame(uint8_t type, const std::vector<uint8_t>& payload) {
   for (int i = 0; i < 4; i++) tx_[size_t(i)] = uint8_t(length >> (8 * i));
   tx_[4] = type;
   if (!payload.empty()) std::memcpy(&tx_[5], payload.data(), payload.size());
-  if (sealing_) {
-    EVP_CIPHER_CTX* ctx = sealing_->tx.ctx;
-    uint8_t iv[12];
-    Nonce(sealing_->tx_count++, iv);
-    int outl = 0;
-    if (EVP_EncryptInit_ex(ctx, nullptr, nullptr, nullptr, iv) != 1 || EVP_EncryptUpdate(ctx, nullptr, &outl, tx_.data(), 4) != 1 ||
-        EVP_EncryptUpdate(ctx, &tx_[4], &outl, &tx_[4], int(body)) != 1 || EVP_EncryptFinal_ex(ctx, &tx_[4 + body], &outl) != 1 ||
-        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, int(kTag), &tx_[4 + body]) != 1)
-      Fail("sealing a frame failed in OpenSSL", EIO);
-  }
+  if (sealing_ && !sealing_->tx.Seal(tx_.data(), &tx_[4], body, &tx_[4], &tx_[4 + body])) Fail("sealing a frame failed in OpenSSL", EIO);
   WriteExact(tx_.data(), 4 + length);
 }
 
@@ -272,17 +255,8 @@ uint8_t PageClient::ReadFrame() {
   if (rx_.size() < length) rx_.resize(length);
   ReadExact(rx_.data(), length);
   size_t body = length - overhead;
-  if (sealing_) {
-    EVP_CIPHER_CTX* ctx = sealing_->rx.ctx;
-    uint8_t iv[12];
-    Nonce(sealing_->rx_count++, iv);
-    int outl = 0;
-    if (EVP_DecryptInit_ex(ctx, nullptr, nullptr, nullptr, iv) != 1 || EVP_DecryptUpdate(ctx, nullptr, &outl, head, 4) != 1 ||
-        EVP_DecryptUpdate(ctx, rx_.data(), &outl, rx_.data(), int(body)) != 1 ||
-        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, int(kTag), rx_.data() + body) != 1 ||
-        EVP_DecryptFinal_ex(ctx, rx_.data() + body, &outl) != 1)
-      Fail("a sealed frame failed authentication (altered on the way, or not from the fork's memserver)", EPROTO);
-  }
+  if (sealing_ && !sealing_->rx.Open(head, rx_.data(), body, rx_.data(), rx_.data() + body))
+    Fail("a sealed frame failed authentication (altered on the way, or not from the fork's memserver)", EPROTO);
   rx_at_ = 1;
   rx_len_ = body - 1;
   if (rx_[0] == kError) {

@@ -119,7 +119,7 @@ export class MemClient {
 
   /** Writes one encoded frame, sealed once the handshake is done (tests: frames the API would not send). */
   sendFrame(frame: Buffer): void {
-    if (this.tx) this.socket.write(Buffer.concat(this.tx.seal(frame)));
+    if (this.tx) this.socket.write(this.tx.seal(frame));
     else this.socket.write(frame);
   }
 

@@ -77,8 +77,9 @@ export const CHALLENGE_BYTES = 4 + 4 + NONCE + 32;
 /** the part of a CHALLENGE its proof covers */
 export const CHALLENGE_HEAD_BYTES = 4 + 4 + NONCE;
 
-function frame(type: number, payloadBytes: number): Buffer {
-  const b = Buffer.alloc(5 + payloadBytes);
+/** `room`: spare bytes after the frame (a seal's tag, written in place) */
+function frame(type: number, payloadBytes: number, room = 0): Buffer {
+  const b = Buffer.alloc(5 + payloadBytes + room);
   b.writeUInt32LE(payloadBytes + 1, 0);
   b[4] = type;
   return b;
@@ -201,10 +202,13 @@ export function decodeGet(p: Buffer): number[] {
   return gfns;
 }
 
-/** Header and gfn list of a PAGES frame; the caller reads the pages into it at `dataOffset`. */
-export function pagesFrame(gfns: readonly number[]): { frame: Buffer; dataOffset: number } {
+/**
+ * Header and gfn list of a PAGES frame; the caller reads the pages into it at `dataOffset`.
+ * `room` bytes are left after it, for a seal's tag (secure.ts's Sealer.sealInPlace).
+ */
+export function pagesFrame(gfns: readonly number[], room = 0): { frame: Buffer; dataOffset: number } {
   const dataOffset = 5 + 4 + gfns.length * 8;
-  const b = frame(MsgType.Pages, dataOffset - 5 + gfns.length * PAGE_SIZE);
+  const b = frame(MsgType.Pages, dataOffset - 5 + gfns.length * PAGE_SIZE, room);
   b.writeUInt32LE(gfns.length, 5);
   gfns.forEach((g, i) => b.writeBigUInt64LE(BigInt(g), 9 + i * 8));
   return { frame: b, dataOffset };

@@ -15,7 +15,13 @@
 // length field as associated data and nonce = u64 LE counter ‖ 4 zero bytes; each direction
 // counts its own frames from 0. A frame that fails to open ends the connection. A recorded
 // session replayed to the server meets a fresh server nonce: its PROOF is wrong.
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
+// Frames are sealed and opened by the addon's FrameCipher (native/gcm_frames.cc, OpenSSL's EVP,
+// the same code as the C++ client): one cipher context per direction, keyed once, the counter
+// kept natively. node:crypto builds a cipher and its key schedule for every frame: that made a
+// sealed 1-page fetch over loopback cost 1.6x a plaintext one, where this costs 1.3x
+// (test/unit/memtap/seal-cost.test.ts, docs/security.md).
+import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
+import { loadAddon, type FrameCipher } from '../xen/native.js';
 import type { Frame } from './protocol.js';
 
 export const NONCE_BYTES = 32;
@@ -23,7 +29,6 @@ export const PROOF_BYTES = 32;
 export const TAG_BYTES = 16;
 /** CHALLENGE flags: frames after the handshake travel unsealed (trusted networks only) */
 export const FLAG_PLAINTEXT = 1;
-const CIPHER = 'aes-256-gcm';
 const INFO = Buffer.from('snowflock memserver v2', 'latin1');
 
 export interface SessionKeys {
@@ -54,48 +59,47 @@ export function proofsEqual(a: Buffer, b: Buffer): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-function nonce(counter: bigint): Buffer {
-  const n = Buffer.alloc(12);
-  n.writeBigUInt64LE(counter, 0);
-  return n;
+/** Loads the addon's cipher now (a memserver calls it at start, so a missing addon fails there and not at a clone's HELLO). */
+export function loadFrameCipher(): void {
+  void loadAddon().FrameCipher;
 }
 
 /** Seals one direction's frames in order. */
 export class Sealer {
-  private counter = 0n;
-  constructor(private readonly key: Buffer) {}
+  private readonly cipher: FrameCipher;
+  constructor(key: Buffer) {
+    this.cipher = new (loadAddon().FrameCipher)(key, 'seal');
+  }
 
-  /** `frame` as protocol.ts encodes it (u32 length, type, payload) → the pieces to write, in order. */
-  seal(frame: Buffer): Buffer[] {
-    const head = Buffer.alloc(4);
-    head.writeUInt32LE(frame.length - 4 + TAG_BYTES, 0);
-    const c = createCipheriv(CIPHER, this.key, nonce(this.counter++));
-    c.setAAD(head);
-    const body = c.update(frame.subarray(4));
-    c.final();
-    return [head, body, c.getAuthTag()];
+  /** `frame` as protocol.ts encodes it (u32 length, type, payload) → the sealed frame, ready to write. */
+  seal(frame: Buffer): Buffer {
+    const out = Buffer.allocUnsafe(frame.length + TAG_BYTES);
+    this.cipher.seal(frame, out);
+    return out;
+  }
+
+  /**
+   * The same in place: `buffer` is the frame followed by TAG_BYTES of room (protocol.ts's
+   * pagesFrame(gfns, TAG_BYTES)); returns it, sealed, so a page crosses memory once.
+   */
+  sealInPlace(buffer: Buffer): Buffer {
+    this.cipher.seal(buffer.subarray(0, buffer.length - TAG_BYTES), buffer);
+    return buffer;
   }
 }
 
 /** Opens the other direction's frames in order; null when one does not authenticate. */
 export class Opener {
-  private counter = 0n;
-  constructor(private readonly key: Buffer) {}
+  private readonly cipher: FrameCipher;
+  constructor(key: Buffer) {
+    this.cipher = new (loadAddon().FrameCipher)(key, 'open');
+  }
 
-  /** `record` is what follows the length field (FrameReader.pushRecords). */
+  /** `record` is what follows the length field (FrameReader.pushRecords); it is left as it came. */
   open(record: Buffer): Frame | null {
     if (record.length < 1 + TAG_BYTES) return null;
-    const head = Buffer.alloc(4);
-    head.writeUInt32LE(record.length, 0);
-    const d = createDecipheriv(CIPHER, this.key, nonce(this.counter++));
-    d.setAAD(head);
-    d.setAuthTag(record.subarray(record.length - TAG_BYTES));
-    const plain = d.update(record.subarray(0, record.length - TAG_BYTES));
-    try {
-      d.final();
-    } catch {
-      return null;
-    }
+    const plain = Buffer.allocUnsafe(record.length - TAG_BYTES);
+    if (!this.cipher.open(record, plain)) return null;
     return { type: plain[0]!, payload: plain.subarray(1) };
   }
 }

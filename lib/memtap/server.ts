@@ -15,7 +15,7 @@ import {
   CHALLENGE_HEAD_BYTES, ErrorCode, FrameReader, MAX_FRAME, MsgType, ProtocolError, TOKEN_BYTES, VERSION, type Frame, decodeBye, decodeEcho,
   decodeGet, decodeHello, decodeProof, encodeChallenge, encodeError, encodeHello, encodePong, encodeWelcome, pagesFrame,
 } from './protocol.js';
-import { FLAG_PLAINTEXT, NONCE_BYTES, Opener, Sealer, proofsEqual, sessionKeys } from './secure.js';
+import { FLAG_PLAINTEXT, NONCE_BYTES, Opener, Sealer, TAG_BYTES, loadFrameCipher, proofsEqual, sessionKeys } from './secure.js';
 
 export interface MemServerOptions {
   descriptor: Descriptor;
@@ -116,6 +116,7 @@ export class MemServer extends EventEmitter {
     super();
     if (o.token.length !== TOKEN_BYTES) throw new RangeError(`memserver token must be ${TOKEN_BYTES} bytes, got ${o.token.length}`);
     if (!Number.isInteger(o.clones) || o.clones < 1) throw new RangeError(`memserver clones must be a positive integer, got ${o.clones}`);
+    if (!o.insecurePlaintext) loadFrameCipher();
     this.server.on('connection', (s) => this.accept(s));
     this.server.on('error', (e) => this.log({ event: 'server-error', message: e.message }));
   }
@@ -269,11 +270,13 @@ export class MemServer extends EventEmitter {
           if (i === undefined) throw new ProtocolError(ErrorCode.UnknownGfn, `unknown gfn 0x${g.toString(16)}: not in the parent's memory`);
           return i;
         });
-        const { frame, dataOffset } = pagesFrame(gfns);
+        // Sealed, the pages are read into the frame and encrypted where they lie.
+        const room = c.tx ? TAG_BYTES : 0;
+        const { frame, dataOffset } = pagesFrame(gfns, room);
         await this.index!.readInto(indices, frame, dataOffset);
         this.count(c, 'gets');
         this.count(c, 'pages', gfns.length);
-        return this.send(c, frame);
+        return this.send(c, frame, room > 0);
       }
       case MsgType.Ping: {
         const { nonce, payload } = decodeEcho(f.payload);
@@ -325,10 +328,10 @@ export class MemServer extends EventEmitter {
     return this.send(c, this.welcome!);
   }
 
-  private async send(c: Conn, b: Buffer): Promise<void> {
+  /** `room`: `b` ends with TAG_BYTES of room for the seal (pagesFrame) */
+  private async send(c: Conn, b: Buffer, room = false): Promise<void> {
     if (c.socket.destroyed || c.socket.writableEnded) return;
-    this.count(c, 'bytes', b.length);
-    if (this.write(c, b)) return;
+    if (this.write(c, b, room)) return;
     await new Promise<void>((resolve) => {
       const done = () => {
         c.socket.off('drain', done);
@@ -350,22 +353,16 @@ export class MemServer extends EventEmitter {
     const { code, message } = e;
     const frame = encodeError(code, message);
     this.count(c, 'errors');
-    this.count(c, 'bytes', frame.length);
     this.log({ event: 'protocol-error', code, message, remote: c.stats.remote, vmid: c.stats.vmid });
     this.write(c, frame);
     this.hangUp(c);
   }
 
-  /** Writes a frame, sealed once the connection has keys; false when the socket wants a drain. */
-  private write(c: Conn, frame: Buffer): boolean {
-    if (!c.tx) return c.socket.write(frame);
-    const [head, body, tag] = c.tx.seal(frame);
-    c.socket.cork();
-    c.socket.write(head!);
-    c.socket.write(body!);
-    const ok = c.socket.write(tag!);
-    c.socket.uncork();
-    return ok;
+  /** Writes a frame, sealed once the connection has keys (in place with `room`); false when the socket wants a drain. */
+  private write(c: Conn, frame: Buffer, room = false): boolean {
+    const out = !c.tx ? frame : room ? c.tx.sealInPlace(frame) : c.tx.seal(frame);
+    this.count(c, 'bytes', out.length);
+    return c.socket.write(out);
   }
 
   /** Half-closes and keeps reading (and ignoring): closing with unread input would send RST and lose our last frame. */

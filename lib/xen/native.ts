@@ -283,8 +283,20 @@ export interface Memtap {
   goodbye(): Promise<void>;
 }
 
+/**
+ * One direction of the memserver's sealed frames (native/gcm_frames.h; layout in
+ * lib/memtap/secure.ts): AES-256-GCM keyed once, the frame counter kept natively. Works without Xen.
+ */
+export interface FrameCipher {
+  /** `frame` (u32 length + body) sealed into `out` (frame.length + 16 bytes; apart from frame, or in place) */
+  seal(frame: Buffer, out: Buffer): void;
+  /** `record` (after the length field) opened into `out` (≥ record.length − 16 bytes); false if it does not authenticate */
+  open(record: Buffer, out: Buffer): boolean;
+}
+
 export interface Addon {
   builtWithXen: boolean;
+  FrameCipher: new (key: Buffer, direction: 'seal' | 'open') => FrameCipher;
   Memtap: new (options: MemtapOptions) => Memtap;
   libraries(): LibraryInfo[];
   probeInterfaces(): InterfaceProbe[];

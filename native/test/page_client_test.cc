@@ -5,8 +5,10 @@
 // prints "welcome pages=N evict=N eager=N plaintext=0|1", then per GFN "page GFN SHA256HEX"
 // (fetched in batches of up to 64), then "bye"; on a XenError "error errno=N MESSAGE", exit 2.
 // With PAGE_CLIENT_BENCH=N it instead fetches all the GFNs in one request N times and prints
-// "bench gets=N batch=B us_per_get=X" (test/unit/memtap/seal-cost.test.ts).
+// "bench gets=N batch=B us_per_get=X cpu_us_per_get=C" (C: this process's CPU time, user + system;
+// test/unit/memtap/seal-cost.test.ts).
 #include <openssl/evp.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 
@@ -44,10 +46,16 @@ int main(int argc, char** argv) {
     std::vector<uint8_t> out(std::max<size_t>(64, gfns.size()) * 4096);
     if (const char* bench = std::getenv("PAGE_CLIENT_BENCH")) {
       long n = std::atol(bench);
+      auto cpu = [] {
+        struct rusage r;
+        getrusage(RUSAGE_SELF, &r);
+        return double(r.ru_utime.tv_sec + r.ru_stime.tv_sec) * 1e6 + double(r.ru_utime.tv_usec + r.ru_stime.tv_usec);
+      };
+      double cpu0 = cpu();
       auto t0 = std::chrono::steady_clock::now();
       for (long i = 0; i < n; i++) client.Get(gfns.data(), gfns.size(), out.data());
       double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
-      std::printf("bench gets=%ld batch=%zu us_per_get=%.2f\n", n, gfns.size(), us / double(n));
+      std::printf("bench gets=%ld batch=%zu us_per_get=%.2f cpu_us_per_get=%.2f\n", n, gfns.size(), us / double(n), (cpu() - cpu0) / double(n));
       client.Bye();
       return 0;
     }

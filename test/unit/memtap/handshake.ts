@@ -74,4 +74,5 @@ export async function handshake(p: RawPeer, token: Buffer, vmid: number, o: { pr
 /** Flips `bits` of byte `at`. */
 export const flip = (b: Buffer, at: number, bits: number) => void (b[at] = b[at]! ^ bits);
 
-export const sealed = (s: Session, frame: Buffer) => (s.tx ? Buffer.concat(s.tx.seal(frame)) : frame);
+/** `frame` sealed once the session has keys; one cut short of its length field (fuzz) is sealed with an empty body. */
+export const sealed = (s: Session, frame: Buffer) => (s.tx ? s.tx.seal(frame.length >= 4 ? frame : Buffer.concat([frame, Buffer.alloc(4 - frame.length)])) : frame);
