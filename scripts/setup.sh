@@ -8,10 +8,12 @@ cd "$(dirname "$0")/.."
 usage() {
   cat <<'EOF'
 usage: scripts/setup.sh [--tests]
-  (no option)  what the demo needs: build tools, Xen headers, QEMU, busybox, cpio and the
-               tools for the project's Xen build and the test box
-  --tests      also what only the tests need: nftables (family filters), Slurm with munge
-               and Grid Engine (the cluster-manager plug-ins' host tests)
+  (no option)  what the demo needs: build tools, Xen headers, QEMU (with qemu-storage-daemon
+               and qemu-img for copy-on-write disks), busybox, cpio and the tools for the
+               project's Xen build and the test box
+  --tests      also what only the tests need: nftables (family filters), libnbd's tools
+               (nbdinfo, nbdcopy: the disk host tests' NBD clients), Slurm with munge and
+               Grid Engine (the cluster-manager plug-ins' host tests)
 Installs /usr/local/bin/snowflock (runs this checkout's dist/lib/cli/main.js). Uses sudo when
 not root. Downloads and builds go to $SNOWFLOCK_CACHE (default ~/.cache/snowflock).
 EOF
@@ -27,15 +29,16 @@ SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
 
 # node-gyp; Xen headers for the addon (its libraries are dlopen()ed); libcrypto for the page
 # client's native test (the addon itself uses Node's OpenSSL); the test box (fetch.sh);
-# the project's Xen build (build-xen.sh). Those scripts install what they miss only as root,
-# so a user's demo needs all of it here.
+# the project's Xen build (build-xen.sh); copy-on-write disks (lib/disk: qemu-storage-daemon
+# comes with qemu-system-x86's qemu-system-common, qemu-img and qemu-io with qemu-utils).
+# Those scripts install what they miss only as root, so a user's demo needs all of it here.
 scripts/cluster/install-missing.sh \
   build-essential python3 pkg-config \
   libxen-dev libssl-dev \
-  qemu-system-x86 busybox-static cpio file xz-utils iproute2 bridge-utils \
+  qemu-system-x86 qemu-utils busybox-static cpio file xz-utils iproute2 bridge-utils \
   bison flex dpkg-dev
 if [ -n "$TESTS" ]; then
-  scripts/cluster/install-missing.sh nftables
+  scripts/cluster/install-missing.sh nftables libnbd-bin
   scripts/cluster/slurm-install.sh
   scripts/cluster/gridengine-install.sh
 fi

@@ -13,6 +13,7 @@ import { memtapCommand } from './commands/memtap.js';
 import { memserverCommand } from './commands/memserver.js';
 import { daemonCommand } from '../daemon/command.js';
 import { clusterCommands } from './commands/cluster.js';
+import { diskCommand } from './commands/disk.js';
 import { reportError } from './errors.js';
 import { ExitCode } from './output.js';
 
@@ -45,6 +46,7 @@ async function main(): Promise<void> {
   cli = memtapCommand(cli);
   cli = daemonCommand(cli);
   cli = clusterCommands(cli);
+  cli = diskCommand(cli);
   cli = testboxCommand(cli);
   cli = demoCommand(cli);
   try {

@@ -4,7 +4,7 @@ export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
 export interface Check {
   /** stable id scripts can require, e.g. "xen.mem-paging" */
   id: string;
-  group: 'addon' | 'xen' | 'host' | 'testbox' | 'network';
+  group: 'addon' | 'xen' | 'host' | 'testbox' | 'network' | 'disk';
   title: string;
   status: CheckStatus;
   detail: string;

@@ -1,0 +1,59 @@
+// `snowflock disk`: copy-on-write disks on this host (lib/disk): each family's frozen slices,
+// the overlays its VMs write, and qemu-img check of the frozen ones. Read-only: the host
+// daemon (or whoever holds a family) changes them.
+import type { Argv } from 'yargs';
+import { checkSlices, listOverlays, listSlices } from '../../disk/list.js';
+import { DEFAULT_DISK_STATE_DIR } from '../../disk/record.js';
+import { ExitCode, printJson, table } from '../output.js';
+
+const stateDirOption = { type: 'string', default: DEFAULT_DISK_STATE_DIR, describe: 'where disk families live ($SNOWFLOCK_STATE/disks)' } as const;
+
+const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)}`;
+
+export function diskCommand(y: Argv) {
+  return y.command('disk', 'Copy-on-write disks on this host: the slices each fork froze and the overlays clones write', (d) =>
+    d
+      .command(
+        'slices <family>',
+        'List a disk family\'s slices: the read-only state of a VM\'s disks at each fork, and where they are exported',
+        (a) => a.positional('family', { type: 'string', demandOption: true }).option('state-dir', stateDirOption),
+        async (argv) => {
+          const rows = await listSlices(argv['state-dir'], argv.family);
+          if (argv.json) return printJson({ family: argv.family, slices: rows });
+          console.log(rows.length
+            ? table(['FORK', 'VM', 'DISK', 'N', 'STATE', 'EXPORT', 'MiB', 'FILE'], rows.map((s) => [
+              s.fork, s.vm, s.disk, s.n, s.state, s.host ? `${s.host}:${s.port}${s.frontAlive ? '' : ' (front gone)'}` : '-', mib(s.sizeBytes), s.file,
+            ]))
+            : `family ${argv.family} has no slices`);
+        },
+      )
+      .command(
+        'overlays',
+        'List the disks VMs write on this host: parents\' and clones\' overlays, what they hold and what lies under them',
+        (a) => a.option('family', { type: 'string', describe: 'only this family' }).option('state-dir', stateDirOption),
+        async (argv) => {
+          const rows = await listOverlays(argv['state-dir'], argv.family);
+          if (argv.json) return printJson({ overlays: rows });
+          console.log(rows.length
+            ? table(['FAMILY', 'VM', 'DISK', 'KIND', 'EXPORT', 'LAYERS', 'ALLOCATED MiB', 'BASE'], rows.map((o) => [
+              o.family, o.vm, o.disk, o.kind, o.exported ? o.export : `${o.export} (not exported)`, o.layers.length, mib(o.allocatedBytes), o.base,
+            ]))
+            : 'no disk overlays on this host');
+        },
+      )
+      .command(
+        'check <family>',
+        'qemu-img check of a family\'s frozen overlays (the slices nobody writes any more); exit 1 if one is damaged',
+        (a) => a.positional('family', { type: 'string', demandOption: true }).option('state-dir', stateDirOption),
+        async (argv) => {
+          const rows = await checkSlices(argv['state-dir'], argv.family);
+          if (argv.json) printJson({ family: argv.family, checks: rows });
+          else console.log(rows.length
+            ? table(['FORK', 'VM', 'DISK', 'STATUS', 'FILE'], rows.map((c) => [c.fork, c.vm, c.disk, c.ok ? 'ok' : `DAMAGED: ${c.detail}`, c.file]))
+            : `family ${argv.family} has no frozen overlays`);
+          process.exitCode = rows.every((c) => c.ok) ? ExitCode.ok : ExitCode.failed;
+        },
+      )
+      .demandCommand(1, 'say which: slices, overlays or check'),
+  );
+}

@@ -1,0 +1,53 @@
+// Per-fork TLS pre-shared keys as QEMU's tls-creds-psk reads them: a directory holding
+// `keys.psk`, one `identity:hex key` line. The directory is 0700 and the file 0600, created
+// fresh (never through a symbolic link), so only root reads a fork's key.
+import { randomBytes } from 'node:crypto';
+import { constants, mkdirSync, openSync, writeSync, closeSync, rmSync, lstatSync } from 'node:fs';
+import { join } from 'node:path';
+
+export interface Psk {
+  /** the PSK identity (sent in clear in the TLS handshake): `snowflock-<fork>` */
+  identity: string;
+  /** 32 random bytes, hex */
+  key: string;
+}
+
+export function newPsk(fork: string): Psk {
+  return { identity: `snowflock-${fork}`, key: randomBytes(32).toString('hex') };
+}
+
+export function checkPsk(p: Psk): void {
+  if (!/^[\w.-]{1,128}$/.test(p.identity)) throw new Error(`PSK identity "${p.identity}" must be 1..128 of [A-Za-z0-9_.-]`);
+  if (!/^[0-9a-f]{64}$/.test(p.key)) throw new Error('PSK key must be 64 lowercase hex characters');
+}
+
+/** A private directory for key directories (0700); refuses a symbolic link in its place. */
+export function privateDir(dir: string): string {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = lstatSync(dir);
+  if (!st.isDirectory()) throw new Error(`${dir} is not a directory`);
+  if ((st.mode & 0o077) !== 0) throw new Error(`${dir} is readable by others (mode ${(st.mode & 0o777).toString(8)}); refusing to keep keys in it`);
+  return dir;
+}
+
+/** Makes `dir` (must not exist) with keys.psk holding `p`; returns the directory. */
+export function writePskDir(dir: string, p: Psk): string {
+  checkPsk(p);
+  mkdirSync(dir, { mode: 0o700 });
+  try {
+    const fd = openSync(join(dir, 'keys.psk'), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    try {
+      writeSync(fd, `${p.identity}:${p.key}\n`);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+  return dir;
+}
+
+export function removePskDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
