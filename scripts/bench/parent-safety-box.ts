@@ -6,7 +6,7 @@
 // Each arm counts parent deaths by kind (Xen's triple-fault dump: vmrun = Xen's own code segment
 // in the guest's state, guest = any other, none = died without one) and suspends the parent did
 // not answer. Then, with the arm's copies alive, `xl save -c` of the parent K times in a row.
-//   node dist/scripts/bench/parent-safety-box.js [forks N] [saves K] [arms: xl,snowflock]
+//   node dist/scripts/bench/parent-safety-box.js [forks N] [saves K] [arms: xl,snowflock] [balloon]
 // A parent that dies before its first fork is started again (once) and counted apart: no fork
 // touched it. A triple fault is a reboot for HVM guests, so xl restarts a dead parent as a new
 // domain: the parent is followed by its domid, not its name.
@@ -27,6 +27,8 @@ import { reportMissingRows } from './missing-rows.js';
 const say = (s: string) => process.stdout.write(`snowflock-bench: ${s}\n`);
 const [forks, saves] = [Number(process.argv[2] ?? 5), Number(process.argv[3] ?? 20)];
 const arms = (process.argv[4] ?? 'xl,snowflock').split(',') as ('xl' | 'snowflock')[];
+/** 5th argument `balloon`: an xl mem-set right before each of the parent's saves */
+const balloon = process.argv[5] === 'balloon';
 const xc = openXen();
 const xs = new (loadAddon().XenStore)();
 const work = mkdtempSync(join(tmpdir(), 'sf-safety-'));
@@ -99,6 +101,8 @@ async function arm(label: 'snowflock' | 'xl'): Promise<ArmResult> {
     if (!alive(parent)) r.parentDeath = deathKind(parent);
     for (let i = 0; i < saves && alive(parent); i++) {
       const file = join(work, 'parent.xlsave');
+      // As an operator might: change the balloon target, then save at once (65.clone-xl does).
+      if (balloon) spawnSync('xl', ['mem-set', String(parent), i % 2 ? '160m' : '152m'], { encoding: 'utf8' });
       const save = spawnSync('xl', ['save', '-c', String(parent), file], { encoding: 'utf8', timeout: 600_000 });
       rmSync(file, { force: true });
       if (save.status === 0) r.savesOk++;
@@ -114,6 +118,7 @@ async function arm(label: 'snowflock' | 'xl'): Promise<ArmResult> {
 }
 
 const missing: string[] = [];
+if (balloon) say('each of the parent\'s saves came right after an xl mem-set (152m and 160m in turn)');
 say('arm        forks  forked  unanswered-suspends  parent-death                 parent xl save -c ok');
 for (const label of arms) {
   try {
