@@ -13,7 +13,8 @@ usage: scripts/setup.sh [--tests]
                project's Xen build and the test box
   --tests      also what only the tests need: nftables (family filters), libnbd's tools
                (nbdinfo, nbdcopy: the disk host tests' NBD clients), Slurm with munge and
-               Grid Engine (the cluster-manager plug-ins' host tests)
+               Grid Engine (the cluster-manager plug-ins' host tests), and the Debian guest
+               image (images/debian, with the test box's Debian kernel it needs)
 Installs /usr/local/bin/snowflock (runs this checkout's dist/lib/cli/main.js). Uses sudo when
 not root. Downloads and builds go to $SNOWFLOCK_CACHE (default ~/.cache/snowflock).
 EOF
@@ -45,6 +46,12 @@ fi
 node -e 'const [a,b]=process.versions.node.split(".").map(Number); if (a<20||(a===20&&b<19)) {console.error("setup: Node >= 20.19 needed, have "+process.version); process.exit(1)}'
 npm ci --no-audit --no-fund
 npm run build
+if [ -n "$TESTS" ]; then
+  # The Debian guest (test/host/50 checks it; built from the test box's cached kernel, so the
+  # box's Debian packages come first; both cached, a second run costs about a second).
+  bash scripts/testbox/fetch.sh
+  bash images/debian/build.sh
+fi
 
 # A wrapper, not a symlink to main.js: `npm run build` recreates dist/ without the execute bit,
 # and sudo's PATH may not find the node this checkout was built with.
