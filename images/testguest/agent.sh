@@ -19,6 +19,8 @@
 [ -e /proc/self ] || mount -t proc proc /proc
 [ -d /sys/kernel ] || mount -t sysfs sysfs /sys
 [ -c /dev/null ] || mount -t devtmpfs dev /dev 2>/dev/null
+# Every sysrq from dom0 (`xl sysrq D w`: blocked tasks), so a test can ask a stuck guest why.
+echo 1 > /proc/sys/kernel/sysrq 2>/dev/null || true
 
 arg() { echo " $(cat /proc/cmdline)" | sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p"; }
 WORKLOAD=$(arg sf.workload); WORKLOAD=${WORKLOAD:-counter}

@@ -43,6 +43,21 @@ function xlOk(args: string[], timeout?: number, guest?: string): string {
   return r.stdout;
 }
 
+/**
+ * Why a guest did not suspend: its control node, its vCPUs, and its kernel's blocked tasks
+ * (sysrq w prints them on its console), with the console's last lines as they are.
+ */
+async function blockedTasks(domid: number, name: string): Promise<string> {
+  const control = xs.read(`/local/domain/${domid}/control/shutdown`);
+  const vcpus = xl(['vcpu-list', String(domid)]).stdout.trim();
+  const mark = readConsole(name).length;
+  xl(['sysrq', String(domid), 'w']);
+  await new Promise((r) => setTimeout(r, 5000));
+  const after = readConsole(name).slice(mark).split('\n').filter((l) => !/^SF-COUNT \d+ vmid=\d+$/.test(l)).slice(-60).join('\n');
+  const tail = readConsole(name).slice(0, mark).split('\n').slice(-25).join('\n');
+  return `control/shutdown: ${JSON.stringify(control)}\n${vcpus}\n--- ${name}'s console before sysrq ---\n${tail}\n--- after sysrq w (blocked tasks) ---\n${after}`;
+}
+
 /** xl list -l as xl prints it, failing on libxl's "Fail to get domain configuration". */
 function xlListLong(domid: number): XlListed {
   const r = xl(['list', '-l', String(domid)]);
@@ -226,7 +241,8 @@ test('the parent afterwards: xl list -l, mem-set and xl save -c (a checkpoint: i
   assert.equal(memoryNode(parent!, 'target'), 126976);
   const before = Math.max(...counts(parentName, 0));
   const file = join(work, 'parent.xlsave');
-  xlOk(['save', '-c', String(parent), file], 300_000, parentName);
+  const save = xl(['-vvv', 'save', '-c', String(parent), file], 300_000);
+  if (save.status !== 0) assert.fail(`xl save -c ${parent} failed (${save.status}):\n${save.stderr.split('\n').filter((l) => /libxl|xc:/.test(l)).slice(-25).join('\n')}\n${await blockedTasks(parent!, parentName)}`);
   await waitForConsole(parentName, new RegExp(`SF-COUNT ${before + 2} vmid=0`), 120_000);
   rmSync(file);
 });
