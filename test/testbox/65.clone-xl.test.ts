@@ -33,14 +33,18 @@ function xl(args: string[], timeout = 180_000): { status: number | null; stdout:
   return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
 }
 
-/** Runs xl, failing with its stderr and, when a guest is named, that guest's last kernel lines. */
-function xlOk(args: string[], timeout?: number, guest?: string): string {
+function xlOk(args: string[], timeout?: number): string {
   const r = xl(args, timeout);
-  if (r.status !== 0) {
-    const kernel = guest ? readConsole(guest).split('\n').filter((l) => !l.includes('SF-COUNT')).slice(-30).join('\n') : '';
-    assert.fail(`xl ${args.join(' ')} failed (${r.status}): ${r.stderr.trim()}${guest ? `\n--- ${guest}'s console (without counter lines) ---\n${kernel}` : ''}`);
-  }
+  assert.equal(r.status, 0, `xl ${args.join(' ')} failed (${r.status}): ${r.stderr.trim()}`);
   return r.stdout;
+}
+
+/** xl save (`extra`: e.g. -c) of a guest; a failure says libxl's steps and why the guest did not suspend. */
+async function xlSave(domid: number, name: string, file: string, extra: string[] = []): Promise<void> {
+  const r = xl(['-vvv', 'save', ...extra, String(domid), file], 300_000);
+  if (r.status === 0) return;
+  const steps = r.stderr.split('\n').filter((l) => /libxl|xc:/.test(l)).slice(-25).join('\n');
+  assert.fail(`xl save ${[...extra, domid].join(' ')} failed (${r.status}):\n${steps}\n${await blockedTasks(domid, name)}`);
 }
 
 /**
@@ -110,7 +114,7 @@ function assertXlKnows(c: Restored, p: number): void {
  * its count, resumed, not booted, with nothing wrong on its console; destroyed after.
  */
 async function saveAndRestore(c: { domid: number; name: string; vmid: number }, file: string): Promise<void> {
-  xlOk(['save', String(c.domid), file], 300_000, c.name);
+  await xlSave(c.domid, c.name, file);
   assert.ok(statSync(file).size > 1 << 20, 'xl wrote the clone\'s memory');
   assert.ok(!domainIds(xc).includes(c.domid), 'xl save ended the clone');
   const atSave = Math.max(...counts(c.name, c.vmid));
@@ -241,8 +245,7 @@ test('the parent afterwards: xl list -l, mem-set and xl save -c (a checkpoint: i
   assert.equal(memoryNode(parent!, 'target'), 126976);
   const before = Math.max(...counts(parentName, 0));
   const file = join(work, 'parent.xlsave');
-  const save = xl(['-vvv', 'save', '-c', String(parent), file], 300_000);
-  if (save.status !== 0) assert.fail(`xl save -c ${parent} failed (${save.status}):\n${save.stderr.split('\n').filter((l) => /libxl|xc:/.test(l)).slice(-25).join('\n')}\n${await blockedTasks(parent!, parentName)}`);
+  await xlSave(parent!, parentName, file, ['-c']);
   await waitForConsole(parentName, new RegExp(`SF-COUNT ${before + 2} vmid=0`), 120_000);
   rmSync(file);
 });
