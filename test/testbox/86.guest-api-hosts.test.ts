@@ -124,8 +124,9 @@ async function box2(): Promise<void> {
   await box.start({ host: 'box2', key, master: { host: BOX1, port: 7311 }, advertise: BOX2, memoryMiB: 800 });
   const request = box1Says(await lines.next()); // "report <parent name>" once box 1's parent joined
   const parentName = request.split(' ')[1] ?? '';
+  const vchans = await box.settledVchanEndpoints();
   const report: Box2Report = {
-    lines: cloneLines(parentName), heldClones: box.heldClones(), vchans: box.vchanEndpoints(), domains: box.liveDomids(),
+    lines: cloneLines(parentName), heldClones: box.heldClones(), vchans, domains: box.liveDomids(),
   };
   s.end(`${JSON.stringify(report)}\n`);
 }
