@@ -1,5 +1,6 @@
 // The QMP steps that build a family's block graph, each recording its undo: image and overlay
 // nodes, NBD client nodes, TLS-PSK credential objects, NBD exports.
+import { statSync } from 'node:fs';
 import type { QmpClient } from './qmp.js';
 import type { Undo } from './undo.js';
 
@@ -10,7 +11,7 @@ export async function addFormatNode(
   o: { node: string; fileNode: string; filename: string; driver: 'raw' | 'qcow2'; backing?: string | null; readOnly?: boolean },
 ): Promise<void> {
   const discard = { discard: 'unmap' };
-  await qmp.execute('blockdev-add', { driver: 'file', 'node-name': o.fileNode, filename: o.filename, ...discard, ...(o.readOnly ? { 'read-only': true } : {}) });
+  await qmp.execute('blockdev-add', { driver: protocolDriver(o.filename), 'node-name': o.fileNode, filename: o.filename, ...discard, ...(o.readOnly ? { 'read-only': true } : {}) });
   undo.push(`blockdev-del ${o.fileNode}`, () => qmp.execute('blockdev-del', { 'node-name': o.fileNode }).then(() => undefined));
   await qmp.execute('blockdev-add', {
     driver: o.driver,
@@ -21,6 +22,15 @@ export async function addFormatNode(
     ...(o.readOnly ? { 'read-only': true } : {}),
   });
   undo.push(`blockdev-del ${o.node}`, () => qmp.execute('blockdev-del', { 'node-name': o.node }).then(() => undefined));
+}
+
+/** QEMU's protocol driver for a path: `host_device` for a block device (the `file` driver refuses one), else `file`. */
+export function protocolDriver(filename: string): 'file' | 'host_device' {
+  try {
+    return statSync(filename).isBlockDevice() ? 'host_device' : 'file';
+  } catch {
+    return 'file';
+  }
 }
 
 export type NbdServer = { type: 'inet'; host: string; port: number } | { type: 'unix'; path: string };
