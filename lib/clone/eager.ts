@@ -10,12 +10,16 @@ import { domainName } from '../xen/resolve.js';
 import { cloneName } from './names.js';
 import { encodeDescriptor } from '../descriptor/format.js';
 import { randomBytes } from 'node:crypto';
+import { ForkDisks, type DiskForkExport, type ForkDisksOptions } from './fork-disks.js';
+import { abandonDisks } from './capture-fork.js';
 
 export interface EagerCloneOptions {
   count: number;
   /** under which a private directory for the memory image is made; default the system's temporary directory */
   workdir?: string;
   progress?: (message: string) => void;
+  /** where disk families live on this host (a parent with disk-family disks) */
+  diskOptions?: ForkDisksOptions;
 }
 
 export interface EagerCloneResult {
@@ -24,6 +28,10 @@ export interface EagerCloneResult {
   pauseMs: number;
   descriptorBytes: number;
   imagePages: number;
+  /** the fork's disk exports (parents with disks): release them with releaseForkDisks once the clones are gone */
+  disks: DiskForkExport[];
+  /** the fork's name for its disk slices */
+  fork: string;
 }
 
 export class WorkdirError extends Error {}
@@ -57,16 +65,30 @@ export async function cloneEager(xc: XenControl, xs: XenStore, domid: number, op
   const clones: (Restored & { buildMs: number })[] = [];
   // Names are unique per clone operation: <parent>-<family>-<vmid>.
   const family = randomBytes(2).toString('hex');
+  const fork = `eager-${family}`;
+  let forkDisks: ForkDisks | undefined;
+  let disks: DiskForkExport[] = [];
   try {
     // The family starts together: the parent stays suspended and the clones paused until
     // every clone is built, so no clone sees a sibling's half-built state and the pause is one.
     const t0 = Date.now();
-    const captured = await captureDescriptor(xc, xs, domid, { memoryImage: image, progress: opts.progress, keepParentStopped: true });
+    const captured = await captureDescriptor(xc, xs, domid, {
+      memoryImage: image, progress: opts.progress, keepParentStopped: true,
+      disks: (vbds) => (forkDisks = new ForkDisks(fork, vbds, { ...opts.diskOptions, ...(opts.progress ? { log: opts.progress } : {}) })),
+    });
     try {
+      // The clones are built before the parent runs on, so the slices are exported while it is stopped.
+      if (forkDisks) {
+        disks = await forkDisks.exportAll('127.0.0.1');
+        forkDisks.close();
+      }
       for (let vmid = 1; vmid <= opts.count; vmid++) {
         const t1 = Date.now();
         opts.progress?.(`building clone ${vmid}/${opts.count}`);
-        const r = await restoreDescriptor(xc, xs, captured.descriptor, { memoryImage: image, vmid, name: cloneName(parentName, family, vmid), start: false });
+        const r = await restoreDescriptor(xc, xs, captured.descriptor, {
+          memoryImage: image, vmid, name: cloneName(parentName, family, vmid), start: false,
+          ...(disks.length ? { disks, ...(opts.diskOptions ? { diskOptions: opts.diskOptions } : {}) } : {}),
+        });
         clones.push({ ...r, buildMs: Date.now() - t1 });
       }
     } finally {
@@ -75,10 +97,10 @@ export async function cloneEager(xc: XenControl, xs: XenStore, domid: number, op
     const pauseMs = Date.now() - t0;
     for (const c of clones) xc.unpause(c.domid);
     const descriptorBytes = encodeDescriptor(captured.descriptor).length;
-    return { parent: { domid, name: parentName }, clones, pauseMs, descriptorBytes, imagePages: captured.imagePages ?? 0 };
+    return { parent: { domid, name: parentName }, clones, pauseMs, descriptorBytes, imagePages: captured.imagePages ?? 0, disks, fork };
   } catch (e) {
-    for (const c of clones) await destroyClone(xc, xs, c.domid, c.uuid);
-    throw e;
+    for (const c of clones) await destroyClone(xc, xs, c.domid, c.uuid, opts.diskOptions).catch(() => undefined);
+    throw await abandonDisks(forkDisks, e);
   } finally {
     rmSync(workdir, { recursive: true, force: true });
   }

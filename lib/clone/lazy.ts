@@ -13,6 +13,7 @@ import { domainName } from '../xen/resolve.js';
 import { cloneName } from './names.js';
 import { spawnDetached } from '../memtap/spawn.js';
 import { captureFork } from './capture-fork.js';
+import { releaseForkDisks, type DiskForkExport } from './fork-disks.js';
 
 export const DEFAULT_STATE_DIR = process.env.SNOWFLOCK_STATE ?? '/var/lib/snowflock';
 
@@ -35,6 +36,8 @@ export interface LazyRestoreOptions {
   macs?: string[];
   /** keep the clone's vifs off their bridges until releaseCloneNics (RestoreOptions.holdNetwork) */
   holdNetwork?: boolean;
+  /** the fork's disk exports, keys included (a parent with disk-family disks: RestoreOptions.disks) */
+  disks?: DiskForkExport[];
 }
 
 export interface LazyClone extends Restored {
@@ -50,7 +53,9 @@ export interface LazyClone extends Restored {
 /** Builds one clone with its memory out and starts its memtap (used on any host). */
 export async function restoreLazy(xc: XenControl, xs: XenStore, d: Descriptor, o: LazyRestoreOptions): Promise<LazyClone> {
   const t0 = Date.now();
-  const r = await restoreDescriptor(xc, xs, d, { vmid: o.vmid, name: o.name, start: false, ...(o.macs ? { macs: o.macs } : {}), holdNetwork: o.holdNetwork === true });
+  const r = await restoreDescriptor(xc, xs, d, {
+    vmid: o.vmid, name: o.name, start: false, ...(o.macs ? { macs: o.macs } : {}), holdNetwork: o.holdNetwork === true, ...(o.disks?.length ? { disks: o.disks } : {}),
+  });
   const memtapLog = join(o.logDir, `memtap-${r.domid}.log`);
   try {
     const options = {
@@ -98,13 +103,15 @@ export async function cloneLazy(xc: XenControl, xs: XenStore, domid: number, o: 
   const dir = join(o.stateDir ?? DEFAULT_STATE_DIR, 'families', family);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   let serverPid: number | undefined;
+  let disks: DiskForkExport[] = [];
   const clones: LazyClone[] = [];
   try {
     // The parent runs on as soon as its memory is copied: the copy is what clones see.
-    const { captured, encoded, tokenFile, memserver: server } = await captureFork(xc, xs, domid, {
-      dir, clones: o.count, ...(o.listenHost ? { listenHost: o.listenHost } : {}), ...(o.progress ? { progress: o.progress } : {}),
+    const { captured, encoded, tokenFile, memserver: server, disks: exported } = await captureFork(xc, xs, domid, {
+      dir, clones: o.count, fork: family, ...(o.listenHost ? { listenHost: o.listenHost } : {}), ...(o.progress ? { progress: o.progress } : {}),
     });
     serverPid = server.pid;
+    disks = exported;
     const ev = server.event as { port: number; evictPages: number; zeroPages: number; eagerPages: number };
     for (let vmid = 1; vmid <= o.count; vmid++) {
       o.progress?.(`building clone ${vmid}/${o.count} with its memory on demand`);
@@ -120,6 +127,7 @@ export async function cloneLazy(xc: XenControl, xs: XenStore, domid: number, o: 
           freeReportWaitMs: o.freeReportWaitMs,
           backend: o.backend,
           start: false,
+          disks,
         }),
       );
     }
@@ -136,7 +144,8 @@ export async function cloneLazy(xc: XenControl, xs: XenStore, domid: number, o: 
       memserver: { pid: server.pid, port: ev.port, log: server.log, evictPages: ev.evictPages, zeroPages: ev.zeroPages, eagerPages: ev.eagerPages },
     };
   } catch (e) {
-    for (const c of clones) await destroyClone(xc, xs, c.domid, c.uuid);
+    for (const c of clones) await destroyClone(xc, xs, c.domid, c.uuid).catch(() => undefined);
+    if (disks.length) await releaseForkDisks(disks).catch(() => undefined);
     if (serverPid) {
       try {
         process.kill(serverPid, 'SIGTERM');

@@ -19,6 +19,7 @@ import { releaseCloneNics } from '../xen/clone-nic.js';
 import { DEFAULT_STATE_DIR, restoreLazy } from '../clone/lazy.js';
 import { cloneName } from '../clone/names.js';
 import { captureFork } from '../clone/capture-fork.js';
+import { checkDiskForkExports, diskKeysSecret, releaseForkDisks, withDiskKeys, type DiskForkAddress } from '../clone/fork-disks.js';
 import { seal, unseal } from './seal.js';
 import { FamilyNetwork } from './family-network.js';
 import { ForkLeftovers } from './fork-leftovers.js';
@@ -56,6 +57,8 @@ export class XenBackend implements CloneBackend {
   private readonly stopped = new Map<number, () => void>();
   private readonly network: FamilyNetwork;
   private readonly leftovers = new ForkLeftovers();
+  /** forks captured here whose parents had disks: their slice exports, released when the fork is abandoned */
+  private readonly forkDisks = new Map<string, DiskForkAddress[]>();
 
   constructor(
     private readonly xc: XenControl,
@@ -79,7 +82,7 @@ export class XenBackend implements CloneBackend {
     let f;
     try {
       // The memserver listens where clones are told to reach it, not on every address.
-      f = await captureFork(this.xc, this.xs, parent, { dir, clones: fork.clones, keepParentStopped: true, listenHost: this.o.advertiseHost });
+      f = await captureFork(this.xc, this.xs, parent, { dir, clones: fork.clones, keepParentStopped: true, listenHost: this.o.advertiseHost, fork: fork.fork });
     } catch (e) {
       this.removeRecord(`${RECORDS}/stopped/${parent}`);
       rmSync(dir, { recursive: true, force: true }); // the parent's memory, if it got that far
@@ -88,17 +91,21 @@ export class XenBackend implements CloneBackend {
     this.leftovers.started(fork.fork, f.memserver.pid, dir);
     this.stopped.set(parent, f.captured.resumeParent);
     this.network.parentCaptured(fork.fork, parent);
+    const disks = f.disks.map(({ psk: _psk, ...address }) => address);
+    if (disks.length) this.forkDisks.set(fork.fork, disks);
     return {
       format: IMAGE_FORMAT,
       parentName: domainName(this.xs, parent),
       descriptor: deflateRawSync(f.encoded).toString('base64'),
       memserver: { host: this.o.advertiseHost, port: f.memserver.port },
       sealedToken: seal(this.o.hostKey, Buffer.from(f.token, 'hex'), fork.fork),
+      // The slices' fronts (clear) and the fork's keys for them (sealed like the memserver key).
+      ...(disks.length ? { disks, sealedDiskKeys: seal(this.o.hostKey, diskKeysSecret(f.disks), fork.fork) } : {}),
     };
   }
 
   async build(image: ForkImage, fork: ForkInfo, vmids: number[]): Promise<BuiltClone[]> {
-    const { descriptor, memserver, token, parentName } = parseImage(image, this.o.hostKey, fork.fork);
+    const { descriptor, memserver, token, parentName, disks } = parseImage(image, this.o.hostKey, fork.fork);
     const dir = this.forkDir(fork.fork);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const tokenFile = join(dir, 'token');
@@ -109,7 +116,7 @@ export class XenBackend implements CloneBackend {
         const c = await restoreLazy(this.xc, this.xs, descriptor, {
           vmid, name: cloneName(parentName, fork.fork.slice(0, 8), vmid), server: memserver, tokenFile, logDir: dir,
           prefetch: this.o.prefetch, heuristics: this.o.heuristics, freeReportWaitMs: this.o.freeReportWaitMs, start: false,
-          macs: this.network.macsFor(fork.fork, vmid, descriptor.meta.nics ?? []), holdNetwork: true,
+          macs: this.network.macsFor(fork.fork, vmid, descriptor.meta.nics ?? []), holdNetwork: true, ...(disks.length ? { disks } : {}),
         });
         this.writeClone(c.domid, { fork: fork.fork, vmid, uuid: c.uuid });
         built.push({ vmid, domid: c.domid });
@@ -144,6 +151,9 @@ export class XenBackend implements CloneBackend {
 
   async abandon(fork: string): Promise<void> {
     await this.leftovers.discard(fork);
+    const disks = this.forkDisks.get(fork);
+    this.forkDisks.delete(fork);
+    if (disks) await releaseForkDisks(disks);
   }
 
   async destroy(domid: number): Promise<void> {
@@ -260,7 +270,19 @@ export function parseImage(image: ForkImage, hostKey: Buffer, fork: string) {
   } catch (e) {
     throw new Error(`fork image: descriptor does not inflate: ${(e as Error).message}`);
   }
+  let disks: ReturnType<typeof withDiskKeys> = [];
+  if (image.disks !== undefined) {
+    if (typeof image.sealedDiskKeys !== 'string') throw new Error('fork image: sealed disk keys missing');
+    let secret: Buffer;
+    try {
+      secret = unseal(hostKey, image.sealedDiskKeys, fork);
+    } catch (e) {
+      throw new Error(`fork image: disk keys: ${(e as Error).message}`);
+    }
+    disks = withDiskKeys(checkDiskForkExports(image.disks, 'fork image'), secret);
+  }
   return {
+    disks,
     descriptor: decodeDescriptor(bytes, 'fork image'),
     memserver: { host: m.host, port: m.port as number },
     token: token.toString('hex'),

@@ -6,6 +6,7 @@ import type { XenControl, XenStore } from '../xen/native.js';
 import { suspendDomain, resumeSuspended } from '../xen/suspend.js';
 import { listDevices, domainPath } from '../xen/domain-xenstore.js';
 import { readNics } from '../xen/clone-nic.js';
+import { readVbds, type VbdRecord } from '../xen/clone-vbd.js';
 import { DescriptorError } from './errors.js';
 import { imageHeader, newImageId } from './memory-image.js';
 import type { Descriptor } from './format.js';
@@ -21,6 +22,11 @@ export interface CaptureOptions {
    */
   keepParentStopped?: boolean;
   progress?: (message: string) => void;
+  /**
+   * The fork's disks (lib/clone/fork-disks.ts): made ready while the parent runs, frozen while it
+   * is stopped. A parent whose vbds are disk-family disks is refused without it.
+   */
+  disks?: (vbds: VbdRecord[]) => { prepare(): Promise<void>; freeze(): Promise<void> };
 }
 
 export interface CaptureResult {
@@ -34,15 +40,15 @@ export interface CaptureResult {
 
 /** Frontend kinds a clone would resume with and find no backend for (vifs are recreated, clone-nic.ts). */
 const NOT_RECREATED: Record<string, string> = {
-  vbd: 'copy-on-write disks are not built yet', qdisk: 'copy-on-write disks are not built yet',
+  vbd: 'not disk-family disks: start the parent with script=block-snowflock (docs/disks.md)', qdisk: 'qdisk backends are not cloned: use script=block-snowflock (docs/disks.md)',
   '9pfs': 'not recreated for clones', vfb: 'not recreated for clones', vkbd: 'not recreated for clones',
   vtpm: 'not recreated for clones', vusb: 'not recreated for clones', vsnd: 'not recreated for clones',
   vdispl: 'not recreated for clones', pvcalls: 'not recreated for clones', pci: 'passthrough cannot be cloned',
 };
 
 /**
- * Devices a clone cannot be given yet, as a phrase ("2 vbd devices (copy-on-write disks are not
- * built yet)"), or null: a clone resuming with a frontend whose backend it lacks waits on it
+ * Devices a clone cannot be given yet, as a phrase ("2 vbd devices (not disk-family disks: ...)"),
+ * or null; vbds served by a disk family (clone-vbd.ts) are left out by the caller: a clone resuming with a frontend whose backend it lacks waits on it
  * forever, so such parents are refused. Other entries under device/ (libxl's suspend/) are not devices.
  */
 export function devicesClonesCannotHave(devices: Record<string, string[]>): string | null {
@@ -62,8 +68,17 @@ export async function captureDescriptor(xc: XenControl, xs: XenStore, domid: num
   }
   const name = xs.read(`${domainPath(domid)}/name`) ?? `domain-${domid}`;
   const devices = listDevices(xs, domid);
-  const refused = devicesClonesCannotHave(devices);
+  const { vbds } = readVbds(xs, domid);
+  const familyVbds = new Set(vbds.map((v) => String(v.devid)));
+  const refused = devicesClonesCannotHave({ ...devices, ...(devices.vbd ? { vbd: devices.vbd.filter((id) => !familyVbds.has(id)) } : {}) });
   if (refused) throw new DescriptorError(`domain ${domid} (${name}) has ${refused}: its clones could not reconnect them`);
+  if (vbds.length && !opts.disks) throw new DescriptorError(`domain ${domid} (${name}) has ${vbds.length} disk-family disk${vbds.length > 1 ? 's' : ''} (${vbds.map((v) => v.vdev).join(', ')}); this way of cloning does not freeze disks`);
+  if (vbds.length && info.type === 'pv') throw new DescriptorError(`domain ${domid} (${name}) is a PV guest with disks: only PVH/HVM parents' disks are frozen`);
+  const disks = vbds.length ? opts.disks!(vbds) : undefined;
+  if (disks) {
+    opts.progress?.(`preparing the freeze of ${vbds.map((v) => v.vdev).join(', ')}`);
+    await disks.prepare();
+  }
   const { nics, skipped } = readNics(xs, domid);
   for (const why of skipped) opts.progress?.(`clones will not get ${why}`);
   const version = xc.version();
@@ -92,6 +107,10 @@ export async function captureDescriptor(xc: XenControl, xs: XenStore, domid: num
       });
       if (opts.keepParentStopped) pauseMs = Date.now() - started;
       return { descriptor: pvDescriptor(info, name, devices, nics, version, imageId!, pv, pauseMs, record), pauseMs, imagePages: pv.pages, resumeParent };
+    }
+    if (disks) {
+      opts.progress?.('freezing the disks');
+      await disks.freeze();
     }
     state = await xc.captureState(domid);
     if (opts.memoryImage) {
@@ -123,6 +142,7 @@ export async function captureDescriptor(xc: XenControl, xs: XenStore, domid: num
       memory: { pages, ...(imageId ? { imageId } : {}), ...record.memory },
       devices,
       nics,
+      ...(vbds.length ? { vbds } : {}),
       xen: { version: `${version.major}.${version.minor}${version.extra}` },
       ...(record.libxl ? { libxl: record.libxl } : {}),
       control: record.control,

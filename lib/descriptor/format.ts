@@ -11,6 +11,7 @@
 // Section payloads: META is UTF-8 JSON (descriptorMeta below); the others are the raw Xen
 // records, little endian, as documented next to each SectionType.
 import type { NicRecord } from '../xen/clone-nic.js';
+import type { VbdRecord } from '../xen/clone-vbd.js';
 import { checkConfig, type LibxlConfig } from '../xen/libxl-config.js';
 import { crc32 } from 'node:zlib';
 import type { GfnRange, SpecialPage } from '../xen/native.js';
@@ -59,6 +60,8 @@ export interface DescriptorMeta {
   devices: Record<string, string[]>;
   /** the parent's bridged vifs, which every clone gets with a new MAC (absent in older descriptors) */
   nics?: NicRecord[];
+  /** the parent's disk-family disks, which every clone gets as an overlay over the fork's slice */
+  vbds?: VbdRecord[];
   xen: { version: string };
   /** the parent's configuration as libxl recorded it (absent when libxl did not build the parent) */
   libxl?: LibxlConfig;
@@ -246,6 +249,16 @@ export function validateDescriptor(d: Descriptor, source = 'descriptor'): void {
     } catch (e) {
       fail((e as Error).message.slice(source.length + 2));
     }
+  }
+  if (d.meta.vbds !== undefined) {
+    // The disks a clone gets: it crossed hosts, and names end up in QMP commands and xenstore paths.
+    const name = /^[A-Za-z0-9][\w.-]{0,63}$/;
+    if (!Array.isArray(d.meta.vbds)) fail('vbds is not a list');
+    for (const v of d.meta.vbds) {
+      if (!v || !Number.isInteger(v.devid) || v.devid < 0 || !/^[a-z]{1,8}[a-z0-9]{0,8}$/.test(String(v.vdev)) || (v.mode !== 'r' && v.mode !== 'w')
+        || !name.test(String(v.family)) || !name.test(String(v.vm)) || !name.test(String(v.disk))) fail(`bad vbd ${JSON.stringify(v)}`);
+    }
+    if (new Set(d.meta.vbds.map((v) => v.devid)).size !== d.meta.vbds.length) fail('two vbds with one device number');
   }
   for (const [k, v] of Object.entries(d.meta.control ?? {})) {
     if (!CONTROL_FEATURES.includes(k) || (v !== '0' && v !== '1')) fail(`bad control feature ${k}=${String(v)}`);

@@ -6,6 +6,8 @@ import type { XenControl, XenStore, BuildResult } from '../xen/native.js';
 import { removeDomainEntries, writeDomainEntries } from '../xen/domain-xenstore.js';
 import { plugCloneNics, removeCloneNics, writeCloneNics } from '../xen/clone-nic.js';
 import { cloneDomainConfig, nicScript, removeDomainConfig, writeDomainConfig, writeLibxlNicEntries } from '../xen/libxl-config.js';
+import { plugCloneDisks, unplugCloneDisks, type CloneDisksOptions, type DiskForkExport } from '../clone/fork-disks.js';
+import { removeCloneVbds } from '../xen/clone-vbd.js';
 import { DescriptorError } from './errors.js';
 import { whoHoldsDomid } from './domain-uuid.js';
 import { checkImage, IMAGE_HEADER_SIZE } from './memory-image.js';
@@ -23,6 +25,13 @@ export interface RestoreOptions {
   macs?: string[];
   /** keep the clone's vifs off their bridges until releaseCloneNics (see plugCloneNics) */
   holdNetwork?: boolean;
+  /**
+   * The fork's disk exports (with their keys) when the parent had disk-family disks
+   * (meta.vbds): each becomes the clone's overlay over its slice, an nbd device and a vbd.
+   */
+  disks?: DiskForkExport[];
+  /** where disk families live on this host, and how nbd-client is run (tests) */
+  diskOptions?: CloneDisksOptions;
 }
 
 export interface Restored {
@@ -69,6 +78,10 @@ export async function restoreDescriptor(xc: XenControl, xs: XenStore, d: Descrip
   }
   const pv = d.meta.source.type === 'pv';
   if (pv && !opts.memoryImage) throw new DescriptorError('a PV descriptor restores only with its memory image (PV clones are eager)');
+  const vbds = d.meta.vbds ?? [];
+  if (vbds.length && !opts.disks) {
+    throw new DescriptorError(`the parent had disks (${vbds.map((v) => `${v.vdev}: ${v.family}:${v.vm}/${v.disk}`).join(', ')}) and this restore was given no fork export of them`);
+  }
   if (opts.memoryImage) checkImage(opts.memoryImage, d.meta.memory.imageId, d.meta.memory.pages, d.meta.memory.imageBytes);
 
   const uuid = randomUUID();
@@ -123,18 +136,25 @@ export async function restoreDescriptor(xc: XenControl, xs: XenStore, d: Descrip
       name: opts.name, uuid, type: d.meta.source.type, vcpus: d.meta.vm.maxVcpus, ...memory,
       nics: nics.map((nic, i) => ({ nic, mac: macs[i]! })),
     }));
+    // Disks before the clone is introduced and unpaused: its blkfront reconnects on resume.
+    if (vbds.length) await plugCloneDisks(xs, built.domid, opts.name, vbds, opts.disks!, opts.diskOptions ?? {});
     xs.introduceDomain(built.domid, built.storeGfn, built.storePort);
     await plugCloneNics(xs, built.domid, nics, { hold: opts.holdNetwork === true });
     if (opts.start !== false) xc.unpause(built.domid);
   } catch (e) {
-    await destroyClone(xc, xs, built.domid, uuid);
+    await destroyClone(xc, xs, built.domid, uuid, opts.diskOptions).catch((x: Error) => {
+      if (e instanceof Error) e.message += ` (and cleaning up failed: ${x.message})`;
+    });
     throw e;
   }
   return { domid: built.domid, name: opts.name, uuid, vmid: opts.vmid, partialPopulates: built.partialPopulates, macs };
 }
 
-/** Destroys a clone and everything snowflock made for it; idempotent. */
-export async function destroyClone(xc: XenControl, xs: XenStore, domid: number, uuid?: string): Promise<void> {
+/**
+ * Destroys a clone and everything snowflock made for it (its vbds, nbd connections and disk
+ * overlays too); idempotent. Throws, after doing the rest, when a disk could not be let go.
+ */
+export async function destroyClone(xc: XenControl, xs: XenStore, domid: number, uuid?: string, diskOptions: CloneDisksOptions = {}): Promise<void> {
   if (uuid !== undefined && whoHoldsDomid(xc, domid, uuid) === 'another') {
     // The clone is gone and its domid is another domain's now: only what is named by uuid is ours.
     xs.rm(`/vm/${uuid}`);
@@ -152,6 +172,14 @@ export async function destroyClone(xc: XenControl, xs: XenStore, domid: number, 
     /* xenstored already forgot a dead domain */
   }
   removeCloneNics(xs, domid);
+  let diskLeft: string[] = [];
+  try {
+    diskLeft = await unplugCloneDisks(xs, domid, diskOptions);
+  } catch (e) {
+    removeCloneVbds(xs, domid);
+    diskLeft = [(e as Error).message];
+  }
   removeDomainEntries(xs, domid, uuid);
   if (uuid) removeDomainConfig(domid, uuid);
+  if (diskLeft.length) throw new DescriptorError(`domain ${domid} is destroyed, but its disks were not all let go: ${diskLeft.join('; ')}`);
 }

@@ -93,6 +93,6 @@ describe('devices a clone cannot be given', () => {
   });
   it('names disks and other kinds, with counts and why', () => {
     expect(devicesClonesCannotHave({ vif: ['0'], vbd: ['51712', '51728'], vkbd: ['0'] }))
-      .toBe('2 vbd devices (copy-on-write disks are not built yet), 1 vkbd device (not recreated for clones)');
+      .toBe('2 vbd devices (not disk-family disks: start the parent with script=block-snowflock (docs/disks.md)), 1 vkbd device (not recreated for clones)');
   });
 });

@@ -37,7 +37,8 @@ export function cloneCommand(y: Argv) {
         const domid = resolveDomain(xc, xs, argv.domain);
         if (argv.memory === 'eager') {
           const r = await cloneEager(xc, xs, domid, { count: argv.count, workdir: argv.workdir, progress });
-          if (argv.json) printJson(r);
+          // A fork's disk keys stay in this process: the JSON names the exports, not their keys.
+          if (argv.json) printJson({ ...r, disks: r.disks.map(({ psk: _psk, ...rest }) => rest) });
           else {
             console.log(table(['VMID', 'DOMID', 'NAME', 'BUILD(ms)'], r.clones.map((c) => [c.vmid, c.domid, c.name, c.buildMs])));
             console.log(`parent ${r.parent.name} (domain ${r.parent.domid}) stopped ${r.pauseMs} ms; descriptor ${r.descriptorBytes} bytes; image ${r.imagePages} pages`);

@@ -4,6 +4,8 @@
 import type { Argv } from 'yargs';
 import { checkSlices, listOverlays, listSlices } from '../../disk/list.js';
 import { DEFAULT_DISK_STATE_DIR } from '../../disk/record.js';
+import { attachParentDisk, detachParentDisk } from '../../disk/parent-attach.js';
+import { releaseForkDisks } from '../../clone/fork-disks.js';
 import { ExitCode, printJson, table } from '../output.js';
 
 const stateDirOption = { type: 'string', default: DEFAULT_DISK_STATE_DIR, describe: 'where disk families live ($SNOWFLOCK_STATE/disks)' } as const;
@@ -54,6 +56,46 @@ export function diskCommand(y: Argv) {
           process.exitCode = rows.every((c) => c.ok) ? ExitCode.ok : ExitCode.failed;
         },
       )
-      .demandCommand(1, 'say which: slices, overlays or check'),
+      .command(
+        'attach-parent',
+        'Put a parent\'s disk image into its family and connect it to a free /dev/nbdN (what the block-snowflock hotplug script runs); prints device= and physical-device=',
+        (a) => a
+          .option('family', { type: 'string', demandOption: true })
+          .option('vm', { type: 'string', demandOption: true })
+          .option('disk', { type: 'string', demandOption: true })
+          .option('image', { type: 'string', describe: 'raw or qcow2 image or block device (absent: the family has the disk already)' })
+          .option('format', { choices: ['raw', 'qcow2'] as const })
+          .option('state-dir', stateDirOption),
+        async (argv) => {
+          const r = await attachParentDisk({
+            family: argv.family, vm: argv.vm, disk: argv.disk, stateDir: argv['state-dir'],
+            ...(argv.image ? { image: argv.image } : {}), ...(argv.format ? { format: argv.format } : {}),
+          });
+          if (argv.json) printJson(r);
+          else console.log(`device=${r.device} physical-device=${r.physicalDevice} export=${r.export}`);
+        },
+      )
+      .command(
+        'detach <device>',
+        'Disconnect an nbd device (nbd-client -d); with --family and --vm, take the VM\'s disks out of the family (files kept; not while a fork of it is exported)',
+        (a) => a.positional('device', { type: 'string', demandOption: true })
+          .option('family', { type: 'string' }).option('vm', { type: 'string' }).option('state-dir', stateDirOption),
+        async (argv) => {
+          const r = await detachParentDisk({ device: argv.device, stateDir: argv['state-dir'], ...(argv.family ? { family: argv.family } : {}), ...(argv.vm ? { vm: argv.vm } : {}) });
+          if (argv.json) printJson(r);
+          else console.log(r.removed ? `${argv.device} detached; ${argv.vm}'s disks left family ${argv.family}` : `${argv.device} detached${r.why ? ` (disks kept: ${r.why})` : ''}`);
+        },
+      )
+      .command(
+        'release <family> <fork>',
+        'End a fork\'s slice export (its front stops; its clones can no longer read the slices)',
+        (a) => a.positional('family', { type: 'string', demandOption: true }).positional('fork', { type: 'string', demandOption: true }).option('state-dir', stateDirOption),
+        async (argv) => {
+          await releaseForkDisks([{ family: argv.family, fork: argv.fork, host: '', port: 0, exports: [] }], { stateDir: argv['state-dir'] });
+          if (argv.json) printJson({ released: argv.fork });
+          else console.log(`fork ${argv.fork} of family ${argv.family} released`);
+        },
+      )
+      .demandCommand(1, 'say which: slices, overlays, check, attach-parent, detach or release'),
   );
 }

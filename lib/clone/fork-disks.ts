@@ -1,0 +1,277 @@
+// A fork's disks, end to end (docs/disks.md "The Xen side"). On the parent's host: the
+// parent's family disks are prepared for a freeze while it runs, frozen while it is suspended,
+// and exported to the fork's clones once it has resumed (one front per family, each with a key
+// of its own); a fork that fails takes all of that back. On a clone's host: each disk becomes
+// an overlay over its slice, connected to /dev/nbdN and written as the clone's vbd before it
+// runs; when the clone ends, the vbd, the nbd connection and the overlay go.
+import type { XenStore } from '../xen/native.js';
+import { DiskFamily } from '../disk/family.js';
+import { DiskError } from '../disk/errors.js';
+import { checkPsk, type Psk } from '../disk/psk.js';
+import { attachNbd, detachNbd, type NbdAttachment, type NbdHost } from '../disk/nbd-attach.js';
+import { readCloneVbdBackends, removeCloneVbds, waitVbdsClosed, writeCloneVbds, type CloneVbd, type VbdRecord } from '../xen/clone-vbd.js';
+
+/**
+ * A family's daemon has one owner monitor, and QMP serves one client at a time: a second
+ * DiskFamily.open of the same family, in this process or another, waits for the first to close.
+ * So every user here opens a family through this, which shares one handle per family within
+ * the process and closes it when the last user lets go.
+ */
+const shared = new Map<string, { family: Promise<DiskFamily>; users: number }>();
+
+export async function useFamily<T>(name: string, o: ForkDisksOptions, body: (f: DiskFamily) => Promise<T>): Promise<T> {
+  const key = `${o.stateDir ?? ''}\0${name}`;
+  let entry = shared.get(key);
+  if (!entry) {
+    entry = { family: DiskFamily.open({ family: name, ...(o.stateDir ? { stateDir: o.stateDir } : {}), ...(o.log ? { log: o.log } : {}) }), users: 0 };
+    shared.set(key, entry);
+  }
+  entry.users++;
+  try {
+    return await body(await entry.family);
+  } finally {
+    entry.users--;
+    if (entry.users === 0) {
+      shared.delete(key);
+      await entry.family.then((f) => f.close(), () => undefined);
+    }
+  }
+}
+
+/** One family's part of a fork: where its front listens, the fork's key for it, what it exports. */
+export interface DiskForkExport {
+  family: string;
+  fork: string;
+  host: string;
+  port: number;
+  psk: Psk;
+  exports: { vm: string; disk: string; name: string; sizeBytes: number }[];
+}
+
+/** The same without the key: what may travel in clear in a fork image (the key is sealed apart). */
+export type DiskForkAddress = Omit<DiskForkExport, 'psk'>;
+
+export interface ForkDisksOptions {
+  /** where families live (DiskFamily's stateDir) */
+  stateDir?: string;
+  log?: (message: string) => void;
+}
+
+/**
+ * The parent's side of one fork's disks. prepare() before the suspend, freeze() while the
+ * parent is stopped, exportAll() after; abandon() on any failure leaves no overlay, slice
+ * export or front behind (a freeze that happened leaves the parent on its new layer, with the
+ * slice released).
+ */
+export class ForkDisks {
+  private frozen = false;
+  private readonly exported: DiskForkExport[] = [];
+
+  constructor(
+    readonly fork: string,
+    readonly vbds: VbdRecord[],
+    private readonly o: ForkDisksOptions = {},
+  ) {}
+
+  private byFamily(): Map<string, VbdRecord[]> {
+    const m = new Map<string, VbdRecord[]>();
+    for (const v of this.vbds) m.set(v.family, [...(m.get(v.family) ?? []), v]);
+    return m;
+  }
+
+  /**
+   * Makes the new overlays while the parent still runs. The prepared overlays live in the
+   * family's handle, which stays open (held) until freeze(), abandon() or close().
+   */
+  async prepare(): Promise<void> {
+    for (const [name, vbds] of this.byFamily()) {
+      await this.hold(name);
+      await useFamily(name, this.o, (f) => f.prepareFreeze({ fork: this.fork, vm: vbds[0]!.vm, disks: vbds.map((v) => v.disk) }));
+    }
+  }
+
+  /** Freezes every disk of the parent (stopped by the caller); the old layers become the fork's slices. */
+  async freeze(): Promise<void> {
+    this.frozen = true;
+    for (const [name, vbds] of this.byFamily()) {
+      await useFamily(name, this.o, (f) => f.freeze({ fork: this.fork, vm: vbds[0]!.vm, disks: vbds.map((v) => v.disk) }).then(() => undefined));
+    }
+  }
+
+  /** Starts each family's front for this fork on `host` (its port chosen by the kernel). */
+  async exportAll(host: string): Promise<DiskForkExport[]> {
+    for (const name of this.byFamily().keys()) {
+      const e = await useFamily(name, this.o, (f) => f.exportFork({ fork: this.fork, host }));
+      this.exported.push({ family: name, ...e });
+    }
+    return structuredClone(this.exported);
+  }
+
+  /** Takes everything back (idempotent): fronts and slice exports, or a prepared freeze. */
+  async abandon(): Promise<string[]> {
+    const left: string[] = [];
+    for (const name of this.byFamily().keys()) {
+      try {
+        await useFamily(name, this.o, async (f) => {
+          if (this.frozen) {
+            if (f.slices(this.fork).some((s) => !s.released)) await f.releaseFork(this.fork);
+          } else {
+            await f.abandonFreeze(this.fork);
+          }
+        });
+      } catch (e) {
+        left.push(`family ${name}: ${(e as Error).message}`);
+      }
+    }
+    this.close();
+    return left;
+  }
+
+  /** Handles held from prepare() on, so that a prepared freeze is not lost with its handle. */
+  private readonly held = new Map<string, () => void>();
+
+  private async hold(name: string): Promise<void> {
+    if (this.held.has(name)) return;
+    let opened!: () => void;
+    const ready = new Promise<void>((r) => (opened = r));
+    let release!: () => void;
+    const done = new Promise<void>((r) => (release = r));
+    const using = useFamily(name, this.o, async () => {
+      opened();
+      await done;
+    });
+    await Promise.race([ready, using]);
+    this.held.set(name, release);
+  }
+
+  /** Lets go of the families' handles (after exportAll, or abandon). */
+  close(): void {
+    for (const release of this.held.values()) release();
+    this.held.clear();
+  }
+}
+
+/** Ends a fork's disk exports on this host (the fork's last clone is gone, or the fork failed). */
+export async function releaseForkDisks(exports: DiskForkAddress[], o: ForkDisksOptions = {}): Promise<void> {
+  for (const e of exports) {
+    await useFamily(e.family, o, async (f) => {
+      if (f.slices(e.fork).some((s) => !s.released)) await f.releaseFork(e.fork);
+    });
+  }
+}
+
+/** Checks a fork's disk record as it arrives (it crossed the network); throws naming what is wrong. */
+export function checkDiskForkExports(value: unknown, what: string): DiskForkAddress[] {
+  if (!Array.isArray(value)) throw new Error(`${what}: disks is not a list`);
+  return value.map((v, i) => {
+    const e = v as Partial<DiskForkAddress>;
+    const name = /^[A-Za-z0-9][\w.-]{0,63}$/;
+    if (typeof e.family !== 'string' || !name.test(e.family)) throw new Error(`${what}: disk export ${i}: bad family`);
+    if (typeof e.fork !== 'string' || !name.test(e.fork)) throw new Error(`${what}: disk export ${i}: bad fork`);
+    if (typeof e.host !== 'string' || !/^[\w.:-]{1,253}$/.test(e.host)) throw new Error(`${what}: disk export ${i}: bad host`);
+    if (!Number.isInteger(e.port) || e.port! < 1 || e.port! > 65535) throw new Error(`${what}: disk export ${i}: bad port`);
+    if (!Array.isArray(e.exports) || !e.exports.every((x) => x && name.test(String(x.vm)) && name.test(String(x.disk)) && typeof x.name === 'string' && Number.isInteger(x.sizeBytes))) {
+      throw new Error(`${what}: disk export ${i}: bad exports`);
+    }
+    return { family: e.family, fork: e.fork, host: e.host, port: e.port!, exports: e.exports.map((x) => ({ vm: x.vm, disk: x.disk, name: x.name, sizeBytes: x.sizeBytes })) };
+  });
+}
+
+/** The keys of a fork's exports as one secret (sealed apart from the addresses), and back. */
+export function diskKeysSecret(exports: DiskForkExport[]): Buffer {
+  return Buffer.from(JSON.stringify(exports.map((e) => ({ family: e.family, identity: e.psk.identity, key: e.psk.key }))), 'utf8');
+}
+
+export function withDiskKeys(addresses: DiskForkAddress[], secret: Buffer): DiskForkExport[] {
+  let keys: { family: string; identity: string; key: string }[];
+  try {
+    keys = JSON.parse(secret.toString('utf8'));
+  } catch {
+    throw new Error('fork image: the disks\' keys are not JSON');
+  }
+  return addresses.map((a) => {
+    const k = Array.isArray(keys) ? keys.find((x) => x?.family === a.family) : undefined;
+    if (!k) throw new Error(`fork image: no key for the disks of family ${a.family}`);
+    const psk = { identity: k.identity, key: k.key };
+    checkPsk(psk);
+    return { ...a, psk };
+  });
+}
+
+export interface CloneDisksOptions extends ForkDisksOptions {
+  nbd?: NbdHost;
+}
+
+/**
+ * A clone's disks on this host: for each of the parent's vbds, an overlay over its slice in the
+ * family (the clone's own head `<clone>/<disk>`), connected to a free /dev/nbdN. Returns what
+ * writeCloneVbds writes. On failure nothing stays: connections, overlays.
+ */
+export async function attachCloneDisks(clone: string, vbds: VbdRecord[], exports: DiskForkExport[], o: CloneDisksOptions = {}): Promise<CloneVbd[]> {
+  const made: CloneVbd[] = [];
+  const headsMade = new Set<string>();
+  try {
+    for (const v of vbds) {
+      const ex = exports.find((e) => e.family === v.family && e.exports.some((x) => x.vm === v.vm && x.disk === v.disk));
+      if (!ex) throw new DiskError('not-found', `the fork exports no slice of ${v.family}:${v.vm}/${v.disk} (the parent's ${v.vdev})`);
+      const name = ex.exports.find((x) => x.vm === v.vm && x.disk === v.disk)!.name;
+      const socket = await useFamily(v.family, o, async (f) => {
+        await f.addCloneDisk({ vm: clone, disk: v.disk, source: { fork: ex.fork, host: ex.host, port: ex.port, export: name, psk: ex.psk } });
+        return f.nbdSocket;
+      });
+      headsMade.add(v.family);
+      const a: NbdAttachment = await attachNbd({ socket, export: `${clone}/${v.disk}`, ...(o.nbd ? { host: o.nbd } : {}) });
+      made.push({ record: v, target: { family: v.family, vm: clone, disk: v.disk }, device: a.device, physicalDevice: a.physicalDevice });
+    }
+    return made;
+  } catch (e) {
+    const left: string[] = [];
+    for (const m of made) await detachNbd(m.device, { ...(o.nbd ? { host: o.nbd } : {}) }).catch((x: Error) => left.push(x.message));
+    for (const name of headsMade) await useFamily(name, o, (f) => f.removeVm(clone)).catch((x: Error) => left.push(x.message));
+    if (left.length && e instanceof Error) e.message += ` (and undoing it failed: ${left.join('; ')})`;
+    throw e;
+  }
+}
+
+/** Attaches and writes the clone's vbds (restore calls this before the clone runs). */
+export async function plugCloneDisks(xs: XenStore, domid: number, clone: string, vbds: VbdRecord[], exports: DiskForkExport[], o: CloneDisksOptions = {}): Promise<CloneVbd[]> {
+  const disks = await attachCloneDisks(clone, vbds, exports, o);
+  try {
+    writeCloneVbds(xs, domid, disks);
+  } catch (e) {
+    removeCloneVbds(xs, domid);
+    await releaseCloneDisks(disks.map((d) => ({ device: d.device, target: d.target })), o);
+    throw e;
+  }
+  return disks;
+}
+
+/**
+ * Tears down what a clone's vbds held: the backends (blkback closes the devices), then each
+ * nbd connection, then the clone's overlays in their families. Returns what could not be undone.
+ */
+export async function unplugCloneDisks(xs: XenStore, domid: number, o: CloneDisksOptions = {}): Promise<string[]> {
+  const backends = readCloneVbdBackends(xs, domid);
+  if (!backends.length) return [];
+  removeCloneVbds(xs, domid);
+  await waitVbdsClosed(xs, domid, backends.map((b) => b.devid), 3000);
+  return releaseCloneDisks(backends.filter((b) => b.device || b.target).map((b) => ({ device: b.device, target: b.target })), o);
+}
+
+async function releaseCloneDisks(disks: { device: string | null; target: { family: string; vm: string; disk: string } | null }[], o: CloneDisksOptions): Promise<string[]> {
+  const left: string[] = [];
+  for (const d of disks) {
+    if (d.device) await detachNbd(d.device, { ...(o.nbd ? { host: o.nbd } : {}) }).catch((e: Error) => left.push(e.message));
+  }
+  const vms = new Map<string, string>();
+  for (const d of disks) if (d.target) vms.set(`${d.target.family}\0${d.target.vm}`, d.target.family);
+  for (const [key, family] of vms) {
+    const vm = key.split('\0')[1]!;
+    try {
+      await useFamily(family, o, (f) => f.removeVm(vm));
+    } catch (e) {
+      if ((e as DiskError).code !== 'not-found') left.push(`removing ${vm}'s disks from family ${family}: ${(e as Error).message}`);
+    }
+  }
+  return left;
+}
