@@ -11,6 +11,7 @@ export type SkipWhen =
   | 'not box 1' // single-host memory-on-demand files run on box 1 only
   | 'box 3 or later' // two-host files use boxes 1 and 2
   | 'real host' // --on-host: whatever this Xen and dom0 lack
+  | 'no Debian disk' // a run without --debian-disk: no Debian guest, no disk path in dom0
   | 'always';
 
 export interface ExpectedSkip {
@@ -41,6 +42,10 @@ export const EXPECTED_SKIPS: readonly ExpectedSkip[] = [
   { file: '65.clone-xl', when: 'not box 1', reason: /^single-host file runs on box 1$/ },
   { file: '65.clone-xl', when: "Debian's Xen", reason: /^Debian's Xen has no mem_paging \(run with --xen custom\)$/ },
   { file: '65.clone-xl', when: 'real host', reason: /^this Xen has no mem_paging: / },
+  // 67: the Debian guest with its disk through a family; only with --debian-disk, on box 1.
+  { file: '67.clone-disk', when: 'no Debian disk', reason: /^no Debian guest disk \(run with --debian-disk\)$/ },
+  { file: '67.clone-disk', when: 'not box 1', reason: /^single-host file runs on box 1$/ },
+  { file: '67.clone-disk', when: 'real host', reason: /^this dom0 cannot attach disks: / },
   // A real dom0 need not have the test box's guest bridge; a test box always does (dom0-init).
   { file: '87.guest-net', when: 'real host', reason: /^no bridge sfbr0 in this dom0$/ },
 ];

@@ -30,6 +30,9 @@ export const artifacts = {
   kernel: () => join(testboxDir(), 'vmlinux'),
   guestInitrd: () => join(cacheDir(), 'images', 'testguest', 'initrd.cpio'),
   nodeGuestInitrd: () => join(cacheDir(), 'images', 'testguest', 'node-initrd.cpio'),
+  /** the Debian guest (images/debian/build.sh): its root disk and initramfs */
+  debianDisk: () => join(cacheDir(), 'images', 'debian', 'xvda.ext4'),
+  debianInitrd: () => join(cacheDir(), 'images', 'debian', 'initrd.cpio'),
   dom0Initrd: () => join(testboxDir(), 'dom0.cpio'),
   runsDir: () => join(testboxDir(), 'runs'),
 };

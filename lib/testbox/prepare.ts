@@ -25,8 +25,9 @@ function runScript(script: string, args: string[], progress: Progress): Promise<
   });
 }
 
-export async function prepareArtifacts(flavour: XenFlavour, progress: Progress, opts: { dom0: boolean }): Promise<void> {
-  await runScript('scripts/testbox/fetch.sh', [], progress);
+/** `debianDisk`: also the Debian guest and dom0's disk path (docs/disks.md); off, everything is as before. */
+export async function prepareArtifacts(flavour: XenFlavour, progress: Progress, opts: { dom0: boolean; debianDisk?: boolean }): Promise<void> {
+  await runScript('scripts/testbox/fetch.sh', opts.debianDisk ? ['--disk'] : [], progress);
   if (flavour === 'custom') {
     await runScript('scripts/testbox/build-xen.sh', [], progress);
   }
@@ -35,7 +36,11 @@ export async function prepareArtifacts(flavour: XenFlavour, progress: Progress, 
   if (opts.dom0) {
     progress('building the Node test guest image (guest library, vchan)');
     await runScript('images/testguest/build-node.sh', [], progress);
+    if (opts.debianDisk) {
+      progress('building the Debian guest (root disk and initramfs; cached)');
+      await runScript('images/debian/build.sh', [], progress);
+    }
     progress('building the dom0 initramfs (project, addon, test suite, guest)');
-    await runScript('scripts/testbox/build-dom0.sh', [artifacts.dom0Initrd()], progress);
+    await runScript('scripts/testbox/build-dom0.sh', [artifacts.dom0Initrd(), ...(opts.debianDisk ? ['--disk'] : [])], progress);
   }
 }

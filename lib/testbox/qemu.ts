@@ -25,6 +25,12 @@ export interface BoxSpec {
   logFile: string;
   network?: { namespace: string; tap: string };
   interactive?: boolean;
+  /**
+   * The Debian guest's root disk image, given to dom0 as a virtio drive (/dev/vda) with
+   * snapshot=on (the box's writes go to a temporary file, never to the image), and the disk
+   * path's modules loaded in dom0 (snowflock.disk=debian). Absent: the box is as before.
+   */
+  debianDisk?: string;
   /** Aborting stops this box's QEMU (another box of the run froze). */
   signal?: AbortSignal;
 }
@@ -69,6 +75,7 @@ function dom0CommandLine(spec: BoxSpec): string {
     `snowflock.watchdog=${Math.max(30, spec.timeoutSec - 15)}`,
     args ? `snowflock.args=${args}` : '',
     spec.only ? `snowflock.only=${spec.only}` : '',
+    spec.debianDisk ? 'snowflock.disk=debian' : '',
     spec.env && Object.keys(spec.env).length ? `snowflock.env=${encodeJobArgs(Object.entries(spec.env).map(([k, v]) => `${k}=${v}`))}` : '',
   ].filter(Boolean).join(' ');
 }
@@ -93,6 +100,8 @@ export function qemuArgv(spec: BoxSpec): string[] {
     '-nodefaults', '-display', 'none', '-no-reboot',
     ...(spec.interactive ? ['-serial', 'mon:stdio'] : ['-serial', 'stdio', '-monitor', 'none']),
     ...net,
+    // QEMU's -drive separates options with ',' too: a comma in the path is written ',,'.
+    ...(spec.debianDisk ? ['-drive', `file=${spec.debianDisk.replaceAll(',', ',,')},if=virtio,format=raw,snapshot=on`] : []),
     '-kernel', artifacts.hypervisor(spec.flavour), '-append', xenArgs, '-initrd', modules,
   ];
 }

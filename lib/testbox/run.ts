@@ -17,6 +17,8 @@ export interface TestboxRunOptions {
   only?: string;
   env?: Record<string, string>;
   timeoutSec: number;
+  /** the Debian guest's root disk for every box (BoxSpec.debianDisk) */
+  debianDisk?: string;
   /** called with each console line of each box */
   onLine?: (box: number, line: string) => void;
 }
@@ -49,8 +51,8 @@ export function readBoxLine(c: BoxConsole, line: string): void {
 }
 
 /** A box's report from its console and its QEMU run. */
-export function boxReport(result: BoxResult, c: BoxConsole, env: { flavour: XenFlavour; hosts: number }): TestboxBoxReport {
-  const skips = judgeSkips(c.tap.skips, { flavour: env.flavour, hosts: env.hosts, box: result.box });
+export function boxReport(result: BoxResult, c: BoxConsole, env: { flavour: XenFlavour; hosts: number; debianDisk?: string }): TestboxBoxReport {
+  const skips = judgeSkips(c.tap.skips, { flavour: env.flavour, hosts: env.hosts, box: result.box, debianDisk: env.debianDisk !== undefined });
   return { ...result, tap: c.tap, marks: c.marks, faults: c.faults.faults, skips };
 }
 
@@ -97,6 +99,7 @@ export async function runTestbox(opts: TestboxRunOptions): Promise<TestboxReport
           only: opts.only,
           env: opts.env,
           timeoutSec: opts.timeoutSec,
+          ...(opts.debianDisk ? { debianDisk: opts.debianDisk } : {}),
           logFile: join(runDir, `box${box}.log`),
           network: network ? { namespace: network.namespace, tap: network.tapFor(box) } : undefined,
           signal: spoiled.signal,

@@ -8,6 +8,8 @@ export interface SkipEnvironment {
   flavour: XenFlavour | 'host';
   hosts: number;
   box: number;
+  /** the boxes have the Debian guest's disk (--debian-disk) */
+  debianDisk?: boolean;
 }
 
 export interface SkipReport extends TapSkip {
@@ -20,6 +22,7 @@ const HOLDS: Record<SkipWhen, (e: SkipEnvironment) => boolean> = {
   'not box 1': (e) => e.box !== 1,
   'box 3 or later': (e) => e.box > 2,
   'real host': (e) => e.flavour === 'host',
+  'no Debian disk': (e) => !e.debianDisk,
   always: () => true,
 };
 

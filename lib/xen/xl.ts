@@ -21,6 +21,8 @@ export interface GuestConfig {
   tscMode?: 'default' | 'always_emulate' | 'native' | 'native_paravirt';
   /** xl vif specs, e.g. "bridge=xenbr0,mac=00:16:3e:00:00:01" */
   vifs?: string[];
+  /** xl disk specs, e.g. "vdev=xvda, access=rw, script=block-snowflock, target=fam:web/xvda:/images/web.raw" */
+  disks?: string[];
 }
 
 export function xlConfig(g: GuestConfig): string {
@@ -35,6 +37,7 @@ export function xlConfig(g: GuestConfig): string {
     `vcpus = ${g.vcpus}`,
     ...(g.tscMode ? [`tsc_mode = "${g.tscMode}"`] : []),
     ...(g.vifs?.length ? [`vif = [${g.vifs.map((v) => `"${v}"`).join(', ')}]`] : []),
+    ...(g.disks?.length ? [`disk = [${g.disks.map((d) => `'${d}'`).join(', ')}]`] : []),
     'on_poweroff = "destroy"',
     'on_crash = "destroy"',
     '',

@@ -14,6 +14,14 @@ describe('qemu command line', () => {
   const argv = qemuArgv(spec);
   const after = (flag: string) => argv[argv.indexOf(flag) + 1];
 
+  it('gives dom0 the Debian guest\'s disk only when asked (--debian-disk): a virtio drive whose writes are thrown away', () => {
+    expect(argv).not.toContain('-drive');
+    expect(argv.join(' ')).not.toContain('snowflock.disk=');
+    const withDisk = qemuArgv({ ...spec, debianDisk: '/cache/images/debian/xvda,1.ext4' });
+    expect(withDisk[withDisk.indexOf('-drive') + 1]).toBe('file=/cache/images/debian/xvda,,1.ext4,if=virtio,format=raw,snapshot=on');
+    expect(withDisk[withDisk.indexOf('-initrd') + 1]).toContain(' snowflock.disk=debian');
+  });
+
   it('uses TCG with the CPU model Xen survives', () => {
     expect(after('-accel')).toBe('tcg');
     expect(after('-cpu')).toBe('max,-smap,-rdtscp');
@@ -104,6 +112,12 @@ describe('xl guest config', () => {
     expect(cfg).toContain('type = "pvh"');
     expect(cfg).toContain('extra = "console=hvc0 noxsave sf.workload=spin"');
     expect(cfg).toContain('memory = 128');
+    expect(cfg).not.toMatch(/^disk =/m);
+  });
+
+  it('gives a guest its disks through a hotplug script', () => {
+    const cfg = xlConfig({ name: 'g', type: 'pvh', kernel: '/k', ramdisk: '/r', memoryMiB: 256, vcpus: 1, disks: ['vdev=xvda, access=rw, script=block-snowflock, target=deb:g/xvda:/dev/vda'] });
+    expect(cfg).toContain("disk = ['vdev=xvda, access=rw, script=block-snowflock, target=deb:g/xvda:/dev/vda']");
   });
 });
 

@@ -54,6 +54,13 @@ describe('which skips each environment allows', () => {
     expect(unexpected([['40.multihost', skipped('single host')]], { flavour: 'custom', hosts: 2, box: 1 })).toEqual(['40.multihost: single host']);
   });
 
+  it('67 (the Debian guest\'s disk) skips without --debian-disk, and on boxes other than 1; with the disk on box 1 it must run', () => {
+    const noDisk: [string, string[]][] = [['67.clone-disk', skipped('no Debian guest disk (run with --debian-disk)', 5)]];
+    expect(unexpected(noDisk, { flavour: 'stock', hosts: 1, box: 1 })).toEqual([]);
+    expect(unexpected(noDisk, { flavour: 'stock', hosts: 1, box: 1, debianDisk: true })).toHaveLength(5);
+    expect(unexpected([['67.clone-disk', skipped('single-host file runs on box 1', 5)]], { flavour: 'stock', hosts: 2, box: 2, debianDisk: true })).toEqual([]);
+  });
+
   it('65 (xl on clones): box 1 only, its on-demand cases need mem_paging', () => {
     expect(unexpected([['65.clone-xl', skipped('single-host file runs on box 1', 6)]], { flavour: 'custom', hosts: 2, box: 2 })).toEqual([]);
     expect(unexpected([['65.clone-xl', skipped(STOCK, 2)]], { flavour: 'stock', hosts: 1, box: 1 })).toEqual([]);

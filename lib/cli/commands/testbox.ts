@@ -19,6 +19,7 @@ export interface BoxArgs {
   verbose?: boolean;
   only?: string;
   env?: string[];
+  'debian-disk'?: boolean;
   _: (string | number)[];
   '--'?: (string | number)[];
 }
@@ -29,7 +30,8 @@ function boxOptions(a: Argv) {
     .option('xen', { choices: ['stock', 'custom'] as const, default: 'stock' as XenFlavour, describe: "Debian's Xen, or the project build with MEM_PAGING/MEM_SHARING" })
     .option('timeout', { type: 'number', default: 900, describe: 'seconds before a box is killed (its console log is kept)' })
     .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'stream every console line' })
-    .option('env', { type: 'array', string: true, describe: 'KEY=VALUE for the job in dom0 (repeatable), e.g. SNOWFLOCK_XEN_DEBUG=1' });
+    .option('env', { type: 'array', string: true, describe: 'KEY=VALUE for the job in dom0 (repeatable), e.g. SNOWFLOCK_XEN_DEBUG=1' })
+    .option('debian-disk', { type: 'boolean', default: false, describe: 'give each box the Debian guest\'s root disk (virtio, snapshot=on) and dom0 the disk path (nbd, blkback, qemu-storage-daemon): 67.clone-disk runs' });
 }
 
 function summarize(report: TestboxReport): void {
@@ -78,7 +80,8 @@ const RETRY_BUDGET_MS = 50 * 60_000;
 export async function boxJob(job: 'test' | 'demo' | 'bench', argv: BoxArgs): Promise<void> {
   if (!Number.isInteger(argv.hosts) || argv.hosts < 1 || argv.hosts > 8) throw new UsageError(`--hosts must be 1..8, got ${argv.hosts}`);
   if (argv.only !== undefined && !/^[\w.-]+(,[\w.-]+)*$/.test(argv.only)) throw new UsageError(`--only takes file-name prefixes separated by commas, got "${argv.only}"`);
-  await prepareArtifacts(argv.xen, progress, { dom0: true });
+  const debianDisk = argv['debian-disk'] === true;
+  await prepareArtifacts(argv.xen, progress, { dom0: true, debianDisk });
   progress(`booting ${argv.hosts} test box(es), Xen ${argv.xen}, job ${job} (timeout ${argv.timeout}s)`);
   const missingRows: string[] = []; // a benchmark's rows that failed (scripts/bench/missing-rows.ts)
   const run = (only: string | undefined) => runTestbox({
@@ -89,6 +92,7 @@ export async function boxJob(job: 'test' | 'demo' | 'bench', argv: BoxArgs): Pro
     only,
     env: parseEnv(argv.env ?? []),
     timeoutSec: argv.timeout,
+    ...(debianDisk ? { debianDisk: artifacts.debianDisk() } : {}),
     onLine: (box, line) => {
       if (argv.verbose) process.stderr.write(`[box${box}] ${line}\n`);
       else if (/^SNOWFLOCK-MARK|^(not )?ok \d+ - |^# (pass|fail)/.test(line)) progress(`box${box}: ${line}`);
@@ -127,7 +131,7 @@ export function testboxCommand(y: Argv) {
   return y.command('testbox', 'The Xen test box: real Xen 4.17 under QEMU TCG, to test and demo without Xen hardware', (t) =>
     t
       .command('prepare', 'Fetch and build every artifact (cached under $SNOWFLOCK_CACHE)', (a) => boxOptions(a), async (argv) => {
-        await prepareArtifacts(argv.xen, progress, { dom0: true });
+        await prepareArtifacts(argv.xen, progress, { dom0: true, debianDisk: argv['debian-disk'] === true });
         if (argv.json) printJson({ hypervisor: artifacts.hypervisor(argv.xen), kernel: artifacts.kernel(), dom0: artifacts.dom0Initrd() });
       })
       .command(
