@@ -121,6 +121,21 @@ export async function startNodeGuest(name: string, workload: 'node' | 'shell', p
   return bootGuest({ name, type: 'pvh', kernel: image.kernel, ramdisk: image.initrd, memoryMiB: o.memoryMiB ?? 384, vcpus: 1, cmdline, vifs, ...testTsc() });
 }
 
+/**
+ * The Debian guest (images/debian) with its root disk given by `disks` (xl disk specs), running
+ * `program` of images/testguest/programs under the agent's shell workload. Only in a box started
+ * with --debian-disk (dom0-init sets SNOWFLOCK_DEBIAN_INITRD), or where that is set.
+ */
+export async function startDebianGuest(name: string, program: string, disks: string[], o: { memoryMiB?: number } = {}): Promise<number> {
+  const initrd = process.env.SNOWFLOCK_DEBIAN_INITRD;
+  if (!initrd) throw new Error('no Debian guest initramfs (SNOWFLOCK_DEBIAN_INITRD): start the box with --debian-disk');
+  const { kernel } = testGuestImage();
+  return bootGuest({
+    name, type: 'pvh', kernel, ramdisk: initrd, memoryMiB: o.memoryMiB ?? 256, vcpus: 1,
+    cmdline: `root=/dev/xvda sf.workload=shell sf.program=${program}`, disks, ...testTsc(),
+  });
+}
+
 /** The test box dom0's bridge for guests' vifs; dom0 is 10.98.0.(250 + box)/24 on it. */
 export const GUEST_BRIDGE = 'sfbr0';
 
