@@ -109,7 +109,28 @@ export function writeCloneVbds(xs: XenStore, domid: number, vbds: CloneVbd[]): v
       ['state', '1'],
     ];
     for (const [k, val] of entries) xs.write(`${back}/${k}`, val);
+    writeLibxlVbdEntries(xs, domid, v);
   }
+}
+
+/** The hotplug script libxl runs for a clone's vbd when it removes it (xl destroy): it disconnects and removes the overlay. */
+export const CLONE_VBD_SCRIPT = 'block-snowflock';
+
+/**
+ * libxl's own directory for the vbd (/libxl/<domid>/device/vbd/<devid>), as it keeps one per
+ * device: a domain xl destroys then has its vbd taken down and block-snowflock run with
+ * "remove" (the nbd connection ends, the clone's overlay leaves its family), as for a disk libxl
+ * made itself. (The clone's libxl configuration lists no disks: xl save or migrate of a clone
+ * with disks is not supported.)
+ */
+function writeLibxlVbdEntries(xs: XenStore, domid: number, v: CloneVbd): void {
+  const dir = `/libxl/${domid}/device/vbd/${v.record.devid}`;
+  const entries: Record<string, string> = {
+    frontend: vbdFrontendPath(domid, v.record.devid), backend: vbdBackendPath(domid, v.record.devid),
+    'frontend-id': String(domid), 'backend-id': '0', online: '1', removable: '0', bootable: '1', state: '1',
+    dev: v.record.vdev, type: 'phy', mode: v.record.mode, 'device-type': 'disk', params: v.device, script: CLONE_VBD_SCRIPT,
+  };
+  for (const [k, val] of Object.entries(entries)) xs.write(`${dir}/${k}`, val);
 }
 
 /** What a clone's vbd backend says it holds: its nbd device and family disk (destroy reads it back). */

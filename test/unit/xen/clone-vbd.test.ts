@@ -76,6 +76,11 @@ describe('a clone\'s vbds in xenstore', () => {
     expect(backWrites.at(-1)).toBe(`${back}/state`);
     expect(xs.writes.indexOf(`${front}/backend`)).toBeLessThan(xs.writes.indexOf(`${back}/frontend`));
     expect(backWrites.indexOf(`${back}/physical-device`)).toBeLessThan(backWrites.indexOf(`${back}/state`));
+    // libxl's own record of the device: xl destroy takes it down and runs block-snowflock remove
+    const libxl = '/libxl/9/device/vbd/51712';
+    expect(Object.fromEntries(['frontend', 'backend', 'params', 'script', 'type', 'mode', 'dev'].map((k) => [k, read(`${libxl}/${k}`)]))).toEqual({
+      frontend: front, backend: back, params: '/dev/nbd1', script: 'block-snowflock', type: 'phy', mode: 'w', dev: 'xvda',
+    });
   });
 
   it('a clone\'s vbd is a family disk again (a fork of the clone freezes its overlay)', () => {
