@@ -5,38 +5,11 @@
 // an overlay over its slice, connected to /dev/nbdN and written as the clone's vbd before it
 // runs; when the clone ends, the vbd, the nbd connection and the overlay go.
 import type { XenStore } from '../xen/native.js';
-import { DiskFamily } from '../disk/family.js';
+import { useFamily, type FamilyOptions } from '../disk/use-family.js';
 import { DiskError } from '../disk/errors.js';
 import { checkPsk, type Psk } from '../disk/psk.js';
 import { attachNbd, detachNbd, type NbdAttachment, type NbdHost } from '../disk/nbd-attach.js';
 import { readCloneVbdBackends, removeCloneVbds, waitVbdsClosed, writeCloneVbds, type CloneVbd, type VbdRecord } from '../xen/clone-vbd.js';
-
-/**
- * A family's daemon has one owner monitor, and QMP serves one client at a time: a second
- * DiskFamily.open of the same family, in this process or another, waits for the first to close.
- * So every user here opens a family through this, which shares one handle per family within
- * the process and closes it when the last user lets go.
- */
-const shared = new Map<string, { family: Promise<DiskFamily>; users: number }>();
-
-export async function useFamily<T>(name: string, o: ForkDisksOptions, body: (f: DiskFamily) => Promise<T>): Promise<T> {
-  const key = `${o.stateDir ?? ''}\0${name}`;
-  let entry = shared.get(key);
-  if (!entry) {
-    entry = { family: DiskFamily.open({ family: name, ...(o.stateDir ? { stateDir: o.stateDir } : {}), ...(o.log ? { log: o.log } : {}) }), users: 0 };
-    shared.set(key, entry);
-  }
-  entry.users++;
-  try {
-    return await body(await entry.family);
-  } finally {
-    entry.users--;
-    if (entry.users === 0) {
-      shared.delete(key);
-      await entry.family.then((f) => f.close(), () => undefined);
-    }
-  }
-}
 
 /** One family's part of a fork: where its front listens, the fork's key for it, what it exports. */
 export interface DiskForkExport {
@@ -51,11 +24,8 @@ export interface DiskForkExport {
 /** The same without the key: what may travel in clear in a fork image (the key is sealed apart). */
 export type DiskForkAddress = Omit<DiskForkExport, 'psk'>;
 
-export interface ForkDisksOptions {
-  /** where families live (DiskFamily's stateDir) */
-  stateDir?: string;
-  log?: (message: string) => void;
-}
+/** where disk families live on this host (useFamily) */
+export type ForkDisksOptions = FamilyOptions;
 
 /**
  * The parent's side of one fork's disks. prepare() before the suspend, freeze() while the

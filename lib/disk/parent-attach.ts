@@ -4,7 +4,7 @@
 // export is connected to a free /dev/nbdN, which blkback then serves to the guest; on "remove"
 // the nbd connection ends and the head leaves the family (its files are kept), unless a fork
 // of it is still exported.
-import { DiskFamily } from './family.js';
+import { useFamily } from './use-family.js';
 import { DiskError } from './errors.js';
 import { attachNbd, detachNbd, type NbdAttachment, type NbdHost } from './nbd-attach.js';
 
@@ -21,8 +21,7 @@ export interface ParentDiskOptions {
 }
 
 export async function attachParentDisk(o: ParentDiskOptions): Promise<NbdAttachment & { added: boolean }> {
-  const f = await DiskFamily.open({ family: o.family, ...(o.stateDir ? { stateDir: o.stateDir } : {}), ...(o.log ? { log: o.log } : {}) });
-  try {
+  return useFamily(o.family, o, async (f) => {
     const head = f.heads().find((h) => h.vm === o.vm && h.disk === o.disk);
     if (head && head.kind !== 'parent') throw new DiskError('exists', `${o.vm}/${o.disk} in family ${o.family} is a clone's disk, not a parent's`);
     if (!head && !o.image) throw new DiskError('not-found', `family ${o.family} has no disk ${o.vm}/${o.disk}, and no image was given to add it from`);
@@ -38,24 +37,22 @@ export async function attachParentDisk(o: ParentDiskOptions): Promise<NbdAttachm
       if (added) await f.removeVm(o.vm).catch(() => undefined);
       throw e;
     }
-  } finally {
-    f.close();
-  }
+  });
 }
 
 /** Ends the device's connection; with family and vm, takes the VM's disks out of the family too. */
 export async function detachParentDisk(o: { device: string; family?: string; vm?: string; stateDir?: string; nbd?: NbdHost; log?: (m: string) => void }): Promise<{ removed: boolean; why?: string }> {
   await detachNbd(o.device, { ...(o.nbd ? { host: o.nbd } : {}) });
   if (!o.family || !o.vm) return { removed: false };
-  const f = await DiskFamily.open({ family: o.family, ...(o.stateDir ? { stateDir: o.stateDir } : {}), ...(o.log ? { log: o.log } : {}) });
-  try {
-    await f.removeVm(o.vm);
-    return { removed: true };
-  } catch (e) {
-    // A fork of the parent still exported keeps its head (its clones read the slices under it).
-    if (e instanceof DiskError && (e.code === 'in-use' || e.code === 'not-found')) return { removed: false, why: e.message };
-    throw e;
-  } finally {
-    f.close();
-  }
+  const vm = o.vm;
+  return useFamily(o.family, o, async (f) => {
+    try {
+      await f.removeVm(vm);
+      return { removed: true };
+    } catch (e) {
+      // A fork of the parent still exported keeps its head (its clones read the slices under it).
+      if (e instanceof DiskError && (e.code === 'in-use' || e.code === 'not-found')) return { removed: false, why: e.message };
+      throw e;
+    }
+  });
 }

@@ -7,8 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DiskFamily } from '../../../lib/disk/family.js';
-import { ForkDisks, attachCloneDisks, plugCloneDisks, releaseForkDisks, unplugCloneDisks, useFamily, type DiskForkExport } from '../../../lib/clone/fork-disks.js';
+import { ForkDisks, attachCloneDisks, plugCloneDisks, releaseForkDisks, unplugCloneDisks, type DiskForkExport } from '../../../lib/clone/fork-disks.js';
+import { useFamily } from '../../../lib/disk/use-family.js';
 import type { NbdHost } from '../../../lib/disk/nbd-attach.js';
+import { attachParentDisk, detachParentDisk } from '../../../lib/disk/parent-attach.js';
 import { memoryStore } from '../../memory-xenstore.js';
 import { daemonsUnder, haveTools, pattern, readAll, unixUri } from './harness.js';
 
@@ -64,6 +66,21 @@ describe.skipIf(!haveTools)('a fork\'s disks (real qemu-storage-daemon, stand-in
     for (const dir of [hostA, hostB]) await useFamily('deb', { stateDir: dir }, (f) => f.shutdown()).catch(() => undefined);
     for (const pid of root ? daemonsUnder(root) : []) process.kill(pid, 'SIGKILL');
     if (root) rmSync(root, { recursive: true, force: true });
+  });
+
+  it('block-snowflock\'s steps: a parent\'s disk into its family and onto an nbd device, and back; a failed attach leaves no head', async () => {
+    const other = join(root, 'other.raw');
+    writeFileSync(other, Buffer.alloc(16 * MiB));
+    await expect(attachParentDisk({ family: 'deb', vm: 'web', disk: 'xvda', image: other, stateDir: hostA, nbd: fakeNbd(join(root, 'nbd-p1'), true) }))
+      .rejects.toThrow(/attaching export web\/xvda .*free nbd devices were taken meanwhile/);
+    expect(await onA((f) => f.heads().map((h) => h.vm))).toEqual(['deb67']);
+    const nbd = fakeNbd(join(root, 'nbd-p2'));
+    const a = await attachParentDisk({ family: 'deb', vm: 'web', disk: 'xvda', image: other, stateDir: hostA, nbd });
+    expect([a.device, a.physicalDevice, a.export, a.added]).toEqual(['/dev/nbd0', '2b:0', 'web/xvda', true]);
+    await expect(attachParentDisk({ family: 'deb', vm: 'nope', disk: 'xvda', stateDir: hostA, nbd })).rejects.toThrow(/has no disk nope\/xvda, and no image was given/);
+    expect(await detachParentDisk({ device: a.device, family: 'deb', vm: 'web', stateDir: hostA, nbd })).toEqual({ removed: true });
+    expect(nbd.calls.at(-1)).toEqual(['-d', '/dev/nbd0']);
+    expect(await onA((f) => f.heads().map((h) => h.vm))).toEqual(['deb67']);
   });
 
   it('a fork that fails after prepare or after its freeze leaves no overlay, slice export or front', async () => {
