@@ -25,6 +25,13 @@ export class CloneVbdError extends Error {}
 /** The backend key, in dom0's backend directory, naming the family disk behind a vbd: "family:vm/disk". */
 export const DISK_KEY = 'snowflock-disk';
 
+/**
+ * The hotplug script libxl runs for a clone's vbd when it removes it (xl destroy): it disconnects
+ * and removes the overlay. libxl reads it from the backend (libxl_linux.c), as the absolute path
+ * it writes there itself for a parent's disk.
+ */
+export const CLONE_VBD_SCRIPT = '/etc/xen/scripts/block-snowflock';
+
 export const vbdBackendPath = (domid: number, devid: number) => `/local/domain/0/backend/vbd/${domid}/${devid}`;
 export const vbdFrontendPath = (domid: number, devid: number) => `${domainPath(domid)}/device/vbd/${devid}`;
 
@@ -103,7 +110,7 @@ export function writeCloneVbds(xs: XenStore, domid: number, vbds: CloneVbd[]): v
     const entries: [string, string][] = [
       ['frontend', front], ['frontend-id', String(domid)], ['online', '1'], ['removable', '0'], ['bootable', '1'],
       ['dev', v.record.vdev], ['type', 'phy'], ['mode', v.record.mode], ['device-type', 'disk'], ['discard-enable', '1'],
-      ['params', v.device], [DISK_KEY, diskTarget(v.target)],
+      ['params', v.device], [DISK_KEY, diskTarget(v.target)], ['script', CLONE_VBD_SCRIPT],
       // What a block hotplug script writes once the device exists; blkback opens it on seeing it.
       ['physical-device', v.physicalDevice], ['physical-device-path', v.device], ['hotplug-status', 'connected'],
       ['state', '1'],
@@ -113,13 +120,11 @@ export function writeCloneVbds(xs: XenStore, domid: number, vbds: CloneVbd[]): v
   }
 }
 
-/** The hotplug script libxl runs for a clone's vbd when it removes it (xl destroy): it disconnects and removes the overlay. */
-export const CLONE_VBD_SCRIPT = 'block-snowflock';
 
 /**
  * libxl's own directory for the vbd (/libxl/<domid>/device/vbd/<devid>), as it keeps one per
- * device: a domain xl destroys then has its vbd taken down and block-snowflock run with
- * "remove" (the nbd connection ends, the clone's overlay leaves its family), as for a disk libxl
+ * device: xl destroy lists devices there, so the vbd is taken down and the backend's script run
+ * with "remove" (the nbd connection ends, the clone's overlay leaves its family), as for a disk libxl
  * made itself. (The clone's libxl configuration lists no disks: xl save or migrate of a clone
  * with disks is not supported.)
  */

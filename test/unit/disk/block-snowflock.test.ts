@@ -16,11 +16,13 @@ afterEach(() => {
 });
 
 const FAKE_XS = `#!/bin/sh
-# xenstore over the directory $XS (a node's value in the file of its path)
+# xenstore over the directory $XS (a node's value in the file of its path); a relative path is
+# dom0's, as libxl's XENBUS_PATH ("backend/vbd/5/51712") is
+abs() { case $1 in /*) echo "$XS$1" ;; *) echo "$XS/local/domain/0/$1" ;; esac; }
 case $(basename "$0") in
-  xenstore-read) [ -f "$XS$1" ] || { echo "couldn't read path $1" >&2; exit 1; }; cat "$XS$1" ;;
-  xenstore-write) while [ $# -ge 2 ]; do mkdir -p "$XS$(dirname "$1")"; printf %s "$2" > "$XS$1"; shift 2; done ;;
-  xenstore-rm) rm -rf "$XS$1" ;;
+  xenstore-read) f=$(abs "$1"); [ -f "$f" ] || { echo "couldn't read path $1" >&2; exit 1; }; cat "$f" ;;
+  xenstore-write) while [ $# -ge 2 ]; do f=$(abs "$1"); mkdir -p "$(dirname "$f")"; printf %s "$2" > "$f"; shift 2; done ;;
+  xenstore-rm) rm -rf "$(abs "$1")" ;;
 esac
 `;
 const FAKE_SNOWFLOCK = `#!/bin/sh
@@ -49,7 +51,8 @@ function env(params: string | null, extra: Record<string, string> = {}) {
   const read = (path: string) => (existsSync(join(xs, path)) ? readFileSync(join(xs, path), 'utf8') : null);
   const run = (shell: string[], command: string, more: Record<string, string> = {}) => spawnSync(shell[0]!, [...shell.slice(1), SCRIPT, command], {
     encoding: 'utf8',
-    env: { PATH: `${bin}:/usr/bin:/bin`, XS: xs, CALLS: calls, XENBUS_PATH: BACK, XENBUS_TYPE: 'vbd', ...extra, ...more },
+    // as libxl sets them (libxl_linux.c): the backend path relative to dom0's home
+    env: { PATH: `${bin}:/usr/bin:/bin`, XS: xs, CALLS: calls, XENBUS_PATH: BACK.replace('/local/domain/0/', ''), XENBUS_TYPE: 'vbd', XENBUS_BASE_PATH: 'backend', script: '/etc/xen/scripts/block-snowflock', ...extra, ...more },
   });
   return { run, read, node, calls: () => (existsSync(calls) ? readFileSync(calls, 'utf8').trim().split('\n') : []) };
 }

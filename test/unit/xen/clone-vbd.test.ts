@@ -61,9 +61,11 @@ describe('a clone\'s vbds in xenstore', () => {
     const back = '/local/domain/0/backend/vbd/9/51712';
     const front = '/local/domain/9/device/vbd/51712';
     const read = (p: string) => xs.read(p);
-    expect(Object.fromEntries(['frontend', 'frontend-id', 'online', 'removable', 'bootable', 'dev', 'type', 'mode', 'device-type', 'params', 'physical-device', 'physical-device-path', 'snowflock-disk', 'state'].map((k) => [k, read(`${back}/${k}`)]))).toEqual({
+    expect(Object.fromEntries(['frontend', 'frontend-id', 'online', 'removable', 'bootable', 'dev', 'type', 'mode', 'device-type', 'params', 'physical-device', 'physical-device-path', 'snowflock-disk', 'script', 'state'].map((k) => [k, read(`${back}/${k}`)]))).toEqual({
       'frontend': front, 'frontend-id': '9', 'online': '1', 'removable': '0', 'bootable': '1', 'dev': 'xvda', 'type': 'phy', 'mode': 'w',
-      'device-type': 'disk', 'params': '/dev/nbd1', 'physical-device': '2b:10', 'physical-device-path': '/dev/nbd1', 'snowflock-disk': 'web:web-ab12-1/xvda', 'state': '1',
+      'device-type': 'disk', 'params': '/dev/nbd1', 'physical-device': '2b:10', 'physical-device-path': '/dev/nbd1', 'snowflock-disk': 'web:web-ab12-1/xvda',
+      // libxl reads the hotplug script from the backend when xl destroy removes the vbd
+      'script': '/etc/xen/scripts/block-snowflock', 'state': '1',
     });
     expect(Object.fromEntries(['backend', 'backend-id', 'virtual-device', 'device-type', 'state'].map((k) => [k, read(`${front}/${k}`)]))).toEqual({
       'backend': back, 'backend-id': '0', 'virtual-device': '51712', 'device-type': 'disk', 'state': '1',
@@ -79,7 +81,7 @@ describe('a clone\'s vbds in xenstore', () => {
     // libxl's own record of the device: xl destroy takes it down and runs block-snowflock remove
     const libxl = '/libxl/9/device/vbd/51712';
     expect(Object.fromEntries(['frontend', 'backend', 'params', 'script', 'type', 'mode', 'dev'].map((k) => [k, read(`${libxl}/${k}`)]))).toEqual({
-      frontend: front, backend: back, params: '/dev/nbd1', script: 'block-snowflock', type: 'phy', mode: 'w', dev: 'xvda',
+      frontend: front, backend: back, params: '/dev/nbd1', script: '/etc/xen/scripts/block-snowflock', type: 'phy', mode: 'w', dev: 'xvda',
     });
   });
 
