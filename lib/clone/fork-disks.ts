@@ -34,7 +34,6 @@ export type ForkDisksOptions = FamilyOptions;
  * slice released).
  */
 export class ForkDisks {
-  private frozen = false;
   private readonly exported: DiskForkExport[] = [];
 
   constructor(
@@ -62,7 +61,6 @@ export class ForkDisks {
 
   /** Freezes every disk of the parent (stopped by the caller); the old layers become the fork's slices. */
   async freeze(): Promise<void> {
-    this.frozen = true;
     for (const [name, vbds] of this.byFamily()) {
       await useFamily(name, this.o, (f) => f.freeze({ fork: this.fork, vm: vbds[0]!.vm, disks: vbds.map((v) => v.disk) }).then(() => undefined));
     }
@@ -82,12 +80,11 @@ export class ForkDisks {
     const left: string[] = [];
     for (const name of this.byFamily().keys()) {
       try {
+        // Either may apply when a freeze of several families stopped part way: a family not
+        // frozen yet still holds its prepared overlays, a frozen one has its slices exported.
         await useFamily(name, this.o, async (f) => {
-          if (this.frozen) {
-            if (f.slices(this.fork).some((s) => !s.released)) await f.releaseFork(this.fork);
-          } else {
-            await f.abandonFreeze(this.fork);
-          }
+          await f.abandonFreeze(this.fork);
+          if (f.slices(this.fork).some((s) => !s.released)) await f.releaseFork(this.fork);
         });
       } catch (e) {
         left.push(`family ${name}: ${(e as Error).message}`);
