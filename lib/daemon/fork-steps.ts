@@ -49,6 +49,24 @@ export class ForkSteps {
   }
 
   /**
+   * The fork is over and none of its clones can still run: the parent's host lets go of what the
+   * capture left there (the memserver, the disks' fronts and slice exports). Never throws.
+   */
+  async end(fork: Fork): Promise<void> {
+    const host = fork.family.parent.host;
+    const link = this.o.connected(host);
+    if (!link) {
+      this.o.log('end-failed', { fork: fork.ticket.id, host, error: 'host not connected' });
+      return;
+    }
+    try {
+      await link.call('end', { fork: fork.ticket.id }, this.o.commandTimeoutMs);
+    } catch (e) {
+      this.o.log('end-failed', { fork: fork.ticket.id, host, error: (e as Error).message });
+    }
+  }
+
+  /**
    * Every host of the fork destroys its clones (now, or when their build ends) and releases the
    * parent if it holds it stopped. Hosts that are down destroy them when they register again.
    */

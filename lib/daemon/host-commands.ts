@@ -106,6 +106,9 @@ export class HostCommandRunner {
         return this.destroy((body as HostCommands['destroy']).domids);
       case 'abort':
         return this.abort((body as HostCommands['abort']).fork);
+      case 'end':
+        await this.abandon((body as HostCommands['end']).fork);
+        return {};
     }
   }
 

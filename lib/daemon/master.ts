@@ -285,6 +285,8 @@ export class Master {
     fork.state = 'ending';
     this.changes.notify();
     const unconfirmed = await this.steps.destroy(fork);
+    // A clone not confirmed gone (or on a host that dropped out) may still read its disks: their fronts stay.
+    if (unconfirmed.length === 0 && fork.children.every((c) => c.state === 'destroyed')) await this.steps.end(fork);
     await this.release(fork, reason);
     const report: EndReport = {
       ticket: fork.ticket.id,

@@ -67,6 +67,8 @@ export const hostCommands = {
   destroy: obj({ domids: list(domid, MAX_CLONES) }),
   /** The fork failed: destroy its clones here, now or when their build ends; release its parent if stopped here. */
   abort: obj({ fork: ticketId }),
+  /** The fork ended with every clone destroyed: what its capture left here (memserver, disk fronts and slices) goes. */
+  end: obj({ fork: ticketId }),
 };
 
 const destroyResult = obj({
@@ -83,6 +85,7 @@ export const hostResults = {
   release: obj({}),
   destroy: destroyResult,
   abort: destroyResult,
+  end: obj({}),
 };
 
 /** dom0's CLI -> its host daemon, over the daemon's local admin socket (admin-socket.ts). */

@@ -51,6 +51,9 @@ describe('a family through the guest library', () => {
     expect(clonesLeft(lab)).toBe(0);
     expect(lab.hosts.h1.fake.domains.get(7)!.state).toBe('running');
     expect((await lab.master.hosts()).hosts.map((h) => h.usedVcpus)).toEqual([0, 0]);
+    // The fork is over: the parent's host let go of what its capture left (memserver, disk fronts).
+    expect(lab.hosts.h1.fake.abandoned).toEqual([t.ticket]);
+    expect(lab.hosts.h2.fake.abandoned).toEqual([]);
   });
 
   it('the camelCase names are the same calls; a child sees its role and leaves through the module-level exit()', async () => {
@@ -261,6 +264,8 @@ describe('bad requests get their error and leave no clone', () => {
     expect(report.lost.every((x) => x.host === 'h2')).toBe(true);
     expect(report.destroyed).toHaveLength(4 - onH2.length);
     expect(clonesLeft(lab)).toBe(0); // the restarted daemon destroyed them when it registered
+    // Lost clones might still have been reading the parent's disks: its host kept the fork's fronts.
+    expect(lab.hosts.h1.fake.abandoned).toEqual([]);
   });
 
   it('a clone that crashes before sf_exit: join reports it died instead of waiting; it is destroyed', async () => {
