@@ -47,6 +47,12 @@ export const EXPECTED_SKIPS: readonly ExpectedSkip[] = [
   { file: '67.clone-disk', when: 'no Debian disk', reason: /^no Debian guest disk \(run with --debian-disk\)$/ },
   { file: '67.clone-disk', when: 'not box 1', reason: /^single-host file runs on box 1$/ },
   { file: '67.clone-disk', when: 'real host', reason: /^this dom0 cannot attach disks: / },
+  // 68: the Debian guest forked over two hosts through the daemons; needs --debian-disk too.
+  { file: '68.disk-api-hosts', when: 'one host', reason: /^single host$/ },
+  { file: '68.disk-api-hosts', when: "Debian's Xen", reason: /^Debian's Xen has no mem_paging$/ },
+  { file: '68.disk-api-hosts', when: 'box 3 or later', reason: /^boxes 1 and 2 take part$/ },
+  { file: '68.disk-api-hosts', when: 'no Debian disk', reason: /^no Debian guest disk \(run with --debian-disk\)$/ },
+  { file: '68.disk-api-hosts', when: 'real host', reason: /^this dom0 cannot attach disks: / },
   // A real dom0 need not have the test box's guest bridge; a test box always does (dom0-init).
   { file: '87.guest-net', when: 'real host', reason: /^no bridge sfbr0 in this dom0$/ },
 ];

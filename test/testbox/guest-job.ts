@@ -17,7 +17,7 @@ import { MasterServer } from '../../lib/daemon/master-server.js';
 import { VchanGuestTransport } from '../../lib/daemon/vchan-transport.js';
 import { XenBackend } from '../../lib/daemon/xen-backend.js';
 import { serveAllDomains, type DomainWatch } from '../../lib/daemon/domain-watch.js';
-import { destroyQuietly, openXen, startNodeGuest, waitUntil } from './helpers.js';
+import { destroyQuietly, openXen, startDebianGuest, startNodeGuest, waitUntil } from './helpers.js';
 
 const RECORDS = '/local/domain/0/snowflock/daemon/clones';
 const VCHANS = '/local/domain/0/data/vchan/snowflock';
@@ -98,6 +98,13 @@ export class JobHost {
    */
   async startJob(name: string, workload: 'node' | 'shell', program: string, args: string[], o: { ip?: string } = {}): Promise<number> {
     const domid = await startNodeGuest(name, workload, program, args, o);
+    this.parents.push(domid);
+    return domid;
+  }
+
+  /** The Debian guest running `program` under the node workload, its root disk given by `disks` (xl disk specs). */
+  async startDebianJob(name: string, program: string, args: string[], disks: string[]): Promise<number> {
+    const domid = await startDebianGuest(name, program, disks, { workload: 'node', args });
     this.parents.push(domid);
     return domid;
   }

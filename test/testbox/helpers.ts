@@ -123,16 +123,18 @@ export async function startNodeGuest(name: string, workload: 'node' | 'shell', p
 
 /**
  * The Debian guest (images/debian) with its root disk given by `disks` (xl disk specs), running
- * `program` of images/testguest/programs under the agent's shell workload. Only in a box started
- * with --debian-disk (dom0-init sets SNOWFLOCK_DEBIAN_INITRD), or where that is set.
+ * `program` of images/testguest/programs under the agent's shell workload (or node, with args).
+ * Only in a box started with --debian-disk (dom0-init sets SNOWFLOCK_DEBIAN_INITRD), or where
+ * that is set.
  */
-export async function startDebianGuest(name: string, program: string, disks: string[], o: { memoryMiB?: number } = {}): Promise<number> {
+export async function startDebianGuest(name: string, program: string, disks: string[], o: { memoryMiB?: number; workload?: 'shell' | 'node'; args?: string[] } = {}): Promise<number> {
   const initrd = process.env.SNOWFLOCK_DEBIAN_INITRD;
   if (!initrd) throw new Error('no Debian guest initramfs (SNOWFLOCK_DEBIAN_INITRD): start the box with --debian-disk');
   const { kernel } = testGuestImage();
+  const args = o.args?.length ? ` sf.args=${o.args.join(',')}` : '';
   return bootGuest({
     name, type: 'pvh', kernel, ramdisk: initrd, memoryMiB: o.memoryMiB ?? 256, vcpus: 1,
-    cmdline: `root=/dev/xvda sf.workload=shell sf.program=${program}`, disks, ...testTsc(),
+    cmdline: `root=/dev/xvda sf.workload=${o.workload ?? 'shell'} sf.program=${program}${args}`, disks, ...testTsc(),
   });
 }
 
