@@ -44,16 +44,17 @@ const XVDA = 51712;
 /** What box 2 says when box 1 is done: its clones' SF-JOB lines and what it still holds. */
 interface Box2Report { lines: string[]; heldClones: number[]; vchans: number[]; domains: number[]; nbd: string[]; disks: FamilyLeft }
 
+/** `overlays`: the family's overlay files other than the parent's own layers (`<parent>.<disk>.<n>.qcow2`). */
 interface FamilyLeft { heads: string[]; fronts: string[]; exported: string[]; overlays: string[] }
 
 /** /dev/nbdN devices connected now. */
 const connectedNbd = () => readdirSync('/sys/block').filter((n) => /^nbd\d+$/.test(n) && existsSync(`/sys/block/${n}/pid`)).sort();
 
 /** What the family holds on this box (nothing when it never came here). */
-async function familyLeft(family: string): Promise<FamilyLeft> {
+async function familyLeft(family: string, parentName: string): Promise<FamilyLeft> {
   const dir = join(DEFAULT_DISK_STATE_DIR, family);
   if (!existsSync(dir)) return { heads: [], fronts: [], exported: [], overlays: [] };
-  const overlays = existsSync(join(dir, 'overlays')) ? readdirSync(join(dir, 'overlays')).sort() : [];
+  const overlays = existsSync(join(dir, 'overlays')) ? readdirSync(join(dir, 'overlays')).filter((f) => !f.startsWith(`${parentName}.`)).sort() : [];
   return useFamily(family, {}, async (f) => ({
     heads: f.heads().map((h) => `${h.kind}:${h.vm}/${h.disk}`).sort(),
     fronts: f.fronts().map((x) => x.fork),
@@ -92,7 +93,7 @@ async function box1Job(t: { diagnostic: (s: string) => void }, box: JobHost): Pr
     assert.match(parentLines, /SF-JOB parent-disk pre-fork=exact seen=post-fork\.bin,pre-fork\.bin/, 'no clone\'s file reached the parent');
     await box.assertNothingLeft(parent, before);
     // The parent keeps its own disk; the fork's front and slice export ended with the join.
-    assert.deepEqual(await familyLeft(family), { heads: [`parent:${name}/xvda`], fronts: [], exported: [], overlays: [] }, 'box 1 holds only the parent\'s disk');
+    assert.deepEqual(await familyLeft(family, name), { heads: [`parent:${name}/xvda`], fronts: [], exported: [], overlays: [] }, 'box 1 holds only the parent\'s disk');
     const parentNbd = (xs!.read(`${vbdBackendPath(parent, XVDA)}/physical-device-path`) ?? '').replace('/dev/', '');
     assert.deepEqual(connectedNbd(), [...nbdBefore, parentNbd].sort(), 'box 1 holds only the parent\'s nbd device');
     assert.deepEqual({ held: there.heldClones, vchans: there.vchans, nbd: there.nbd }, { held: [], vchans: [], nbd: [] }, 'box 2 holds no clone record, vchan server or nbd device');
@@ -107,7 +108,7 @@ async function box1Job(t: { diagnostic: (s: string) => void }, box: JobHost): Pr
 async function box2Report(box: JobHost, parentName: string): Promise<Box2Report> {
   family = familyOf(parentName);
   const vchans = await box.settledVchanEndpoints();
-  return { lines: cloneLines(parentName), heldClones: box.heldClones(), vchans, domains: box.liveDomids(), nbd: connectedNbd(), disks: await familyLeft(family) };
+  return { lines: cloneLines(parentName), heldClones: box.heldClones(), vchans, domains: box.liveDomids(), nbd: connectedNbd(), disks: await familyLeft(family, parentName) };
 }
 
 test('the Debian guest with its root disk forks into 4 clones over two hosts through sf_clone; each reads the fork\'s files and writes its own', { timeout: 1_700_000 }, async (t) => {
