@@ -149,6 +149,7 @@ Loader& Load() {
     SF_RESOLVE(xs_set_permissions);
     SF_RESOLVE(xs_introduce_domain);
     SF_RESOLVE(xs_release_domain);
+    SF_RESOLVE(xs_resume_domain);
     SF_RESOLVE(xs_watch);
     SF_RESOLVE(xs_unwatch);
     SF_RESOLVE(xs_fileno);

@@ -88,6 +88,7 @@ struct XenLibs {
   SF_XEN_FN(xs_set_permissions);
   SF_XEN_FN(xs_introduce_domain);
   SF_XEN_FN(xs_release_domain);
+  SF_XEN_FN(xs_resume_domain);
   SF_XEN_FN(xs_watch);
   SF_XEN_FN(xs_unwatch);
   SF_XEN_FN(xs_fileno);

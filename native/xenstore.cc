@@ -43,6 +43,7 @@ void XenStore::Register(Napi::Env env, Napi::Object exports) {
                                           InstanceMethod("setPermissions", &XenStore::SetPermissions),
                                           InstanceMethod("introduceDomain", &XenStore::IntroduceDomain),
                                           InstanceMethod("releaseDomain", &XenStore::ReleaseDomain),
+                                          InstanceMethod("resumeDomain", &XenStore::ResumeDomain),
                                       }));
 }
 
@@ -153,6 +154,16 @@ Napi::Value XenStore::ReleaseDomain(const Napi::CallbackInfo& info) {
   uint32_t domid = UintArg(info, 0, "domid");
   if (!Xen().xs_release_domain(Handle(info.Env()), domid) && errno != ENOENT)
     Fail(info.Env(), "xs_release_domain", "domain " + std::to_string(domid));
+  return info.Env().Undefined();
+}
+
+// xenstored marks a domain shut down once and fires @releaseDomain only on that change; after a
+// suspend that the toolstack resumes, it must be told (as libxl does), or the domain's next
+// suspend fires no @releaseDomain and `xl save` waits for it until it times out.
+Napi::Value XenStore::ResumeDomain(const Napi::CallbackInfo& info) {
+  uint32_t domid = UintArg(info, 0, "domid");
+  if (!Xen().xs_resume_domain(Handle(info.Env()), domid))
+    Fail(info.Env(), "xs_resume_domain", "domain " + std::to_string(domid));
   return info.Env().Undefined();
 }
 

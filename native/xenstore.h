@@ -26,6 +26,7 @@ class XenStore : public Napi::ObjectWrap<XenStore> {
   Napi::Value SetPermissions(const Napi::CallbackInfo& info);
   Napi::Value IntroduceDomain(const Napi::CallbackInfo& info);
   Napi::Value ReleaseDomain(const Napi::CallbackInfo& info);
+  Napi::Value ResumeDomain(const Napi::CallbackInfo& info);
 
   struct xs_handle* xsh_ = nullptr;
 };

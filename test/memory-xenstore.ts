@@ -20,5 +20,6 @@ export function memoryStore(): XenStore & { nodes: Map<string, string>; perms: M
     setPermissions: (p, v) => { perms.set(p, v); },
     introduceDomain() {},
     releaseDomain() {},
+    resumeDomain() {},
   };
 }

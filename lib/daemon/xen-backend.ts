@@ -193,7 +193,7 @@ export class XenBackend implements CloneBackend {
     for (const id of this.xs.directory(`${RECORDS}/stopped`) ?? []) {
       const parent = Number(id);
       try {
-        if (this.xc.domainInfo(parent).shutdownReason === 'suspend') resumeSuspended(this.xc, parent);
+        if (this.xc.domainInfo(parent).shutdownReason === 'suspend') resumeSuspended(this.xc, this.xs, parent);
       } catch {
         /* gone */
       }

@@ -94,7 +94,7 @@ export async function captureDescriptor(xc: XenControl, xs: XenStore, domid: num
   const imageId = opts.memoryImage ? newImageId() : undefined;
   let stopped = true;
   const resumeParent = () => {
-    if (stopped) resumeSuspended(xc, domid);
+    if (stopped) resumeSuspended(xc, xs, domid);
     stopped = false;
   };
   try {

@@ -163,6 +163,8 @@ export interface XenStore {
   setPermissions(path: string, perms: XenStorePermission[]): void;
   introduceDomain(domid: number, storeGfn: number, storePort: number): void;
   releaseDomain(domid: number): void;
+  /** Tells xenstored a suspended domain runs again (XS_RESUME), as libxl does after a resume. */
+  resumeDomain(domid: number): void;
 }
 
 export interface XenControl {

@@ -42,8 +42,13 @@ export async function suspendDomain(xc: XenControl, xs: XenStore, domid: number,
   }
 }
 
-/** Lets a suspended parent carry on as if the suspend had been cancelled. */
-export function resumeSuspended(xc: XenControl, domid: number): void {
+/**
+ * Lets a suspended parent carry on as if the suspend had been cancelled, and tells xenstored it
+ * runs again: xenstored fires @releaseDomain only when a domain newly shuts down, so without it
+ * the parent's next suspend (an `xl save`, whose libxl waits on that watch) would go unnoticed.
+ */
+export function resumeSuspended(xc: XenControl, xs: XenStore, domid: number): void {
   xc.unpause(domid);
   xc.resume(domid, true);
+  xs.resumeDomain(domid);
 }

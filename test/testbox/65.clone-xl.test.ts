@@ -4,13 +4,14 @@
 // ballooned parent, and a clone of that clone, load every page, and Xen logs no over-allocation.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadAddon } from '../../lib/xen/native.js';
 import { readConsole, waitForConsole } from '../../lib/xen/console.js';
 import { destroyClone, type Restored } from '../../lib/descriptor/restore.js';
+import { resumeSuspended, suspendDomain } from '../../lib/xen/suspend.js';
 import type { LazyCloneResult } from '../../lib/clone/lazy.js';
 import { processAlive } from '../../lib/memtap/spawn.js';
 import { destroyQuietly, domainIds, env, GUEST_BRIDGE, memPagingSkip, openXen, startTestGuest, waitUntil } from './helpers.js';
@@ -237,6 +238,25 @@ test('the descriptor CLI on Xen: save with a memory image, inspect, restore a ru
   assert.equal(xlListLong(restored.domid).config.c_info.name, name);
   await destroyClone(xc, xs, restored.domid, restored.uuid);
   rmSync(image);
+});
+
+test('the parent\'s next suspend fires @releaseDomain: snowflock\'s resumes told xenstored (XS_RESUME), as xl save waits on that watch', { skip: skipBox }, async () => {
+  // The forks and the descriptor save above suspended and resumed the parent. xenstored fires
+  // @releaseDomain only when it sees a domain newly shut down; a resume it was not told of
+  // leaves it thinking the parent is still down, and libxl's wait for the suspend times out.
+  const watch = spawn('xenstore-watch', ['-n', '2', '@releaseDomain'], { stdio: ['ignore', 'pipe', 'pipe'] }); // its 1st event is the registration
+  let out = '';
+  watch.stdout.on('data', (d) => { out += d; });
+  const exited = new Promise<boolean>((r) => watch.once('exit', () => r(true)));
+  await waitUntil('xenstore-watch to register', () => out.includes('@releaseDomain'), 30_000);
+  await suspendDomain(xc, xs, parent!);
+  xc.pause(parent!); // as a capture holds it
+  const fired = await Promise.race([exited, new Promise<boolean>((r) => setTimeout(() => r(false), 30_000))]);
+  resumeSuspended(xc, xs, parent!);
+  watch.kill();
+  assert.ok(fired, `no @releaseDomain within 30 s of the parent's suspend (xenstore-watch printed: ${JSON.stringify(out)})`);
+  const before = Math.max(...counts(parentName, 0));
+  await waitForConsole(parentName, new RegExp(`SF-COUNT ${before + 2} vmid=0`), 120_000);
 });
 
 test('the parent afterwards: xl list -l, mem-set and xl save -c (a checkpoint: it runs on)', { skip: skipBox }, async () => {
