@@ -4,14 +4,16 @@
 // transaction of blockdev-snapshot); the old active node becomes a read-only slice, exported
 // to the fork's front. A clone's disk is a sparse overlay over a fork's slice read over NBD.
 // Every operation undoes what it made when a later step fails.
-import { mkdirSync, rmSync, statfsSync, unlinkSync } from 'node:fs';
+import { mkdirSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { DiskError, classify } from './errors.js';
 import { addExport, addFormatNode, addNbdNode, addPskCreds, backingOf, nodeSize, removeExport } from './graph.js';
 import { startFront, stopFront } from './front.js';
-import { newPsk, privateDir, writePskDir, type Psk } from './psk.js';
+import { newPsk, privateDir, pskIdentity, writePskDir, type Psk } from './psk.js';
 import { createOverlay, imageInfo, type ImageCheck } from './qemu-img.js';
 import { checkSlices } from './list.js';
+import { reopenFamily } from './relaunch.js';
+import { freeBytes } from './space.js';
 import { QmpClient, type QmpEvent } from './qmp.js';
 import { checkName, DEFAULT_DISK_STATE_DIR, readRecord, writeRecord, type Base, type FamilyRecord, type Front, type Head, type Layer, type Slice } from './record.js';
 import { daemonPaths, runningDaemon, startStorageDaemon, stopStorageDaemon, type DaemonPaths } from './storage-daemon.js';
@@ -90,7 +92,9 @@ export class DiskFamily {
 
   /**
    * Opens the family on this host: connects to its running daemon, or starts one (with its
-   * NBD server on the family's unix socket) when the family has none yet.
+   * NBD server on the family's unix socket) when the family has none yet. When its daemon has
+   * died, the new one reopens every disk, slice export and front the record lists; a disk that
+   * cannot be reopened (a damaged overlay, an unreachable fork) is left out with its `fault`.
    */
   static async open(o: DiskFamilyOptions): Promise<DiskFamily> {
     const family = checkName('family', o.family);
@@ -109,15 +113,19 @@ export class DiskFamily {
       });
       return new DiskFamily(family, stateDir, existing, qmp, log);
     }
-    if (existing && (existing.heads.length || existing.fronts.length)) {
-      throw new DiskError('no-storage-daemon', `family ${family}: its storage daemon (pid ${existing.pid}) is gone, and with it the disks of ${[...new Set(existing.heads.map((h) => h.vm))].join(', ') || 'its forks'} (restarting a family is not implemented; its files are in ${dir})`);
-    }
     return Undo.guard(async (undo) => {
       undo.push(`remove ${paths.dir}`, () => rmSync(paths.dir, { recursive: true, force: true }));
       const { pid: started, qmp } = await startStorageDaemon(paths);
       undo.push(`stop storage daemon ${started}`, () => stopStorageDaemon(started, qmp));
-      await qmp.execute('nbd-server-start', { addr: { type: 'unix', data: { path: join(paths.dir, 'nbd.sock') } } });
+      const familySocket = join(paths.dir, 'nbd.sock');
+      await qmp.execute('nbd-server-start', { addr: { type: 'unix', data: { path: familySocket } } });
       const record: FamilyRecord = { version: 1, family, seq: existing?.seq ?? 0, pid: started, heads: [], slices: [], fronts: [] };
+      if (existing && (existing.heads.length || existing.fronts.length)) {
+        // its daemon died: the record lists what it held, so a new daemon opens it all again
+        log(`family ${family}: storage daemon ${existing.pid} is gone; reopening its disks from ${dir}`);
+        Object.assign(record, { heads: existing.heads, slices: existing.slices, fronts: existing.fronts });
+        await reopenFamily(qmp, record, { familySocket, log });
+      }
       writeRecord(dir, record);
       log(`family ${family}: storage daemon ${started} started`);
       return new DiskFamily(family, stateDir, record, qmp, log);
@@ -303,6 +311,10 @@ export class DiskFamily {
       const disk = checkName('disk', o.disk);
       const src = o.source;
       this.refuseHead(vm, disk);
+      if (src.psk.identity !== pskIdentity(src.fork)) {
+        // a key opens only its own fork's front: one fork's key given for another is a mix-up, refused before anything is made
+        throw new DiskError('wrong-psk', `opening export ${src.export} of fork ${src.fork}: the key given is for identity ${src.psk.identity}, not fork ${src.fork}'s (${pskIdentity(src.fork)})`);
+      }
       mkdirSync(this.overlayDir, { recursive: true, mode: 0o700 });
       const n = this.next();
       const base: Base = {
@@ -355,24 +367,29 @@ export class DiskFamily {
       const left: string[] = [];
       for (const head of heads) {
         const undo = new Undo();
+        // a head its relaunched daemon could not open (head.fault) has nothing in the graph
+        const inGraph = !head.fault;
         // teardown in the order QEMU needs it: export, overlays top down, base, its key
         undo.push(`remove the base of ${head.export}`, async () => {
           if (head.base.kind === 'image') {
+            if (!inGraph) return;
             await this.qmp.execute('blockdev-del', { 'node-name': head.base.node });
             await this.qmp.execute('blockdev-del', { 'node-name': head.base.fileNode });
           } else {
-            await this.qmp.execute('blockdev-del', { 'node-name': head.base.node });
-            await this.qmp.execute('object-del', { id: head.base.credsId });
+            if (inGraph) {
+              await this.qmp.execute('blockdev-del', { 'node-name': head.base.node });
+              await this.qmp.execute('object-del', { id: head.base.credsId });
+            }
             rmSync(head.base.pskDir, { recursive: true, force: true });
           }
         });
-        for (const l of head.layers) {
+        for (const l of inGraph ? head.layers : []) {
           undo.push(`delete layer ${l.node}`, async () => {
             await this.qmp.execute('blockdev-del', { 'node-name': l.node });
             await this.qmp.execute('blockdev-del', { 'node-name': l.fileNode });
           });
         }
-        undo.push(`block-export-del ${head.exportId}`, () => removeExport(this.qmp, head.exportId));
+        if (inGraph) undo.push(`block-export-del ${head.exportId}`, () => removeExport(this.qmp, head.exportId));
         left.push(...(await undo.run(this.log)));
         const files = head.layers.map((l) => l.file);
         if (head.kind === 'clone') {
@@ -409,11 +426,10 @@ export class DiskFamily {
   usage(): Promise<{ freeBytes: number; heads: { vm: string; disk: string; allocatedBytes: number }[] }> {
     return this.serial(async () => {
       mkdirSync(this.overlayDir, { recursive: true, mode: 0o700 });
-      const st = statfsSync(this.overlayDir);
       const nodes = await this.qmp.execute<{ 'node-name': string; image: { 'actual-size'?: number } }[]>('query-named-block-nodes', { flat: true });
       const size = (node: string) => nodes.find((x) => x['node-name'] === node)?.image['actual-size'] ?? 0;
       return {
-        freeBytes: Number(st.bavail) * Number(st.bsize),
+        freeBytes: freeBytes(this.overlayDir),
         heads: this.record.heads.map((h) => ({ vm: h.vm, disk: h.disk, allocatedBytes: h.layers.reduce((a, l) => a + size(l.fileNode), 0) })),
       };
     });
@@ -445,6 +461,8 @@ export class DiskFamily {
   private headsOf(o: { vm: string; disks?: string[] }): Head[] {
     const heads = this.record.heads.filter((h) => h.vm === o.vm && (!o.disks || o.disks.includes(h.disk)));
     if (!heads.length) throw new DiskError('not-found', `family ${this.family} has no disk of VM ${o.vm}${o.disks ? ` named ${o.disks.join(', ')}` : ''} on this host`);
+    const down = heads.find((h) => h.fault);
+    if (down?.fault) throw new DiskError(down.fault.code, `${down.export} is not open: ${down.fault.message}`);
     return heads;
   }
 

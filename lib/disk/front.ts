@@ -5,11 +5,11 @@
 // Only a client holding this fork's key completes the handshake; a name the front does not
 // export is refused by QEMU.
 import { createServer } from 'node:net';
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { addExport, addNbdNode, addPskCreds } from './graph.js';
 import { classify } from './errors.js';
-import { privateDir, writePskDir, type Psk } from './psk.js';
+import { privateDir, readPskDir, writePskDir, type Psk } from './psk.js';
 import { daemonPaths, startStorageDaemon, stopStorageDaemon } from './storage-daemon.js';
 import type { Front, Slice } from './record.js';
 import { QmpError, type QmpClient } from './qmp.js';
@@ -88,4 +88,19 @@ export async function stopFront(f: Front): Promise<void> {
   await stopStorageDaemon(f.pid);
   rmSync(f.pskDir, { recursive: true, force: true });
   rmSync(f.dir, { recursive: true, force: true });
+}
+
+/**
+ * Starts a dead front again where it was (its family relaunched after both died): the same
+ * address and key, so the clones' NBD nodes reconnect to it (NBD_RECONNECT_DELAY_S in graph.ts).
+ */
+export async function restartFront(f: Front, familySocket: string, slices: Slice[]): Promise<Front> {
+  const psk = readPskDir(f.pskDir);
+  rmSync(f.pskDir, { recursive: true, force: true });
+  try {
+    return await Undo.guard((undo) => startFront(undo, { fork: f.fork, dir: f.dir, pskDir: f.pskDir, psk, familySocket, slices, host: f.host, port: f.port }));
+  } catch (e) {
+    if (!existsSync(f.pskDir)) writePskDir(f.pskDir, psk); // the key stays for another try
+    throw e;
+  }
 }

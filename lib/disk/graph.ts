@@ -35,10 +35,20 @@ export function protocolDriver(filename: string): 'file' | 'host_device' {
 
 export type NbdServer = { type: 'inet'; host: string; port: number } | { type: 'unix'; path: string };
 
+/**
+ * Seconds an NBD client node's requests wait for its server to come back after the connection
+ * breaks (a family daemon or a front relaunched) instead of failing at once. The first connect
+ * still fails at once (a wrong key or name is refused when the node is added).
+ */
+export const NBD_RECONNECT_DELAY_S = 15;
+
 /** A read-only NBD client node (to a fork's front, or a front to its family's unix socket). */
 export async function addNbdNode(qmp: QmpClient, undo: Undo, o: { node: string; server: NbdServer; export: string; tlsCreds?: string }): Promise<void> {
   const server = o.server.type === 'inet' ? { type: 'inet', host: o.server.host, port: String(o.server.port) } : { type: 'unix', path: o.server.path };
-  await qmp.execute('blockdev-add', { driver: 'nbd', 'node-name': o.node, server, export: o.export, 'read-only': true, ...(o.tlsCreds ? { 'tls-creds': o.tlsCreds } : {}) });
+  await qmp.execute('blockdev-add', {
+    driver: 'nbd', 'node-name': o.node, server, export: o.export, 'read-only': true, 'reconnect-delay': NBD_RECONNECT_DELAY_S,
+    ...(o.tlsCreds ? { 'tls-creds': o.tlsCreds } : {}),
+  });
   undo.push(`blockdev-del ${o.node}`, () => qmp.execute('blockdev-del', { 'node-name': o.node }).then(() => undefined));
 }
 

@@ -3,10 +3,11 @@
 // qemu-img check of frozen overlays. Reads only.
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { DiskError } from './errors.js';
+import { DiskError, type DiskErrorCode } from './errors.js';
 import { checkOverlay, type ImageCheck } from './qemu-img.js';
 import { QmpClient } from './qmp.js';
 import { checkName, familyNames, readRecord, type FamilyRecord } from './record.js';
+import { spaceFault } from './space.js';
 import { daemonPaths, runningDaemon } from './storage-daemon.js';
 
 export interface SliceRow {
@@ -42,6 +43,8 @@ export interface OverlayRow {
   layers: string[];
   allocatedBytes: number;
   sizeBytes: number;
+  /** what is wrong with it: not reopened when its daemon was relaunched (the error), or no room left to write */
+  fault?: { code: DiskErrorCode; message: string };
 }
 
 interface Live {
@@ -95,11 +98,13 @@ export async function listOverlays(stateDir: string, family?: string): Promise<O
     const l = await live(dir);
     for (const h of r.heads) {
       const allocated = h.layers.reduce((a, x) => a + (l?.actualSize.get(x.fileNode) ?? fileBytes(x.file)), 0);
+      const fault = h.fault ?? spaceFault(h.layers.at(-1)?.file ?? (h.base.kind === 'image' ? h.base.image : ''));
       rows.push({
         family: f, vm: h.vm, disk: h.disk, kind: h.kind, export: h.export, socket: join(dir, 'run', 'nbd.sock'),
         exported: l?.exports.has(h.exportId) ?? false,
         base: h.base.kind === 'image' ? h.base.image : `nbds://${h.base.host}:${h.base.port}/${h.base.export} (fork ${h.base.fork})`,
         layers: h.layers.map((x) => x.file), allocatedBytes: allocated, sizeBytes: h.sizeBytes,
+        ...(fault ? { fault: { code: fault.code, message: fault.message } } : {}),
       });
     }
   }

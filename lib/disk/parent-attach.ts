@@ -24,6 +24,7 @@ export async function attachParentDisk(o: ParentDiskOptions): Promise<NbdAttachm
   return useFamily(o.family, o, async (f) => {
     const head = f.heads().find((h) => h.vm === o.vm && h.disk === o.disk);
     if (head && head.kind !== 'parent') throw new DiskError('exists', `${o.vm}/${o.disk} in family ${o.family} is a clone's disk, not a parent's`);
+    if (head?.fault) throw new DiskError(head.fault.code, `${o.vm}/${o.disk} in family ${o.family} is not open: ${head.fault.message}`);
     if (!head && !o.image) throw new DiskError('not-found', `family ${o.family} has no disk ${o.vm}/${o.disk}, and no image was given to add it from`);
     let added = false;
     if (!head) {

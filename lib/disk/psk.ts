@@ -2,7 +2,7 @@
 // `keys.psk`, one `identity:hex key` line. The directory is 0700 and the file 0600, created
 // fresh (never through a symbolic link), so only root reads a fork's key.
 import { randomBytes } from 'node:crypto';
-import { constants, mkdirSync, openSync, writeSync, closeSync, rmSync, lstatSync } from 'node:fs';
+import { constants, mkdirSync, openSync, readFileSync, writeSync, closeSync, rmSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 
 export interface Psk {
@@ -12,8 +12,22 @@ export interface Psk {
   key: string;
 }
 
+/** The identity of a fork's key: a key names its fork, so a clone cannot use one fork's key for another's slices. */
+export function pskIdentity(fork: string): string {
+  return `snowflock-${fork}`;
+}
+
 export function newPsk(fork: string): Psk {
-  return { identity: `snowflock-${fork}`, key: randomBytes(32).toString('hex') };
+  return { identity: pskIdentity(fork), key: randomBytes(32).toString('hex') };
+}
+
+/** The key a front or a clone keeps in `dir/keys.psk` (for relaunching a front with its fork's key). */
+export function readPskDir(dir: string): Psk {
+  const line = readFileSync(join(dir, 'keys.psk'), 'utf8').trim();
+  const at = line.lastIndexOf(':');
+  const p = { identity: line.slice(0, at), key: line.slice(at + 1) };
+  checkPsk(p);
+  return p;
 }
 
 export function checkPsk(p: Psk): void {

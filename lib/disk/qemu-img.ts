@@ -40,23 +40,32 @@ export interface ImageCheck {
 /**
  * `qemu-img check` of a qcow2 file. Only meaningful on an image nobody writes (a frozen
  * slice's overlay): it reads the file as it is on disk (-U, the daemon holds it open).
+ * `repairLeaks` (only on a file no daemon holds) frees clusters a killed daemon had allocated
+ * but not yet referenced.
  */
-export async function checkOverlay(file: string): Promise<ImageCheck> {
+export async function checkOverlay(file: string, o: { repairLeaks?: boolean } = {}): Promise<ImageCheck> {
   let out: string;
+  let stderr = '';
   try {
-    out = (await run(QEMU_IMG, ['check', '-U', '-f', 'qcow2', '--output=json', file])).stdout;
+    out = (await run(QEMU_IMG, ['check', ...(o.repairLeaks ? ['-r', 'leaks'] : ['-U']), '-f', 'qcow2', '--output=json', file])).stdout;
   } catch (e) {
-    const err = e as { stdout?: string; code?: number };
-    // exit 2: corruptions, 3: leaks only; both still print the JSON report
-    if (err.stdout && (err.code === 2 || err.code === 3)) out = err.stdout;
-    else return { file, ok: false, corruptions: 0, leaks: 0, checkErrors: 1, detail: `qemu-img check: ${stderrOf(e)}` };
+    const err = e as { stdout?: string; stderr?: string; code?: number };
+    // exit 2: corruptions, 3: leaks only; both still print the JSON report (the errors go to stderr)
+    if (err.stdout && (err.code === 2 || err.code === 3)) {
+      out = err.stdout;
+      stderr = err.stderr ?? '';
+    } else return { file, ok: false, corruptions: 0, leaks: 0, checkErrors: 1, detail: `qemu-img check: ${stderrOf(e)}` };
   }
+  // after a repair qemu-img checks again: these are the counts after it
   const r = JSON.parse(out) as { corruptions?: number; leaks?: number; 'check-errors'?: number };
   const corruptions = r.corruptions ?? 0;
   const leaks = r.leaks ?? 0;
   const checkErrors = r['check-errors'] ?? 0;
   const ok = corruptions === 0 && checkErrors === 0;
-  return { file, ok, corruptions, leaks, checkErrors, ...(ok ? {} : { detail: `qemu-img check: ${corruptions} corruptions, ${leaks} leaked clusters, ${checkErrors} check errors` }) };
+  // qemu-img's first error line says what is wrong, e.g. a cluster past the end of a truncated file
+  const first = stderr.split('\n').find((l) => l.startsWith('ERROR'));
+  const detail = `qemu-img check: ${corruptions} corruptions, ${leaks} leaked clusters, ${checkErrors} check errors${first ? ` (${first})` : ''}`;
+  return { file, ok, corruptions, leaks, checkErrors, ...(ok ? {} : { detail }) };
 }
 
 /** `qemu-img info` of an image: its format and virtual size (for a parent's image). */

@@ -3,7 +3,7 @@
 // (heads), the frozen slices of each fork, and the per-fork TLS fronts exporting them.
 import { existsSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DiskError } from './errors.js';
+import { DiskError, type DiskErrorCode } from './errors.js';
 
 export const DEFAULT_DISK_STATE_DIR = join(process.env.SNOWFLOCK_STATE ?? '/var/lib/snowflock', 'disks');
 
@@ -38,6 +38,15 @@ export interface Head {
   layers: Layer[];
   sizeBytes: number;
   createdAt: string;
+  /** set when a relaunched daemon could not open this head: it is not in the graph, its files are kept */
+  fault?: HeadFault;
+}
+
+/** Why a head is not open: the error code and message that refused it, and when. */
+export interface HeadFault {
+  code: DiskErrorCode;
+  message: string;
+  at: string;
 }
 
 /** A frozen, read-only state of a head at a fork. */

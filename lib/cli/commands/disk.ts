@@ -41,6 +41,7 @@ export function diskCommand(y: Argv) {
               o.family, o.vm, o.disk, o.kind, o.exported ? o.export : `${o.export} (not exported)`, o.layers.length, mib(o.allocatedBytes), o.base,
             ]))
             : 'no disk overlays on this host');
+          for (const o of rows) if (o.fault) console.log(`FAULT ${o.family} ${o.vm}/${o.disk} (${o.fault.code}): ${o.fault.message}`);
         },
       )
       .command(

@@ -3,17 +3,15 @@
 // frozen at a fork; its slice, exported over TCP with the fork's TLS PSK, is what every clone
 // reads; clones write to their own overlays, which real NBD clients (qemu-io, nbdcopy,
 // nbdinfo, qemu-img) reach on the family's unix socket. Refusals and cleanup included.
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import yargs from 'yargs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, statfsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { DiskFamily, type ForkExport } from '../../../lib/disk/family.js';
 import { DiskError } from '../../../lib/disk/errors.js';
 import { QmpClient } from '../../../lib/disk/qmp.js';
-import { diskCommand } from '../../../lib/cli/commands/disk.js';
 import { countingProxy, type CountingProxy } from './counting-proxy.js';
-import { daemonsUnder, haveTools, nbdinfo, pattern, qemuImgCompare, qemuIo, readAll, tlsUri, tree, unixUri, writeAt } from './harness.js';
+import { daemonGraph, daemonsUnder, haveTools, nbdinfo, pattern, qemuImgCompare, qemuIo, readAll, removeHosts, snowflockDisk, tlsUri, tree, unixUri, withWrites, writeAt } from './harness.js';
 
 const MiB = 1 << 20;
 const SIZE = 16 * MiB;
@@ -36,11 +34,7 @@ describe.skipIf(!haveTools)('copy-on-write disks (qemu-storage-daemon, NBD, TLS-
   const parentAfter = pattern(MiB, 13);
 
   const uriOf = (f: DiskFamily, vm: string, disk = 'xvda') => unixUri(f.nbdSocket, `${vm}/${disk}`);
-  const expectWith = (base: Buffer, writes: [number, Buffer][]) => {
-    const b = Buffer.from(base);
-    for (const [off, d] of writes) d.copy(b, off);
-    return b;
-  };
+  const expectWith = withWrites;
   /** The nodes of a family's daemon that are read-only. */
   async function readOnlyNodes(f: DiskFamily): Promise<string[]> {
     const q = await QmpClient.connect(f.daemon.query);
@@ -52,35 +46,7 @@ describe.skipIf(!haveTools)('copy-on-write disks (qemu-storage-daemon, NBD, TLS-
     }
   }
   /** What a family's daemon holds, through its query monitor. */
-  async function graph(f: DiskFamily) {
-    const q = await QmpClient.connect(f.daemon.query);
-    try {
-      const nodes = (await q.execute<{ 'node-name': string }[]>('query-named-block-nodes', { flat: true })).map((n) => n['node-name']).filter((n) => !n.startsWith('#'));
-      const exports = (await q.execute<{ id: string }[]>('query-block-exports')).map((e) => e.id);
-      const objects = (await q.execute<{ name: string }[]>('qom-list', { path: '/objects' })).map((o) => o.name).filter((n) => n.startsWith('psk'));
-      return { nodes: nodes.sort(), exports: exports.sort(), objects: objects.sort() };
-    } finally {
-      q.close();
-    }
-  }
-
-  /** `snowflock disk ...` in this process: what it prints and its exit code. */
-  async function snowflockDisk(...args: string[]): Promise<{ out: string; code: number }> {
-    let out = '';
-    const write = vi.spyOn(process.stdout, 'write').mockImplementation((c) => ((out += String(c)), true));
-    const log = vi.spyOn(console, 'log').mockImplementation((...a) => void (out += a.join(' ') + '\n'));
-    try {
-      await diskCommand(yargs(['disk', ...args]).option('json', { type: 'boolean', default: false }).strict().fail((msg, err) => {
-        throw err ?? new Error(msg);
-      })).parseAsync();
-    } finally {
-      write.mockRestore();
-      log.mockRestore();
-    }
-    const code = Number(process.exitCode ?? 0);
-    process.exitCode = undefined;
-    return { out, code };
-  }
+  const graph = (f: DiskFamily) => daemonGraph(f.daemon.query);
 
   beforeAll(async () => {
     root = mkdtempSync('/tmp/sfdisk-');
@@ -96,9 +62,7 @@ describe.skipIf(!haveTools)('copy-on-write disks (qemu-storage-daemon, NBD, TLS-
 
   afterAll(async () => {
     await proxy?.close();
-    for (const f of [B, A]) await f?.shutdown().catch(() => undefined);
-    for (const pid of root ? daemonsUnder(root) : []) process.kill(pid, 'SIGKILL');
-    if (root) rmSync(root, { recursive: true, force: true });
+    await removeHosts(root, [B, A]);
   });
 
   it('a parent writes its raw image through the family; a freeze keeps the fork instant in slice 1', async () => {

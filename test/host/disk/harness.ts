@@ -1,14 +1,46 @@
-// Host-test support for disks: images with known content, and the real NBD and QEMU tools
-// (qemu-io, qemu-img, nbdcopy, nbdinfo) run against a family's exports.
-import { execFile, spawnSync } from 'node:child_process';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+// Host-test support for disks: images with known content, the real NBD and QEMU tools
+// (qemu-io, qemu-img, nbdcopy, nbdinfo) run against a family's exports, what a family's daemon
+// holds, and `snowflock disk` run in-process.
+import { execFile, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { vi } from 'vitest';
+import yargs from 'yargs';
+import { diskCommand } from '../../../lib/cli/commands/disk.js';
+import type { DiskFamily } from '../../../lib/disk/family.js';
 import type { Psk } from '../../../lib/disk/psk.js';
+import { QmpClient } from '../../../lib/disk/qmp.js';
 
 const run = promisify(execFile);
 
 export const haveTools = ['qemu-storage-daemon', 'qemu-img', 'qemu-io', 'nbdcopy', 'nbdinfo'].every((t) => spawnSync(t, ['--version']).status === 0);
+
+/** Two "hosts" (state directories) under a fresh root, a scratch directory, and a parent's raw image of pattern(size, 1). */
+export interface TestHosts {
+  root: string;
+  /** the parent's host */
+  hostA: string;
+  /** the clones' host */
+  hostB: string;
+  scratch: string;
+  image: string;
+}
+
+export function testHosts(prefix: string, size: number): TestHosts {
+  const root = mkdtempSync(`/tmp/${prefix}-`);
+  const h = { root, hostA: join(root, 'a'), hostB: join(root, 'b'), scratch: join(root, 'scratch'), image: join(root, 'parent.raw') };
+  mkdirSync(h.scratch);
+  writeFileSync(h.image, pattern(size, 1));
+  return h;
+}
+
+/** What a test leaves goes: its families shut down, any daemon still under `root` killed, `root` removed. */
+export async function removeHosts(root: string | undefined, families: (DiskFamily | undefined)[]): Promise<void> {
+  for (const f of families) await f?.shutdown().catch(() => undefined);
+  for (const pid of root ? daemonsUnder(root) : []) process.kill(pid, 'SIGKILL');
+  if (root) rmSync(root, { recursive: true, force: true });
+}
 
 /** `size` bytes of seeded pseudo-random content. */
 export function pattern(size: number, seed: number): Buffer {
@@ -20,6 +52,13 @@ export function pattern(size: number, seed: number): Buffer {
     x ^= x << 5;
     b.writeUInt32LE(x >>> 0, i);
   }
+  return b;
+}
+
+/** `base` with each [offset, data] written over it: what a disk should read after those writes. */
+export function withWrites(base: Buffer, writes: [number, Buffer][]): Buffer {
+  const b = Buffer.from(base);
+  for (const [off, d] of writes) d.copy(b, off);
   return b;
 }
 
@@ -108,4 +147,73 @@ export function tree(dir: string): string[] {
   };
   walk(dir, '');
   return out.sort();
+}
+
+/** What a family's daemon holds (named nodes, exports, PSK objects), through its query monitor. */
+export async function daemonGraph(querySocket: string): Promise<{ nodes: string[]; exports: string[]; objects: string[] }> {
+  const q = await QmpClient.connect(querySocket);
+  try {
+    const nodes = (await q.execute<{ 'node-name': string }[]>('query-named-block-nodes', { flat: true })).map((n) => n['node-name']).filter((n) => !n.startsWith('#'));
+    const exports = (await q.execute<{ id: string }[]>('query-block-exports')).map((e) => e.id);
+    const objects = (await q.execute<{ name: string }[]>('qom-list', { path: '/objects' })).map((o) => o.name).filter((n) => n.startsWith('psk'));
+    return { nodes: nodes.sort(), exports: exports.sort(), objects: objects.sort() };
+  } finally {
+    q.close();
+  }
+}
+
+/** `snowflock disk ...` in this process: what it prints and its exit code. */
+export async function snowflockDisk(...args: string[]): Promise<{ out: string; code: number }> {
+  let out = '';
+  const write = vi.spyOn(process.stdout, 'write').mockImplementation((c) => ((out += String(c)), true));
+  const log = vi.spyOn(console, 'log').mockImplementation((...a) => void (out += a.join(' ') + '\n'));
+  try {
+    await diskCommand(yargs(['disk', ...args]).option('json', { type: 'boolean', default: false }).strict().fail((msg, err) => {
+      throw err ?? new Error(msg);
+    })).parseAsync();
+  } finally {
+    write.mockRestore();
+    log.mockRestore();
+  }
+  const code = Number(process.exitCode ?? 0);
+  process.exitCode = undefined;
+  return { out, code };
+}
+
+/**
+ * qemu-io fed one command at a time on its stdin: `run` resolves with a command's output once
+ * qemu-io prompts again (so the command has completed), `send` does not wait; `end` closes its
+ * stdin and resolves with everything it printed.
+ */
+export function qemuIoSession(uri: string): { run(command: string): Promise<string>; send(command: string): void; end(): Promise<string> } {
+  const child = spawn('qemu-io', ['-f', 'raw', uri], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let all = '';
+  let expected = 1; // prompts qemu-io will have printed once what was sent has run: its first, one per command
+  let waiting: (() => void) | undefined;
+  const exited = new Promise<void>((r) => child.once('close', () => r()));
+  const take = (b: Buffer) => {
+    all += b.toString();
+    waiting?.();
+  };
+  child.stdout.on('data', take);
+  child.stderr.on('data', take);
+  const prompts = () => all.split('qemu-io> ').length - 1;
+  const send = (command: string) => {
+    child.stdin.write(`${command}\n`);
+    expected++;
+  };
+  return {
+    async run(command) {
+      const from = all.length;
+      send(command);
+      while (prompts() < expected && child.exitCode === null) await new Promise<void>((r) => ((waiting = r), setTimeout(r, 100)));
+      return all.slice(from);
+    },
+    send,
+    async end() {
+      child.stdin.end();
+      await exited;
+      return all;
+    },
+  };
 }
