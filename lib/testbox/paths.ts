@@ -4,6 +4,7 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { createHash } from 'node:crypto';
 
 export function cacheDir(): string {
   return process.env.SNOWFLOCK_CACHE ?? join(homedir(), '.cache', 'snowflock');
@@ -23,6 +24,11 @@ export function repoRoot(): string {
   return dir;
 }
 
+/** A short name for this checkout (its path), for artifacts built from its tree. */
+function checkoutKey(): string {
+  return createHash('sha256').update(repoRoot()).digest('hex').slice(0, 8);
+}
+
 export type XenFlavour = 'stock' | 'custom';
 
 export const artifacts = {
@@ -33,6 +39,11 @@ export const artifacts = {
   /** the Debian guest (images/debian/build.sh): its root disk and initramfs */
   debianDisk: () => join(cacheDir(), 'images', 'debian', 'xvda.ext4'),
   debianInitrd: () => join(cacheDir(), 'images', 'debian', 'initrd.cpio'),
-  dom0Initrd: () => join(testboxDir(), 'dom0.cpio'),
+  /**
+   * dom0's initramfs holds this checkout's build, with or without the disk path: one file per
+   * checkout and option, so box runs from two worktrees, or with and without --debian-disk,
+   * never boot each other's.
+   */
+  dom0Initrd: (o: { debianDisk?: boolean } = {}) => join(testboxDir(), `dom0-${checkoutKey()}${o.debianDisk ? '-disk' : ''}.cpio`),
   runsDir: () => join(testboxDir(), 'runs'),
 };

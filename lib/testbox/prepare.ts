@@ -41,6 +41,6 @@ export async function prepareArtifacts(flavour: XenFlavour, progress: Progress, 
       await runScript('images/debian/build.sh', [], progress);
     }
     progress('building the dom0 initramfs (project, addon, test suite, guest)');
-    await runScript('scripts/testbox/build-dom0.sh', [artifacts.dom0Initrd(), ...(opts.debianDisk ? ['--disk'] : [])], progress);
+    await runScript('scripts/testbox/build-dom0.sh', [artifacts.dom0Initrd({ debianDisk: opts.debianDisk }), ...(opts.debianDisk ? ['--disk'] : [])], progress);
   }
 }

@@ -89,7 +89,7 @@ function boxMemoryMiB(): string {
 
 export function qemuArgv(spec: BoxSpec): string[] {
   // QEMU's multiboot -initrd separates modules with ',' so a literal comma is written ',,'.
-  const modules = `${artifacts.kernel()} ${dom0CommandLine(spec).replaceAll(',', ',,')},${artifacts.dom0Initrd()}`;
+  const modules = `${artifacts.kernel()} ${dom0CommandLine(spec).replaceAll(',', ',,')},${artifacts.dom0Initrd({ debianDisk: spec.debianDisk !== undefined })}`;
   const xenArgs = `dom0_mem=1536M,max:1536M dom0_max_vcpus=1 console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all ${process.env.SNOWFLOCK_TESTBOX_XENARGS ?? ''}`.trim();
   const net = spec.network
     ? ['-netdev', `tap,id=n0,ifname=${spec.network.tap},script=no,downscript=no`,

@@ -132,7 +132,7 @@ export function testboxCommand(y: Argv) {
     t
       .command('prepare', 'Fetch and build every artifact (cached under $SNOWFLOCK_CACHE)', (a) => boxOptions(a), async (argv) => {
         await prepareArtifacts(argv.xen, progress, { dom0: true, debianDisk: argv['debian-disk'] === true });
-        if (argv.json) printJson({ hypervisor: artifacts.hypervisor(argv.xen), kernel: artifacts.kernel(), dom0: artifacts.dom0Initrd() });
+        if (argv.json) printJson({ hypervisor: artifacts.hypervisor(argv.xen), kernel: artifacts.kernel(), dom0: artifacts.dom0Initrd({ debianDisk: argv['debian-disk'] === true }) });
       })
       .command(
         'test',
