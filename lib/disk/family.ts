@@ -7,7 +7,7 @@
 import { mkdirSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { DiskError, classify } from './errors.js';
-import { addExport, addFormatNode, addNbdNode, addPskCreds, backingOf, nodeSize, removeExport } from './graph.js';
+import { addExport, addForkNode, addFormatNode, addPskCreds, backingOf, nodeSize, removeExport } from './graph.js';
 import { startFront, stopFront } from './front.js';
 import { newPsk, privateDir, pskIdentity, writePskDir, type Psk } from './psk.js';
 import { createOverlay, imageInfo, type ImageCheck } from './qemu-img.js';
@@ -42,6 +42,11 @@ export interface CloneSource {
   port: number;
   export: string;
   psk: Psk;
+  /**
+   * Read the fork through a local NBD server on this unix socket (an mcdist backing:
+   * mcdist-backing.ts) instead of the front: no TLS, the socket is this host's own.
+   */
+  socket?: string;
 }
 
 export interface CorruptionEvent {
@@ -319,19 +324,17 @@ export class DiskFamily {
       const n = this.next();
       const base: Base = {
         kind: 'nbd', node: `nbd${n}`, fork: checkName('fork', src.fork), host: src.host, port: src.port, export: src.export,
-        identity: src.psk.identity, pskDir: join(this.pskRoot, `clone-${n}`), credsId: `psk${n}`,
+        identity: src.psk.identity, pskDir: join(this.pskRoot, `clone-${n}`), credsId: `psk${n}`, ...(src.socket ? { socket: src.socket } : {}),
       };
       const layer: Layer = { node: `ov${n}`, fileNode: `ov${n}f`, file: join(this.overlayDir, `${vm}.${disk}.${n}.qcow2`) };
       return Undo.guard(async (undo) => {
-        privateDir(this.pskRoot);
-        writePskDir(base.pskDir, src.psk);
-        undo.push(`remove ${base.pskDir}`, () => rmSync(base.pskDir, { recursive: true, force: true }));
-        await addPskCreds(this.qmp, undo, { id: base.credsId, endpoint: 'client', dir: base.pskDir, identity: src.psk.identity });
-        try {
-          await addNbdNode(this.qmp, undo, { node: base.node, server: { type: 'inet', host: src.host, port: src.port }, export: src.export, tlsCreds: base.credsId });
-        } catch (e) {
-          throw classify(e, `opening export ${src.export} of fork ${src.fork} at ${src.host}:${src.port}`);
+        if (!base.socket) {
+          privateDir(this.pskRoot);
+          writePskDir(base.pskDir, src.psk);
+          undo.push(`remove ${base.pskDir}`, () => rmSync(base.pskDir, { recursive: true, force: true }));
+          await addPskCreds(this.qmp, undo, { id: base.credsId, endpoint: 'client', dir: base.pskDir, identity: src.psk.identity });
         }
+        await addForkNode(this.qmp, undo, base);
         const sizeBytes = await nodeSize(this.qmp, base.node);
         await createOverlay(layer.file, sizeBytes);
         undo.push(`remove ${layer.file}`, () => unlinkSync(layer.file));
@@ -378,7 +381,7 @@ export class DiskFamily {
           } else {
             if (inGraph) {
               await this.qmp.execute('blockdev-del', { 'node-name': head.base.node });
-              await this.qmp.execute('object-del', { id: head.base.credsId });
+              if (!head.base.socket) await this.qmp.execute('object-del', { id: head.base.credsId });
             }
             rmSync(head.base.pskDir, { recursive: true, force: true });
           }

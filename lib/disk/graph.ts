@@ -1,7 +1,9 @@
 // The QMP steps that build a family's block graph, each recording its undo: image and overlay
 // nodes, NBD client nodes, TLS-PSK credential objects, NBD exports.
 import { statSync } from 'node:fs';
+import { classify } from './errors.js';
 import type { QmpClient } from './qmp.js';
+import type { Base } from './record.js';
 import type { Undo } from './undo.js';
 
 /** The file node and format node of an image or overlay; `backing` null opens it without one. */
@@ -50,6 +52,19 @@ export async function addNbdNode(qmp: QmpClient, undo: Undo, o: { node: string; 
     ...(o.tlsCreds ? { 'tls-creds': o.tlsCreds } : {}),
   });
   undo.push(`blockdev-del ${o.node}`, () => qmp.execute('blockdev-del', { 'node-name': o.node }).then(() => undefined));
+}
+
+/**
+ * A clone's base: the fork's export read at its front over TLS (the base's key object), or, for a
+ * base with a `socket`, at a local NBD server of this host (an mcdist backing) without TLS.
+ */
+export async function addForkNode(qmp: QmpClient, undo: Undo, b: Extract<Base, { kind: 'nbd' }>): Promise<void> {
+  const where = b.socket ?? `${b.host}:${b.port}`;
+  await addNbdNode(qmp, undo, b.socket
+    ? { node: b.node, server: { type: 'unix', path: b.socket }, export: b.export }
+    : { node: b.node, server: { type: 'inet', host: b.host, port: b.port }, export: b.export, tlsCreds: b.credsId }).catch((e) => {
+    throw classify(e, `opening export ${b.export} of fork ${b.fork} at ${where}`);
+  });
 }
 
 /** A tls-creds-psk object reading `dir/keys.psk`; a client names the identity it uses. */

@@ -23,7 +23,11 @@ export interface Layer {
 /** The bottom of a head: the parent's own image, or a fork's slice read over NBD. */
 export type Base =
   | { kind: 'image'; node: string; fileNode: string; image: string; format: 'raw' | 'qcow2' }
-  | { kind: 'nbd'; node: string; fork: string; host: string; port: number; export: string; identity: string; pskDir: string; credsId: string };
+  | {
+    kind: 'nbd'; node: string; fork: string; host: string; port: number; export: string; identity: string; pskDir: string; credsId: string;
+    /** read through a local NBD server on this unix socket (an mcdist backing), not the front: no key object */
+    socket?: string;
+  };
 
 /** A disk a VM writes: exported writable on the family's unix socket. */
 export interface Head {

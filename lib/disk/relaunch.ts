@@ -5,7 +5,7 @@
 // reads what lies past its end as zeroes. A head that cannot be opened stays in the record with
 // its fault (the listing shows it, its files are kept) and the other heads come back.
 import { DiskError, classify } from './errors.js';
-import { addExport, addFormatNode, addNbdNode, addPskCreds } from './graph.js';
+import { addExport, addForkNode, addFormatNode, addPskCreds } from './graph.js';
 import { restartFront } from './front.js';
 import { checkOverlay } from './qemu-img.js';
 import type { QmpClient } from './qmp.js';
@@ -62,10 +62,8 @@ async function reopenHead(qmp: QmpClient, undo: Undo, head: Head): Promise<void>
       throw classify(e, `reopening ${head.export}'s image ${b.image}`);
     });
   } else {
-    await addPskCreds(qmp, undo, { id: b.credsId, endpoint: 'client', dir: b.pskDir, identity: b.identity });
-    await addNbdNode(qmp, undo, { node: b.node, server: { type: 'inet', host: b.host, port: b.port }, export: b.export, tlsCreds: b.credsId }).catch((e) => {
-      throw classify(e, `reopening export ${b.export} of fork ${b.fork} at ${b.host}:${b.port}`);
-    });
+    if (!b.socket) await addPskCreds(qmp, undo, { id: b.credsId, endpoint: 'client', dir: b.pskDir, identity: b.identity });
+    await addForkNode(qmp, undo, b);
   }
   for (const [i, l] of head.layers.entries()) {
     // nothing holds the file now: leaks a killed daemon left are freed, damage refuses the head

@@ -84,6 +84,11 @@ export class LockstepFilter {
     this.lastSeq[index] = seq;
   }
 
+  /** The queued block will not be sent after all (its read failed): the next request is judged afresh. */
+  onDropped(index: number): void {
+    this.queued[index] = 0;
+  }
+
   private judge(index: number, now: number, view: RequesterView): Verdict {
     const sentAt = this.lastSent[index]!;
     if (Number.isNaN(sentAt)) return Verdict.Serve;

@@ -36,6 +36,8 @@ const MAX_SEND_QUEUE = 64;
  * request's arrival and its processing.
  */
 const MAX_SENDS_PER_TURN = 16;
+/** Queued blocks whose reads run ahead of the send (for sources that return a promise). */
+const READ_AHEAD = 32;
 
 export class McdistServer {
   private readonly keys: WireKeys;
@@ -47,6 +49,8 @@ export class McdistServer {
   /** FIFO of block indices to send; `head` is the next to go. */
   private queue: number[] = [];
   private head = 0;
+  /** Blocks read (or being read: null) for the queue's first READ_AHEAD entries; a block is queued at most once. */
+  private readonly reads = new Map<number, Buffer | Error | null>();
   private pumpTimer: NodeJS.Timeout | null = null;
   private pumpImmediate = false;
   private readonly rateTimer: NodeJS.Timeout;
@@ -169,6 +173,7 @@ export class McdistServer {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.reads.clear();
     clearInterval(this.rateTimer);
     if (this.pumpTimer) clearTimeout(this.pumpTimer);
     if (this.socket) await new Promise<void>((resolve) => this.socket!.close(() => resolve()));
@@ -220,15 +225,25 @@ export class McdistServer {
         this.schedulePump(1);
         return;
       }
+      this.readAhead();
       const index = this.queue[this.head]!;
+      const data = this.reads.get(index);
+      if (data === null || data === undefined) return; // its read's completion pumps again
+      if (data instanceof Error) {
+        this.reads.delete(index);
+        this.head++;
+        this.lockstep.onDropped(index);
+        this.opts.log?.(`mcdist server: block ${index} not sent: ${data.message}`);
+        continue;
+      }
       const now = performance.now();
-      const data = this.source.read(index);
       const bytes = HEADER_BYTES + data.length + MAC_BYTES;
       if (!this.limit.take(now, bytes)) {
         this.schedulePump(this.limit.msUntil(now, bytes));
         return;
       }
       this.head++;
+      this.reads.delete(index);
       this.seq = (this.seq + 1) >>> 0 || 1;
       this.lockstep.onSent(index, now, this.seq);
       this.counters.blocksSent++;
@@ -242,5 +257,36 @@ export class McdistServer {
     // Drained: drop the consumed prefix so the queue does not grow forever.
     this.queue = [];
     this.head = 0;
+  }
+
+  /** Starts the reads of the next queued blocks; a source's promise pumps again when it settles. */
+  private readAhead(): void {
+    const end = Math.min(this.queue.length, this.head + READ_AHEAD);
+    for (let i = this.head; i < end; i++) {
+      const index = this.queue[i]!;
+      if (this.reads.has(index)) continue;
+      let r: Buffer | Promise<Buffer>;
+      try {
+        r = this.source.read(index);
+      } catch (err) {
+        this.reads.set(index, err as Error);
+        continue;
+      }
+      if (Buffer.isBuffer(r)) {
+        this.reads.set(index, r);
+        continue;
+      }
+      this.reads.set(index, null);
+      r.then(
+        (b) => this.settleRead(index, b),
+        (err: unknown) => this.settleRead(index, err instanceof Error ? err : new Error(String(err))),
+      );
+    }
+  }
+
+  private settleRead(index: number, result: Buffer | Error): void {
+    if (this.closed || this.reads.get(index) !== null) return;
+    this.reads.set(index, result);
+    this.schedulePump(0);
   }
 }

@@ -3,10 +3,15 @@
  * blocks. Blocks are numbered 0..count-1; read() returns at most the
  * session's block size and is called once per send, so sources that copy
  * (e.g. mapping foreign pages) should return a fresh buffer each time.
+ *
+ * A source that must wait for its bytes (a disk slice read over NBD) returns
+ * a promise; the servers start such reads a few queued blocks ahead and send
+ * in queue order. A read that fails is not sent: the multicast server forgets
+ * the request (the client asks again), the TCP server drops the connection.
  */
 export interface BlockSource {
   readonly count: number;
-  read(index: number): Buffer;
+  read(index: number): Buffer | Promise<Buffer>;
 }
 
 /** A source backed by one buffer, cut into fixed-size blocks (the last may be short). */

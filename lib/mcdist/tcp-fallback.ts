@@ -109,11 +109,29 @@ export class TcpBlockServer {
       return;
     }
     this.counters.requestsReceived++;
-    const data = this.source.read(d.msg.index);
-    const msg = encodeBlock(this.keys, d.msg.index, 0, data);
-    for (const part of msg) sock.write(part);
+    const index = d.msg.index;
+    let data: Buffer | Promise<Buffer>;
+    try {
+      data = this.source.read(index);
+    } catch (err) {
+      this.failRead(sock, index, err);
+      return;
+    }
+    if (Buffer.isBuffer(data)) this.send(sock, index, data);
+    else data.then((b) => this.send(sock, index, b), (err: unknown) => this.failRead(sock, index, err));
+  }
+
+  private send(sock: net.Socket, index: number, data: Buffer): void {
+    if (sock.destroyed) return;
+    for (const part of encodeBlock(this.keys, index, 0, data)) sock.write(part);
     this.counters.blocksSent++;
     this.counters.bytesSent += HEADER_BYTES + data.length + MAC_BYTES;
+  }
+
+  /** TCP has no retransmission: a client whose block cannot be read is cut, so its fetch fails instead of waiting. */
+  private failRead(sock: net.Socket, index: number, err: unknown): void {
+    this.opts.log?.(`mcdist tcp server: block ${index} cannot be read (${(err as Error).message}); dropping the connection`);
+    sock.destroy();
   }
 }
 
@@ -206,6 +224,7 @@ export class TcpBlockClient implements BlockClient {
     this.blocks.flush();
     this.closed = true;
     this.blocks.failAll(new Error('mcdist tcp client is closed'));
+    if (this.sock.closed) return; // the server dropped it already
     await new Promise<void>((resolve) => {
       this.sock.once('close', () => resolve());
       this.sock.destroy();

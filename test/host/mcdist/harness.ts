@@ -13,20 +13,20 @@ const run = promisify(execFile);
 const ROOT = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
 
 /**
- * Compile the worker and what it imports into a private directory, so the
- * test neither depends on a current dist/ nor on the rest of the project
- * compiling, and parallel runs do not share output. Returns the script path
- * and a cleanup function.
+ * Compile the worker (`entry`, default mcdist's cli-worker) and what it
+ * imports into a private directory, so the test neither depends on a current
+ * dist/ nor on the rest of the project compiling, and parallel runs do not
+ * share output. Returns the script path and a cleanup function.
  */
-export async function buildWorker(): Promise<{ script: string; cleanup: () => Promise<void> }> {
+export async function buildWorker(entry = 'lib/mcdist/cli-worker.ts'): Promise<{ script: string; cleanup: () => Promise<void> }> {
   const out = await mkdtemp(join(tmpdir(), 'sfmc-build-'));
   await run(process.execPath, [
     join(ROOT, 'node_modules/typescript/bin/tsc'),
     '--outDir', out, '--rootDir', ROOT,
     '--target', 'ES2022', '--module', 'NodeNext', '--moduleResolution', 'NodeNext',
     '--strict', '--skipLibCheck', '--types', 'node',
-    join(ROOT, 'lib/mcdist/cli-worker.ts'),
+    join(ROOT, entry),
   ], { cwd: ROOT });
   await writeFile(join(out, 'package.json'), '{"type":"module"}\n');
-  return { script: join(out, 'lib/mcdist/cli-worker.js'), cleanup: () => rm(out, { recursive: true, force: true }) };
+  return { script: join(out, entry.replace(/\.ts$/, '.js')), cleanup: () => rm(out, { recursive: true, force: true }) };
 }

@@ -124,6 +124,38 @@ describe('mcdist over loopback', () => {
     server.close();
   });
 
+  it.each(['multicast', 'tcp'] as const)('serves a source whose reads are promises over %s; a failed read is asked again', async (transport) => {
+    const session = testSession({ blockCount: 128 });
+    const pattern = new PatternSource(128, session.blockSize, SEED);
+    const failed = new Set<number>();
+    // a disk read: later, and block 5's first read fails
+    const source = {
+      count: 128,
+      read: (i: number) => new Promise<Buffer>((resolve, reject) => setTimeout(() => {
+        if (i === 5 && !failed.has(i)) {
+          failed.add(i);
+          reject(new Error('slice read failed'));
+        } else {
+          resolve(pattern.read(i));
+        }
+      }, i % 3)),
+    };
+    const server = await startServer(session, source, { transport, log });
+    open.push(server);
+    const indices = range(128).filter((i) => transport === 'multicast' || i !== 5);
+    const a = await openClient(server.session, { interfaceAddress: '127.0.0.1', transport, log });
+    open.push(a);
+    expect(await fetchAll(a, indices)).toBe(0);
+    expect(a.stats().blocksReceived).toBe(indices.length);
+    if (transport === 'multicast') {
+      expect(logs.some((m) => /block 5 not sent: slice read failed/.test(m))).toBe(true);
+    } else {
+      // TCP does not retransmit: the connection is dropped, so the fetch fails instead of waiting
+      await expect(a.fetch(5)).rejects.toThrow(/connection to server lost/);
+      expect(logs.some((m) => /block 5 cannot be read \(slice read failed\); dropping the connection/.test(m))).toBe(true);
+    }
+  });
+
   it('probes multicast on loopback', async () => {
     expect(await probeMulticast({ interfaceAddress: '127.0.0.1' })).toEqual({ available: true });
     const r = await probeMulticast({ interfaceAddress: '203.0.113.77' });
