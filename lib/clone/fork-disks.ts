@@ -221,8 +221,10 @@ export async function unplugCloneDisks(xs: XenStore, domid: number, o: CloneDisk
   const backends = readCloneVbdBackends(xs, domid);
   if (!backends.length) return [];
   removeCloneVbds(xs, domid);
-  await waitVbdsClosed(xs, domid, backends.map((b) => b.devid), 3000);
-  return releaseCloneDisks(backends.filter((b) => b.device || b.target).map((b) => ({ device: b.device, target: b.target })), o);
+  // nbd-client -d under a blkback that still has the device in use would fail its requests in flight
+  const held = await waitVbdsClosed(xs, domid, backends.map((b) => b.devid), 30_000);
+  const left = await releaseCloneDisks(backends.filter((b) => b.device || b.target).map((b) => ({ device: b.device, target: b.target })), o);
+  return held.length ? [`blkback still held vbd ${held.join(', ')} of domain ${domid} after 30 s; its nbd devices were disconnected anyway`, ...left] : left;
 }
 
 async function releaseCloneDisks(disks: { device: string | null; target: { family: string; vm: string; disk: string } | null }[], o: CloneDisksOptions): Promise<string[]> {

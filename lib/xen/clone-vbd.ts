@@ -3,6 +3,8 @@
 // device connected to its overlay), and the parent's disks read back at a fork. The backend
 // directory is dom0's: only it says which family disk a vbd is (`snowflock-disk`), never the
 // guest's frontend directory.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { XenStore } from './native.js';
 import { domainPath } from './domain-xenstore.js';
 
@@ -152,14 +154,23 @@ export function removeCloneVbds(xs: XenStore, domid: number): void {
   xs.rm(`/local/domain/0/backend/vbd/${domid}`);
 }
 
-/** Waits until blkback has let go of each backend (state Closed or the node gone), at most timeoutMs. */
-export async function waitVbdsClosed(xs: XenStore, domid: number, devids: number[], timeoutMs = 5000): Promise<number[]> {
+/**
+ * dom0's kernel still has the backend device: blkback holds its disk until it unregisters it,
+ * which comes after its xenstore node goes (so a node that is gone proves nothing by itself).
+ */
+const backendDeviceAlive = (sysfs: string, domid: number, devid: number) => existsSync(join(sysfs, `vbd-${domid}-${devid}`));
+
+/**
+ * Waits until blkback has let go of each backend (state Closed or the node gone, and its kernel
+ * device gone from `sysfs`), at most timeoutMs; returns the devids still held.
+ */
+export async function waitVbdsClosed(xs: XenStore, domid: number, devids: number[], timeoutMs = 5000, sysfs = '/sys/bus/xen-backend/devices'): Promise<number[]> {
   const deadline = Date.now() + timeoutMs;
   let open = devids;
   for (;;) {
     open = open.filter((d) => {
       const s = xs.read(`${vbdBackendPath(domid, d)}/state`);
-      return s !== null && s !== '6';
+      return (s !== null && s !== '6') || backendDeviceAlive(sysfs, domid, d);
     });
     if (!open.length || Date.now() > deadline) return open;
     await new Promise((r) => setTimeout(r, 100));

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { diskTarget, parseDiskTarget, readCloneVbdBackends, readVbds, removeCloneVbds, writeCloneVbds, type CloneVbd } from '../../../lib/xen/clone-vbd.js';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { diskTarget, parseDiskTarget, readCloneVbdBackends, readVbds, removeCloneVbds, waitVbdsClosed, writeCloneVbds, type CloneVbd } from '../../../lib/xen/clone-vbd.js';
 import { memoryStore } from '../../memory-xenstore.js';
 import type { XenStore } from '../../../lib/xen/native.js';
 
@@ -103,6 +106,21 @@ describe('a clone\'s vbds in xenstore', () => {
     removeCloneVbds(xs, 9);
     expect(xs.directory('/local/domain/0/backend/vbd/9')).toBeNull();
     expect(readCloneVbdBackends(xs, 9)).toEqual([]);
+  });
+
+  it('waits for blkback to let go: a removed node is not enough while the kernel still has the backend device', async () => {
+    const xs = memoryStore();
+    writeCloneVbds(xs, 9, [CLONE]);
+    removeCloneVbds(xs, 9);
+    const sysfs = mkdtempSync(join(tmpdir(), 'sf-xen-backend-'));
+    try {
+      mkdirSync(join(sysfs, 'vbd-9-51712'));
+      expect(await waitVbdsClosed(xs, 9, [51712], 300, sysfs)).toEqual([51712]); // still held
+      setTimeout(() => rmSync(join(sysfs, 'vbd-9-51712'), { recursive: true }), 100);
+      expect(await waitVbdsClosed(xs, 9, [51712], 5000, sysfs)).toEqual([]);
+    } finally {
+      rmSync(sysfs, { recursive: true, force: true });
+    }
   });
 
   it('parses family disk names strictly', () => {
