@@ -60,7 +60,8 @@ async function inGuest(name: string, domid: number, command: string, timeoutMs =
   const path = `/local/domain/${domid}/data/sf-cmd`;
   xs.write(path, `${n} ${command}`);
   xs.setPermissions(path, [{ domid }, { domid: 0, read: true }]);
-  const [m] = await waitForConsole(name, new RegExp(`SF-CMD ${n} rc=(\\d+) ?(.*)`), timeoutMs);
+  // The whole line: xenconsoled may have logged only part of it when the console is read.
+  const [m] = await waitForConsole(name, new RegExp(`SF-CMD ${n} rc=(\\d+) ?(.*?)\\r?\\n`), timeoutMs);
   return { rc: Number(m![1]), out: m![2]!.trim() };
 }
 

@@ -131,7 +131,8 @@ export class JobHost {
       }
     };
     for (;;) {
-      const line = readConsole(name).split('\n').filter((l) => end.test(l)).pop();
+      // complete lines only: xenconsoled may have logged part of the last one so far
+      const line = readConsole(name).split('\n').slice(0, -1).filter((l) => end.test(l)).pop();
       if (line) return line;
       // A parent shut down for 'suspend' is being captured; any other shutdown ends it.
       const reason = state(domid);
