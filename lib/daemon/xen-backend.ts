@@ -250,18 +250,22 @@ export class XenBackend implements CloneBackend {
   }
 }
 
+/** A secret sealed in a fork image; a failure names which secret. */
+function unsealNamed(hostKey: Buffer, sealed: string, fork: string, what: string): Buffer {
+  try {
+    return unseal(hostKey, sealed, fork);
+  } catch (e) {
+    throw new Error(`fork image: ${what}: ${(e as Error).message}`);
+  }
+}
+
 /** Reads a fork image made by capture() for `fork`; throws naming what is wrong (it crossed the network). */
 export function parseImage(image: ForkImage, hostKey: Buffer, fork: string) {
   if (image.format !== IMAGE_FORMAT) throw new Error(`fork image format "${String(image.format)}" is not ${IMAGE_FORMAT}`);
   const m = image.memserver as { host?: unknown; port?: unknown } | undefined;
   if (typeof m?.host !== 'string' || !Number.isInteger(m.port)) throw new Error('fork image: memserver address missing');
   if (typeof image.sealedToken !== 'string') throw new Error('fork image: sealed memserver key missing');
-  let token: Buffer;
-  try {
-    token = unseal(hostKey, image.sealedToken, fork);
-  } catch (e) {
-    throw new Error(`fork image: memserver key: ${(e as Error).message}`);
-  }
+  const token = unsealNamed(hostKey, image.sealedToken, fork, 'memserver key');
   if (token.length !== 32) throw new Error('fork image: memserver key has the wrong length');
   if (typeof image.descriptor !== 'string') throw new Error('fork image: descriptor missing');
   let bytes: Buffer;
@@ -273,13 +277,7 @@ export function parseImage(image: ForkImage, hostKey: Buffer, fork: string) {
   let disks: ReturnType<typeof withDiskKeys> = [];
   if (image.disks !== undefined) {
     if (typeof image.sealedDiskKeys !== 'string') throw new Error('fork image: sealed disk keys missing');
-    let secret: Buffer;
-    try {
-      secret = unseal(hostKey, image.sealedDiskKeys, fork);
-    } catch (e) {
-      throw new Error(`fork image: disk keys: ${(e as Error).message}`);
-    }
-    disks = withDiskKeys(checkDiskForkExports(image.disks, 'fork image'), secret);
+    disks = withDiskKeys(checkDiskForkExports(image.disks, 'fork image'), unsealNamed(hostKey, image.sealedDiskKeys, fork, 'disk keys'));
   }
   return {
     disks,
