@@ -22,7 +22,7 @@ import { captureDescriptor } from '../../lib/descriptor/capture.js';
 import { destroyClone, restoreDescriptor } from '../../lib/descriptor/restore.js';
 import { DEFAULT_DISK_STATE_DIR } from '../../lib/disk/record.js';
 import { vbdBackendPath } from '../../lib/xen/clone-vbd.js';
-import { destroyQuietly, domainIds, env, openXen, startDebianGuest, waitUntil } from './helpers.js';
+import { connectedNbd, destroyQuietly, domainIds, env, openXen, startDebianGuest, waitUntil } from './helpers.js';
 
 const disk = process.env.SNOWFLOCK_DEBIAN_DISK;
 
@@ -71,8 +71,6 @@ async function ok(name: string, domid: number, command: string): Promise<string>
   return r.out;
 }
 
-/** /dev/nbdN devices connected now. */
-const connectedNbd = () => (existsSync('/sys/block') ? readdirSync('/sys/block').filter((n) => /^nbd\d+$/.test(n) && existsSync(`/sys/block/${n}/pid`)).sort() : []);
 const familyState = () => useFamily(FAMILY, {}, async (f) => ({
   heads: f.heads().map((h) => `${h.kind}:${h.vm}/${h.disk}`).sort(),
   fronts: f.fronts().map((x) => x.fork),

@@ -15,7 +15,7 @@ import { useFamily } from '../../lib/disk/use-family.js';
 import { DEFAULT_DISK_STATE_DIR } from '../../lib/disk/record.js';
 import { vbdBackendPath } from '../../lib/xen/clone-vbd.js';
 import { loadAddon, type XenStore } from '../../lib/xen/native.js';
-import { env } from './helpers.js';
+import { connectedNbd, env } from './helpers.js';
 import { cloneLines, type JobHost } from './guest-job.js';
 import { TwoBoxJob } from './two-box-job.js';
 
@@ -47,8 +47,6 @@ interface Box2Report { lines: string[]; heldClones: number[]; vchans: number[]; 
 /** `overlays`: the family's overlay files other than the parent's own layers (`<parent>.<disk>.<n>.qcow2`). */
 interface FamilyLeft { heads: string[]; fronts: string[]; exported: string[]; overlays: string[] }
 
-/** /dev/nbdN devices connected now. */
-const connectedNbd = () => readdirSync('/sys/block').filter((n) => /^nbd\d+$/.test(n) && existsSync(`/sys/block/${n}/pid`)).sort();
 
 /** What the family holds on this box (nothing when it never came here). */
 async function familyLeft(family: string, parentName: string): Promise<FamilyLeft> {

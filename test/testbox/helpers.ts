@@ -1,4 +1,5 @@
 // Shared by the test box suite: where it runs, and guests that are always cleaned up.
+import { existsSync, readdirSync } from 'node:fs';
 import { openXen } from '../../lib/xen/control.js';
 import { xlCreate, xlDestroy, type GuestConfig } from '../../lib/xen/xl.js';
 import { testGuestImage } from '../../lib/testbox/guest-image.js';
@@ -185,3 +186,6 @@ export async function memPagingSkip(xc: XenControl): Promise<string | false> {
   const f = await xc.probeFeatures();
   return f.memPaging.available ? false : `this Xen has no mem_paging: ${f.memPaging.reason}`;
 }
+
+/** /dev/nbdN devices connected now (dom0's nbd client: 67 and 68 count what a fork leaves). */
+export const connectedNbd = (): string[] => (existsSync('/sys/block') ? readdirSync('/sys/block').filter((n) => /^nbd\d+$/.test(n) && existsSync(`/sys/block/${n}/pid`)).sort() : []);
