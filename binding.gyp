@@ -18,7 +18,7 @@
   },
   'targets': [{
     'target_name': 'snowflock',
-    'sources': ['native/addon.cc', 'native/xen_error.cc', 'native/xen_error_js.cc', 'native/crash_trace.cc', 'native/gcm_frames.cc', 'native/gcm_frames_binding.cc'],
+    'sources': ['native/addon.cc', 'native/xen_error.cc', 'native/xen_error_js.cc', 'native/crash_trace.cc', 'native/gcm_frames.cc', 'native/gcm_frames_binding.cc', 'native/tcp_listener.cc'],
     'include_dirs': ["<!(node -p \"require('node-addon-api').include_dir\")"],
     'defines': ['NAPI_VERSION=8', 'NAPI_CPP_EXCEPTIONS'],
     'cflags_cc': ['-rdynamic'],

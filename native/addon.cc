@@ -6,6 +6,7 @@
 
 #include "crash_trace.h"
 #include "gcm_frames_binding.h"
+#include "tcp_listener.h"
 #include "xen_error.h"
 
 #ifdef SNOWFLOCK_HAVE_XEN
@@ -48,6 +49,7 @@ static Napi::Value InterfacesGuarded(const Napi::CallbackInfo& info) {
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   if (getenv("SNOWFLOCK_CRASH_TRACE")) InstallCrashTrace();
   FrameCipher::Register(env, exports);  // the memserver's sealed frames: no Xen needed
+  RegisterTcpListener(env, exports);    // disk fronts' listening sockets: no Xen needed
 #ifdef SNOWFLOCK_HAVE_XEN
   exports.Set("builtWithXen", true);
   exports.Set("libraries", Napi::Function::New(env, Libraries, "libraries"));

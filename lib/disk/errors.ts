@@ -22,6 +22,8 @@ export type DiskErrorCode =
   /** still needed: a fork of this disk is exported */
   | 'in-use'
   | 'bad-name'
+  /** a fork's front could not listen on its address (the port taken, or not an address of this host) */
+  | 'cannot-listen'
   /** any other refusal by QEMU; the message carries QEMU's class and description */
   | 'qemu';
 
@@ -71,6 +73,7 @@ export function classify(e: unknown, what: string): DiskError {
     exists: 'already exists',
     'in-use': 'still in use',
     'bad-name': 'bad name',
+    'cannot-listen': 'cannot listen on that address',
     qemu: 'QEMU refused',
   };
   return new DiskError(code, code === 'qemu' ? `${what}: ${full}` : `${what}: ${why[code]}: ${full}`, { cause: e });

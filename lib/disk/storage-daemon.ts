@@ -43,11 +43,24 @@ export function runningDaemon(p: DaemonPaths): number | undefined {
   }
 }
 
+export interface StartOptions {
+  timeoutMs?: number;
+  /** more command-line options, after the monitors (QEMU reads them before any QMP command) */
+  args?: string[];
+  /** descriptors the daemon inherits as fd 3, 4, ... (the caller still closes its own) */
+  fds?: number[];
+}
+
+/** A value inside a QEMU option string: QEMU's options split at commas, and ",," is a comma. */
+export function qemuOptValue(v: string): string {
+  return v.replaceAll(',', ',,');
+}
+
 /**
- * Starts a QSD with only its two monitors; resolves once its pid file is written (QSD writes it
+ * Starts a QSD with its two monitors and `o.args`; resolves once its pid file is written (QSD writes it
  * after its monitors listen) and the owner's monitor answers.
  */
-export async function startStorageDaemon(p: DaemonPaths, o: { timeoutMs?: number } = {}): Promise<{ pid: number; qmp: QmpClient }> {
+export async function startStorageDaemon(p: DaemonPaths, o: StartOptions = {}): Promise<{ pid: number; qmp: QmpClient }> {
   mkdirSync(p.dir, { recursive: true, mode: 0o700 });
   for (const sock of [p.qmp, p.query]) {
     if (Buffer.byteLength(sock) > 107) throw new DiskError('bad-name', `socket path ${sock} is longer than a unix socket allows (107 bytes); use a shorter --state-dir`);
@@ -56,9 +69,10 @@ export async function startStorageDaemon(p: DaemonPaths, o: { timeoutMs?: number
     '--chardev', `socket,id=qmp,path=${p.qmp},server=on,wait=off`, '--monitor', 'chardev=qmp',
     '--chardev', `socket,id=query,path=${p.query},server=on,wait=off`, '--monitor', 'chardev=query',
     '--pidfile', p.pidFile,
+    ...(o.args ?? []),
   ];
   const fd = openSync(p.log, 'a', 0o600);
-  const child = spawn(QSD, args, { detached: true, stdio: ['ignore', fd, fd] });
+  const child = spawn(QSD, args, { detached: true, stdio: ['ignore', fd, fd, ...(o.fds ?? [])] });
   closeSync(fd);
   child.unref();
   let exited: string | undefined;

@@ -299,6 +299,11 @@ export interface FrameCipher {
 export interface Addon {
   builtWithXen: boolean;
   FrameCipher: new (key: Buffer, direction: 'seal' | 'open') => FrameCipher;
+  /**
+   * A listening TCP socket with TCP_NODELAY (inherited by the sockets it accepts), close-on-exec,
+   * for a child to be given through spawn's stdio; port 0 takes a free one. Works without Xen.
+   */
+  listenTcp(host: string, port: number, backlog: number): { fd: number; port: number };
   Memtap: new (options: MemtapOptions) => Memtap;
   libraries(): LibraryInfo[];
   probeInterfaces(): InterfaceProbe[];

@@ -245,10 +245,11 @@ describe.skipIf(!haveTools)('copy-on-write disks (qemu-storage-daemon, NBD, TLS-
     await writeAt(uriOf(A, 'parent', 'xvdb'), 0, pattern(4096, 53), scratch);
 
     const before = { graph: await graph(A), files: tree(A.dir), daemons: daemonsUnder(A.dir).length };
-    // 192.0.2.1 (TEST-NET-1) is no address of this host: the front starts, then QEMU cannot listen
+    // 192.0.2.1 (TEST-NET-1) is no address of this host: the front's socket cannot be bound
     const e = await A.exportFork({ fork: 'f3', host: '192.0.2.1', port: 47809 }).catch((x) => x);
     expect(e).toBeInstanceOf(DiskError);
-    expect(e.message).toMatch(/^exporting fork f3 on 192\.0\.2\.1:47809: nbd-server-start: .*Cannot assign requested address/);
+    expect(e.message).toMatch(/^exporting fork f3 on 192\.0\.2\.1:47809: cannot listen: bind .*Cannot assign requested address/);
+    expect(e.code).toBe('cannot-listen');
     expect(daemonsUnder(A.dir).length).toBe(before.daemons);
     expect(await graph(A)).toEqual(before.graph);
     expect(tree(A.dir)).toEqual(before.files);
