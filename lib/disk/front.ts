@@ -34,7 +34,7 @@ export interface FrontStart {
 export async function startFront(undo: Undo, o: FrontStart): Promise<Front> {
   const paths = daemonPaths(o.dir);
   privateDir(join(o.pskDir, '..'));
-  writePskDir(o.pskDir, o.psk);
+  writePskDir(o.pskDir, o.psk, { server: true });
   undo.push(`remove ${o.pskDir}`, () => rmSync(o.pskDir, { recursive: true, force: true }));
   undo.push(`remove ${o.dir}`, () => rmSync(o.dir, { recursive: true, force: true }));
   const { pid, qmp } = await startStorageDaemon(paths);
@@ -100,7 +100,7 @@ export async function restartFront(f: Front, familySocket: string, slices: Slice
   try {
     return await Undo.guard((undo) => startFront(undo, { fork: f.fork, dir: f.dir, pskDir: f.pskDir, psk, familySocket, slices, host: f.host, port: f.port }));
   } catch (e) {
-    if (!existsSync(f.pskDir)) writePskDir(f.pskDir, psk); // the key stays for another try
+    if (!existsSync(f.pskDir)) writePskDir(f.pskDir, psk, { server: true }); // the key stays for another try
     throw e;
   }
 }
