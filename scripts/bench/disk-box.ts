@@ -47,6 +47,8 @@ type FioRun = Record<Job, { bytesPerSec: number; iops: number }>;
 
 /** rows that could not be measured, with why: named on the last line, and the bench exits 1 */
 const missing: string[] = [];
+/** An error's first line: a row's reason stays on the one line the host reads. */
+const why = (e: unknown) => ((e as Error).message ?? String(e)).split('\n')[0]!;
 
 async function run(name: string, domid: number, command: string, timeoutMs?: number): Promise<string> {
   const r = await guestCommand(xs, name, domid, command, timeoutMs);
@@ -104,7 +106,7 @@ async function measurePlain(disk: string): Promise<FioRun | undefined> {
     return r;
   } catch (e) {
     say(`plain local disk: FAILED: ${(e as Error).message}`);
-    missing.push(`fio on the plain local disk (${(e as Error).message})`);
+    missing.push(`fio on the plain local disk (${why(e)})`);
     return undefined;
   } finally {
     await destroyQuietly(xc, domid);
@@ -126,7 +128,7 @@ async function fetchedBy(label: string, clones: EagerCloneResult['clones'], comm
   const lo0 = loopbackBytes();
   const rd0 = clones.map((c) => guestReadBytes(c.domid));
   const t0 = Date.now();
-  await Promise.all(clones.map((c) => run(c.name, c.domid, command, 900_000)));
+  await Promise.all(clones.map((c) => run(c.name, c.domid, command, 600_000)));
   const r: Fetch = { label, clones: clones.length, fetched: loopbackBytes() - lo0, read: clones.reduce((n, c, i) => n + guestReadBytes(c.domid) - rd0[i]!, 0), ms: Date.now() - t0 };
   say(`${label}: ${JSON.stringify(r)}`);
   return r;
@@ -158,7 +160,7 @@ async function attempt<T>(row: string, fn: () => Promise<T>): Promise<T | undefi
     return await fn();
   } catch (e) {
     say(`${row}: FAILED: ${(e as Error).message}`);
-    missing.push(`${row} (${(e as Error).message})`);
+    missing.push(`${row} (${why(e)})`);
     return undefined;
   }
 }
@@ -169,9 +171,9 @@ const speed = (r: { bytesPerSec: number; iops: number } | undefined) => (r ? `${
 const diskTotal = (d: EagerCloneResult['diskMs']) => d.prepare + d.freeze + d.export + d.attach;
 
 async function main(): Promise<void> {
-  const why = image ? diskPathMissing() : 'no Debian guest disk (run with --debian-disk)';
-  if (!image || why) {
-    missing.push(...['fio: plain vs clone', 'blocks fetched: 1 clone', 'blocks fetched: 4 clones', 'fork time with disks'].map((r) => `${r} (${why})`));
+  const cannot = image ? diskPathMissing() : 'no Debian guest disk (run with --debian-disk)';
+  if (!image || cannot) {
+    missing.push(...['fio: plain vs clone', 'blocks fetched: 1 clone', 'blocks fetched: 4 clones', 'fork time with disks'].map((r) => `${r} (${cannot})`));
     return;
   }
   say(`Debian guest, 256 MiB PVH, 1 vCPU, root disk ${image}; fio: ${FIO_MIB} MiB file, 4 KiB blocks, O_DIRECT, psync (queue depth 1), ${FIO_SECONDS} s a job`);
@@ -199,7 +201,7 @@ async function main(): Promise<void> {
     }));
   } catch (e) {
     say(`parent: FAILED: ${(e as Error).message}`);
-    missing.push(`the parent on its disk family (${(e as Error).message})`);
+    missing.push(`the parent on its disk family (${why(e)})`);
   } finally {
     await destroyQuietly(xc, parent); // xl destroy: block-snowflock remove detaches the parent's disk
     await useFamily(FAMILY, {}, (f) => f.shutdown()).catch((e: Error) => say(`NOTE family ${FAMILY}: ${e.message}`));
