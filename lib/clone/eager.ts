@@ -32,6 +32,12 @@ export interface EagerCloneResult {
   disks: DiskForkExport[];
   /** the fork's name for its disk slices */
   fork: string;
+  /**
+   * milliseconds spent in the fork's disk steps (all 0 for a parent without disks): the freeze
+   * prepared while the parent ran, the freeze and the slices' export while it was stopped, and
+   * the clones' disk attaches (summed over the clones, also while it was stopped)
+   */
+  diskMs: { prepare: number; freeze: number; export: number; attach: number };
 }
 
 export class WorkdirError extends Error {}
@@ -97,7 +103,8 @@ export async function cloneEager(xc: XenControl, xs: XenStore, domid: number, op
     const pauseMs = Date.now() - t0;
     for (const c of clones) xc.unpause(c.domid);
     const descriptorBytes = encodeDescriptor(captured.descriptor).length;
-    return { parent: { domid, name: parentName }, clones, pauseMs, descriptorBytes, imagePages: captured.imagePages ?? 0, disks, fork };
+    const diskMs = { prepare: 0, freeze: 0, export: 0, ...forkDisks?.ms, attach: clones.reduce((n, c) => n + c.diskAttachMs, 0) };
+    return { parent: { domid, name: parentName }, clones, pauseMs, descriptorBytes, imagePages: captured.imagePages ?? 0, disks, fork, diskMs };
   } catch (e) {
     for (const c of clones) await destroyClone(xc, xs, c.domid, c.uuid, opts.diskOptions).catch(() => undefined);
     throw await abandonDisks(forkDisks, e);

@@ -35,6 +35,8 @@ export type ForkDisksOptions = FamilyOptions;
  */
 export class ForkDisks {
   private readonly exported: DiskForkExport[] = [];
+  /** milliseconds spent so far in each step (a fork's timing record) */
+  readonly ms = { prepare: 0, freeze: 0, export: 0 };
 
   constructor(
     readonly fork: string,
@@ -52,27 +54,42 @@ export class ForkDisks {
    * Makes the new overlays while the parent still runs. The prepared overlays live in the
    * family's handle, which stays open (held) until freeze(), abandon() or close().
    */
-  async prepare(): Promise<void> {
-    for (const [name, vbds] of this.byFamily()) {
-      await this.hold(name);
-      await useFamily(name, this.o, (f) => f.prepareFreeze({ fork: this.fork, vm: vbds[0]!.vm, disks: vbds.map((v) => v.disk) }));
-    }
+  prepare(): Promise<void> {
+    return this.timed('prepare', async () => {
+      for (const [name, vbds] of this.byFamily()) {
+        await this.hold(name);
+        await useFamily(name, this.o, (f) => f.prepareFreeze({ fork: this.fork, vm: vbds[0]!.vm, disks: vbds.map((v) => v.disk) }));
+      }
+    });
   }
 
   /** Freezes every disk of the parent (stopped by the caller); the old layers become the fork's slices. */
-  async freeze(): Promise<void> {
-    for (const [name, vbds] of this.byFamily()) {
-      await useFamily(name, this.o, (f) => f.freeze({ fork: this.fork, vm: vbds[0]!.vm, disks: vbds.map((v) => v.disk) }).then(() => undefined));
-    }
+  freeze(): Promise<void> {
+    return this.timed('freeze', async () => {
+      for (const [name, vbds] of this.byFamily()) {
+        await useFamily(name, this.o, (f) => f.freeze({ fork: this.fork, vm: vbds[0]!.vm, disks: vbds.map((v) => v.disk) }).then(() => undefined));
+      }
+    });
   }
 
   /** Starts each family's front for this fork on `host` (its port chosen by the kernel). */
-  async exportAll(host: string): Promise<DiskForkExport[]> {
-    for (const name of this.byFamily().keys()) {
-      const e = await useFamily(name, this.o, (f) => f.exportFork({ fork: this.fork, host }));
-      this.exported.push({ family: name, ...e });
+  exportAll(host: string): Promise<DiskForkExport[]> {
+    return this.timed('export', async () => {
+      for (const name of this.byFamily().keys()) {
+        const e = await useFamily(name, this.o, (f) => f.exportFork({ fork: this.fork, host }));
+        this.exported.push({ family: name, ...e });
+      }
+      return structuredClone(this.exported);
+    });
+  }
+
+  private async timed<T>(step: keyof ForkDisks['ms'], body: () => Promise<T>): Promise<T> {
+    const t0 = Date.now();
+    try {
+      return await body();
+    } finally {
+      this.ms[step] += Date.now() - t0;
     }
-    return structuredClone(this.exported);
   }
 
   /** Takes everything back (idempotent): fronts and slice exports, or a prepared freeze. */

@@ -43,6 +43,8 @@ export interface Restored {
   partialPopulates: number;
   /** the new MACs of the clone's vifs, in the descriptor's nics order */
   macs: string[];
+  /** milliseconds spent attaching the clone's disks (overlays, nbd devices, vbds); 0 without disks */
+  diskAttachMs: number;
 }
 
 /** A clone needs its pages plus a little for Xen's own structures (p2m, paging pool). */
@@ -111,6 +113,7 @@ export async function restoreDescriptor(xc: XenControl, xs: XenStore, d: Descrip
     ...(opts.memoryImage ? { memoryImage: opts.memoryImage, imageOffset: IMAGE_HEADER_SIZE } : {}),
   });
   let macs: string[] = [];
+  let diskAttachMs = 0;
   const memory = cloneMemoryKiB(d);
   try {
     writeDomainEntries(xs, {
@@ -137,7 +140,11 @@ export async function restoreDescriptor(xc: XenControl, xs: XenStore, d: Descrip
       nics: nics.map((nic, i) => ({ nic, mac: macs[i]! })),
     }));
     // Disks before the clone is introduced and unpaused: its blkfront reconnects on resume.
-    if (vbds.length) await plugCloneDisks(xs, built.domid, opts.name, vbds, opts.disks!, opts.diskOptions ?? {});
+    if (vbds.length) {
+      const t0 = Date.now();
+      await plugCloneDisks(xs, built.domid, opts.name, vbds, opts.disks!, opts.diskOptions ?? {});
+      diskAttachMs = Date.now() - t0;
+    }
     xs.introduceDomain(built.domid, built.storeGfn, built.storePort);
     await plugCloneNics(xs, built.domid, nics, { hold: opts.holdNetwork === true });
     if (opts.start !== false) xc.unpause(built.domid);
@@ -147,7 +154,7 @@ export async function restoreDescriptor(xc: XenControl, xs: XenStore, d: Descrip
     });
     throw e;
   }
-  return { domid: built.domid, name: opts.name, uuid, vmid: opts.vmid, partialPopulates: built.partialPopulates, macs };
+  return { domid: built.domid, name: opts.name, uuid, vmid: opts.vmid, partialPopulates: built.partialPopulates, macs, diskAttachMs };
 }
 
 /**

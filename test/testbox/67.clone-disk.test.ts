@@ -9,7 +9,7 @@
 // must come from the disk, the guest drops its page cache: a clone starts with its parent's.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadAddon, type XenStore } from '../../lib/xen/native.js';
@@ -22,17 +22,14 @@ import { captureDescriptor } from '../../lib/descriptor/capture.js';
 import { destroyClone, restoreDescriptor } from '../../lib/descriptor/restore.js';
 import { DEFAULT_DISK_STATE_DIR } from '../../lib/disk/record.js';
 import { vbdBackendPath } from '../../lib/xen/clone-vbd.js';
-import { connectedNbd, destroyQuietly, domainIds, env, openXen, startDebianGuest, waitUntil } from './helpers.js';
+import { connectedNbd, destroyQuietly, diskPathMissing, domainIds, env, guestCommand, openXen, startDebianGuest, waitUntil } from './helpers.js';
 
 const disk = process.env.SNOWFLOCK_DEBIAN_DISK;
 
 function whyNot(): string | false {
   if (!disk) return 'no Debian guest disk (run with --debian-disk)';
   if (env.box !== 1) return 'single-host file runs on box 1';
-  if (!existsSync('/sys/block/nbd0')) return 'this dom0 cannot attach disks: no nbd module loaded';
-  if (spawnSync('nbd-client', ['-h']).error) return 'this dom0 cannot attach disks: no nbd-client';
-  if (!existsSync('/etc/xen/scripts/block-snowflock')) return 'this dom0 cannot attach disks: no /etc/xen/scripts/block-snowflock';
-  return false;
+  return diskPathMissing();
 }
 const skip = whyNot();
 
@@ -53,20 +50,8 @@ let preHashes = '';
 /** clone 1's own file, as sha256sum printed it */
 let c1Own = '';
 
-let seq = 0;
-/** Runs a shell command in the guest through sf-commands.sh; resolves with its rc and output. */
-async function inGuest(name: string, domid: number, command: string, timeoutMs = 180_000): Promise<{ rc: number; out: string }> {
-  const n = ++seq;
-  const path = `/local/domain/${domid}/data/sf-cmd`;
-  xs.write(path, `${n} ${command}`);
-  xs.setPermissions(path, [{ domid }, { domid: 0, read: true }]);
-  // The whole line: xenconsoled may have logged only part of it when the console is read.
-  const [m] = await waitForConsole(name, new RegExp(`SF-CMD ${n} rc=(\\d+) ?(.*?)\\r?\\n`), timeoutMs);
-  return { rc: Number(m![1]), out: m![2]!.trim() };
-}
-
 async function ok(name: string, domid: number, command: string): Promise<string> {
-  const r = await inGuest(name, domid, command);
+  const r = await guestCommand(xs, name, domid, command);
   assert.equal(r.rc, 0, `${name}: \`${command}\` failed: ${r.out}`);
   return r.out;
 }

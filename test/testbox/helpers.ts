@@ -3,8 +3,9 @@ import { existsSync, readdirSync } from 'node:fs';
 import { openXen } from '../../lib/xen/control.js';
 import { xlCreate, xlDestroy, type GuestConfig } from '../../lib/xen/xl.js';
 import { testGuestImage } from '../../lib/testbox/guest-image.js';
-import { readConsole } from '../../lib/xen/console.js';
-import type { XenControl } from '../../lib/xen/native.js';
+import { spawnSync } from 'node:child_process';
+import { readConsole, waitForConsole } from '../../lib/xen/console.js';
+import type { XenControl, XenStore } from '../../lib/xen/native.js';
 import { domainMark } from '../../lib/testbox/faults.js';
 import { suiteFileMark, suiteFileName } from '../../lib/testbox/tap.js';
 
@@ -137,6 +138,30 @@ export async function startDebianGuest(name: string, program: string, disks: str
     name, type: 'pvh', kernel, ramdisk: initrd, memoryMiB: o.memoryMiB ?? 256, vcpus: 1,
     cmdline: `root=/dev/xvda sf.workload=${o.workload ?? 'shell'} sf.program=${program}${args}`, disks, ...testTsc(),
   });
+}
+
+/** Why this dom0 cannot put a guest's disk through a disk family (nbd, nbd-client, block-snowflock), or false. */
+export function diskPathMissing(): string | false {
+  if (!existsSync('/sys/block/nbd0')) return 'this dom0 cannot attach disks: no nbd module loaded';
+  if (spawnSync('nbd-client', ['-h']).error) return 'this dom0 cannot attach disks: no nbd-client';
+  if (!existsSync('/etc/xen/scripts/block-snowflock')) return 'this dom0 cannot attach disks: no /etc/xen/scripts/block-snowflock';
+  return false;
+}
+
+let commandSeq = 0;
+/**
+ * Runs a shell command in a guest running images/testguest/programs/sf-commands.sh (a command
+ * written to its data/sf-cmd runs once and answers "SF-CMD <seq> rc=<rc> <output>" on its
+ * console); resolves with its rc and output (one line).
+ */
+export async function guestCommand(xs: XenStore, name: string, domid: number, command: string, timeoutMs = 180_000): Promise<{ rc: number; out: string }> {
+  const n = ++commandSeq;
+  const path = `/local/domain/${domid}/data/sf-cmd`;
+  xs.write(path, `${n} ${command}`);
+  xs.setPermissions(path, [{ domid }, { domid: 0, read: true }]);
+  // The whole line: xenconsoled may have logged only part of it when the console is read.
+  const [m] = await waitForConsole(name, new RegExp(`SF-CMD ${n} rc=(\\d+) ?(.*?)\\r?\\n`), timeoutMs);
+  return { rc: Number(m![1]), out: m![2]!.trim() };
 }
 
 /** The test box dom0's bridge for guests' vifs; dom0 is 10.98.0.(250 + box)/24 on it. */
