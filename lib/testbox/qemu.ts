@@ -110,7 +110,9 @@ export function bootBox(spec: BoxSpec, onLine: (line: string) => void): Promise<
   const started = Date.now();
   const qemu = ['timeout', '--foreground', '-k', '5', String(spec.timeoutSec), QEMU_BINARY, ...qemuArgv(spec)];
   const argv = spec.network ? ['ip', 'netns', 'exec', spec.network.namespace, ...qemu] : qemu;
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: spec.interactive ? 'inherit' : ['ignore', 'pipe', 'pipe'] });
+  // stdin is Xen's serial input: a frozen box is asked for its state through it (askXenForState).
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: spec.interactive ? 'inherit' : ['pipe', 'pipe', 'pipe'] });
+  child.stdin?.on('error', () => {}); // QEMU gone: nothing to ask
   const log = createWriteStream(spec.logFile);
   let jobRc: number | null = null;
   let watchdogFired = false;
@@ -123,7 +125,7 @@ export function bootBox(spec: BoxSpec, onLine: (line: string) => void): Promise<
     if (!spec.interactive && jobRc === null && Date.now() - lastOutput > FROZEN_AFTER_SEC * 1000) {
       froze = true;
       clearInterval(frozenCheck);
-      stop();
+      askXenForState(child.stdin, (line) => consume(Buffer.from(`${line}\n`))).finally(stop);
     }
   }, 10_000);
 
@@ -164,4 +166,22 @@ export function bootBox(spec: BoxSpec, onLine: (line: string) => void): Promise<
       });
     });
   });
+}
+
+/**
+ * What a frozen box was doing, in its log: Xen's debug keys on its serial input (three CTRL-a
+ * give the input to Xen): 'd' every CPU's registers and stack, '0' dom0's vCPUs, 'q' each
+ * domain's vCPUs, 'r' the run queues. Xen answering shows the hypervisor alive; silence, a
+ * box stuck below dom0.
+ */
+async function askXenForState(stdin: NodeJS.WritableStream | null, note: (line: string) => void): Promise<void> {
+  if (!stdin) return;
+  note(`SNOWFLOCK-HOST no output for ${FROZEN_AFTER_SEC} s: asking Xen for its state (debug keys d 0 q r)`);
+  stdin.write('\x01\x01\x01');
+  for (const key of ['d', '0', 'q', 'r']) {
+    await new Promise((r) => setTimeout(r, 2000));
+    stdin.write(key);
+  }
+  await new Promise((r) => setTimeout(r, 20_000));
+  note('SNOWFLOCK-HOST end of the frozen box\'s state');
 }
