@@ -41,6 +41,15 @@ export interface BoxSpec {
  */
 export const FROZEN_AFTER_SEC = 300;
 
+/**
+ * A box silent this long is nudged: six CTRL-a on its serial input (Xen takes the input, then
+ * gives it back to dom0), whose interrupts wake an idle Xen. Under TCG a box has been seen with
+ * every CPU idle in Xen and dom0's timer overdue by minutes, resumed by the first serial
+ * interrupt (docs/ARCHITECTURE.md, test box notes): a lost timer wakeup of the emulator. A box
+ * that goes on printing after a nudge was asleep, not hung; each nudge is logged and reported.
+ */
+export const NUDGE_AFTER_SEC = 90;
+
 export interface BoxResult {
   box: number;
   /** the job's exit status as dom0 reported it; null when dom0 never reported one */
@@ -50,6 +59,8 @@ export interface BoxResult {
   watchdogFired: boolean;
   /** The box printed nothing for FROZEN_AFTER_SEC and was stopped. */
   froze: boolean;
+  /** Times the box was silent for NUDGE_AFTER_SEC and was nudged, and how many of those it woke. */
+  nudges: { sent: number; woke: number };
   logFile: string;
   seconds: number;
 }
@@ -119,23 +130,42 @@ export function bootBox(spec: BoxSpec, onLine: (line: string) => void): Promise<
   let pending = '';
   let lastOutput = Date.now();
   let froze = false;
+  const nudges = { sent: 0, woke: 0 };
+  let nudgedAt = 0;
   const stop = () => child.kill('SIGTERM'); // timeout passes it on to QEMU, then kills it after 5 s
   spec.signal?.addEventListener('abort', stop, { once: true });
   const frozenCheck = setInterval(() => {
-    if (!spec.interactive && jobRc === null && Date.now() - lastOutput > FROZEN_AFTER_SEC * 1000) {
+    const silentMs = Date.now() - lastOutput;
+    if (!spec.interactive && jobRc === null && silentMs > NUDGE_AFTER_SEC * 1000 && nudgedAt < lastOutput && !froze) {
+      nudgedAt = Date.now();
+      nudges.sent++;
+      hostNote(`SNOWFLOCK-HOST silent for ${Math.round(silentMs / 1000)} s: nudging the box (serial interrupt)`);
+      child.stdin?.write('\x01'.repeat(6));
+    }
+    if (!spec.interactive && jobRc === null && silentMs > FROZEN_AFTER_SEC * 1000) {
       froze = true;
       clearInterval(frozenCheck);
-      askXenForState(child.stdin, (line) => consume(Buffer.from(`${line}\n`))).finally(stop);
+      askXenForState(child.stdin, hostNote).finally(stop);
     }
   }, 10_000);
 
+  const logLine = (line: string) => log.write(`[${((Date.now() - started) / 1000).toFixed(2).padStart(7)}] ${line}\n`);
+  /** A line of the host's own in the box's log: not output of the box, so no sign of life. */
+  const hostNote = (line: string) => {
+    logLine(line);
+    onLine(line);
+  };
   const consume = (chunk: Buffer) => {
-    lastOutput = Date.now();
     pending += chunk.toString('utf8');
     const lines = pending.replaceAll('\r', '').split('\n');
     pending = lines.pop() ?? '';
     for (const line of lines) {
-      log.write(`[${((Date.now() - started) / 1000).toFixed(2).padStart(7)}] ${line}\n`);
+      logLine(line);
+      // Xen's answer to a nudge's CTRL-a is no sign that the box runs on.
+      if (!/\*\*\* Serial input to /.test(line)) {
+        if (nudgedAt > lastOutput && !froze) nudges.woke++; // the box's first output after a nudge
+        lastOutput = Date.now();
+      }
       const result = /SNOWFLOCK-RESULT job=\S+ rc=(\d+)(.*)/.exec(line);
       if (result) {
         jobRc = Number(result[1]);
@@ -161,6 +191,7 @@ export function bootBox(spec: BoxSpec, onLine: (line: string) => void): Promise<
         timedOut: code === 124 || code === 137,
         watchdogFired,
         froze,
+        nudges,
         logFile: spec.logFile,
         seconds: (Date.now() - started) / 1000,
       });

@@ -4,7 +4,7 @@ import { rerunScope, retryFits, runTestbox, type TestboxReport } from '../../tes
 import { faultLine } from '../../testbox/retry.js';
 import { judgeSkips, skipSummaryLines, unexpectedSkipLines } from '../../testbox/skips.js';
 import { runSuiteOnHost } from '../../testbox/on-host.js';
-import { bootBox } from '../../testbox/qemu.js';
+import { bootBox, NUDGE_AFTER_SEC } from '../../testbox/qemu.js';
 import { artifacts, type XenFlavour } from '../../testbox/paths.js';
 import { ExitCode, printJson, progress, table } from '../output.js';
 import { UsageError } from '../errors.js';
@@ -57,6 +57,9 @@ function summarize(report: TestboxReport): void {
       const times = suiteFileTimes(readFileSync(b.logFile, 'utf8'));
       if (times.length) console.log(`box ${b.box} seconds per file: ${times.map((t) => `${t.file} ${t.seconds.toFixed(0)}`).join(', ')}`);
     }
+  }
+  for (const b of report.boxes) {
+    if (b.nudges?.sent) console.log(`box ${b.box}: silent ${b.nudges.sent} time(s) for ${NUDGE_AFTER_SEC} s and nudged; ${b.nudges.woke} of the nudges woke it (an emulated timer wakeup lost: docs/ARCHITECTURE.md, test box notes)`);
   }
   for (const f of report.faults) console.log(faultLine(f));
   if (!report.ok && tests) console.log(`run again: ${report.emulator.rerun ? 'yes' : 'no'} (${report.emulator.reason})`);
