@@ -12,9 +12,9 @@
  *
  * The fork path (slice-servers.ts, shared-backings.ts) runs it `--detached`: it outlives the
  * process that started it (`snowflock clone` exits, its clones run on), so only SIGTERM stops
- * it (SIGUSR1 writes its counters to its log, stderr), and stdout may be closed under it. `--descriptor -` reads the descriptor (it holds the
- * session key) as the first line of stdin, never from the command line, which any local user
- * can read. `--check-ms` makes `back` fetch block 0 before it says ready: a group that delivers
+ * it (SIGUSR1 writes its counters to its log, stderr), and stdout may be closed under it.
+ * `--descriptor -` reads the descriptor (it holds the session key) as the first line of stdin,
+ * never from the command line, which any local user can read. `--check-ms` makes `back` fetch block 0 before it says ready: a group that delivers
  * nothing in that time is an error, and the caller reads the front instead.
  */
 import { createInterface } from 'node:readline';
