@@ -10,6 +10,11 @@ import { DiskError } from '../disk/errors.js';
 import { checkPsk, type Psk } from '../disk/psk.js';
 import { attachNbd, detachNbd, type NbdAttachment, type NbdHost } from '../disk/nbd-attach.js';
 import { readCloneVbdBackends, removeCloneVbds, waitVbdsClosed, writeCloneVbds, type CloneVbd, type VbdRecord } from '../xen/clone-vbd.js';
+import type { SliceSession } from '../disk/mcdist-backing.js';
+import { releaseBackings } from '../disk/shared-backings.js';
+import { startSliceServers } from '../disk/slice-servers.js';
+import { defaultMcdistWorker } from '../disk/detached-worker.js';
+import { checkSliceSessions, mcdistSocketFor, type BlockTransport, type DiskTransportUsed, type McdistDiskOptions } from './disk-transport.js';
 
 /** One family's part of a fork: where its front listens, the fork's key for it, what it exports. */
 export interface DiskForkExport {
@@ -19,13 +24,21 @@ export interface DiskForkExport {
   port: number;
   psk: Psk;
   exports: { vm: string; disk: string; name: string; sizeBytes: number }[];
+  /** the mcdist sessions of the disks served over mcdist (`blocks: 'mcdist'`); they hold keys, so they travel sealed with `psk` */
+  mcdist?: SliceSession[];
+  /** which transport each disk is served by on the parent's host, and why a disk asked for over mcdist is not (no keys) */
+  blocks?: DiskTransportUsed[];
 }
 
-/** The same without the key: what may travel in clear in a fork image (the key is sealed apart). */
-export type DiskForkAddress = Omit<DiskForkExport, 'psk'>;
+/** The same without the keys: what may travel in clear in a fork image (the keys are sealed apart). */
+export type DiskForkAddress = Omit<DiskForkExport, 'psk' | 'mcdist'>;
 
-/** where disk families live on this host (useFamily) */
-export type ForkDisksOptions = FamilyOptions;
+/** where disk families live on this host (useFamily), and how the fork's blocks reach the clones */
+export interface ForkDisksOptions extends FamilyOptions {
+  /** 'front' (default): every clone host reads the fork's TLS front; 'mcdist': slice servers as well, clone hosts join them and fall back to the front */
+  blocks?: BlockTransport;
+  mcdist?: McdistDiskOptions;
+}
 
 /**
  * The parent's side of one fork's disks. prepare() before the suspend, freeze() while the
@@ -72,11 +85,26 @@ export class ForkDisks {
     });
   }
 
-  /** Starts each family's front for this fork on `host` (its port chosen by the kernel). */
+  /**
+   * Starts each family's front for this fork on `host` (its port chosen by the kernel), and
+   * with `blocks: 'mcdist'` a slice server per disk beside it (released with the front).
+   */
   exportAll(host: string): Promise<DiskForkExport[]> {
     return this.timed('export', async () => {
       for (const name of this.byFamily().keys()) {
-        const e = await useFamily(name, this.o, (f) => f.exportFork({ fork: this.fork, host }));
+        const e = await useFamily(name, this.o, async (f) => {
+          const front = await f.exportFork({ fork: this.fork, host });
+          if (this.o.blocks !== 'mcdist') return front;
+          const served = await startSliceServers({
+            familyDir: f.dir, nbdSocket: f.nbdSocket, fork: this.fork, host, slices: front.exports,
+            script: this.o.mcdist?.worker ?? defaultMcdistWorker(), ...(this.o.log ? { log: this.o.log } : {}),
+          });
+          return {
+            ...front,
+            mcdist: served.flatMap((x) => (x.session ? [x.session] : [])),
+            blocks: served.map((x) => ({ vm: x.vm, disk: x.disk, blocks: x.session ? 'mcdist' as const : 'front' as const, ...(x.fallback ? { fallback: x.fallback } : {}) })),
+          };
+        });
         this.exported.push({ family: name, ...e });
       }
       return structuredClone(this.exported);
@@ -163,11 +191,11 @@ export function checkDiskForkExports(value: unknown, what: string): DiskForkAddr
 
 /** The keys of a fork's exports as one secret (sealed apart from the addresses), and back. */
 export function diskKeysSecret(exports: DiskForkExport[]): Buffer {
-  return Buffer.from(JSON.stringify(exports.map((e) => ({ family: e.family, identity: e.psk.identity, key: e.psk.key }))), 'utf8');
+  return Buffer.from(JSON.stringify(exports.map((e) => ({ family: e.family, identity: e.psk.identity, key: e.psk.key, ...(e.mcdist?.length ? { mcdist: e.mcdist } : {}) }))), 'utf8');
 }
 
 export function withDiskKeys(addresses: DiskForkAddress[], secret: Buffer): DiskForkExport[] {
-  let keys: { family: string; identity: string; key: string }[];
+  let keys: { family: string; identity: string; key: string; mcdist?: unknown }[];
   try {
     keys = JSON.parse(secret.toString('utf8'));
   } catch {
@@ -178,7 +206,8 @@ export function withDiskKeys(addresses: DiskForkAddress[], secret: Buffer): Disk
     if (!k) throw new Error(`fork image: no key for the disks of family ${a.family}`);
     const psk = { identity: k.identity, key: k.key };
     checkPsk(psk);
-    return { ...a, psk };
+    const mcdist = checkSliceSessions(k.mcdist, a.family);
+    return { ...a, psk, ...(mcdist.length ? { mcdist } : {}) };
   });
 }
 
@@ -186,39 +215,53 @@ export interface CloneDisksOptions extends ForkDisksOptions {
   nbd?: NbdHost;
 }
 
+/** A clone's disk as attached: its vbd, and how its overlay reads the fork's slice. */
+export type AttachedCloneDisk = CloneVbd & { blocks: BlockTransport; fallback?: string };
+
 /**
  * A clone's disks on this host: for each of the parent's vbds, an overlay over its slice in the
  * family (the clone's own head `<clone>/<disk>`), connected to a free /dev/nbdN. Returns what
  * writeCloneVbds writes. On failure nothing stays: connections, overlays.
  */
-export async function attachCloneDisks(clone: string, vbds: VbdRecord[], exports: DiskForkExport[], o: CloneDisksOptions = {}): Promise<CloneVbd[]> {
-  const made: CloneVbd[] = [];
+export async function attachCloneDisks(clone: string, vbds: VbdRecord[], exports: DiskForkExport[], o: CloneDisksOptions = {}): Promise<AttachedCloneDisk[]> {
+  const made: AttachedCloneDisk[] = [];
   const headsMade = new Set<string>();
+  const touched = new Set<string>();
   try {
     for (const v of vbds) {
       const ex = exports.find((e) => e.family === v.family && e.exports.some((x) => x.vm === v.vm && x.disk === v.disk));
       if (!ex) throw new DiskError('not-found', `the fork exports no slice of ${v.family}:${v.vm}/${v.disk} (the parent's ${v.vdev})`);
       const name = ex.exports.find((x) => x.vm === v.vm && x.disk === v.disk)!.name;
-      const socket = await useFamily(v.family, o, async (f) => {
-        await f.addCloneDisk({ vm: clone, disk: v.disk, source: { fork: ex.fork, host: ex.host, port: ex.port, export: name, psk: ex.psk } });
-        return f.nbdSocket;
+      const session = ex.mcdist?.find((m) => m.name === name);
+      touched.add(v.family);
+      const { socket, via } = await useFamily(v.family, o, async (f) => {
+        // over mcdist: this host's backing of the fork's disk (shared with the fork's other clones here), else the front
+        const via = session ? await mcdistSocketFor(f, { fork: ex.fork, vm: v.vm, disk: v.disk, clone, session, ...(o.mcdist ? { mcdist: o.mcdist } : {}) }) : {};
+        if (via.fallback) o.log?.(`clone ${clone}: ${v.vdev} reads the front of fork ${ex.fork}: ${via.fallback}`);
+        await f.addCloneDisk({ vm: clone, disk: v.disk, source: { fork: ex.fork, host: ex.host, port: ex.port, export: name, psk: ex.psk, ...(via.socket ? { socket: via.socket } : {}) } });
+        return { socket: f.nbdSocket, via };
       });
       headsMade.add(v.family);
       const a: NbdAttachment = await attachNbd({ socket, export: `${clone}/${v.disk}`, ...(o.nbd ? { host: o.nbd } : {}) });
-      made.push({ record: v, target: { family: v.family, vm: clone, disk: v.disk }, device: a.device, physicalDevice: a.physicalDevice });
+      made.push({
+        record: v, target: { family: v.family, vm: clone, disk: v.disk }, device: a.device, physicalDevice: a.physicalDevice,
+        blocks: via.socket ? 'mcdist' : 'front', ...(session && via.fallback ? { fallback: via.fallback } : {}),
+      });
     }
     return made;
   } catch (e) {
     const left: string[] = [];
     for (const m of made) await detachNbd(m.device, { ...(o.nbd ? { host: o.nbd } : {}) }).catch((x: Error) => left.push(x.message));
     for (const name of headsMade) await useFamily(name, o, (f) => f.removeVm(clone)).catch((x: Error) => left.push(x.message));
+    // a backing acquired for a disk whose overlay was never made (removeVm releases the others)
+    for (const name of touched) await useFamily(name, o, (f) => releaseBackings(f.dir, clone)).then((l) => left.push(...l), (x: Error) => left.push(x.message));
     if (left.length && e instanceof Error) e.message += ` (and undoing it failed: ${left.join('; ')})`;
     throw e;
   }
 }
 
 /** Attaches and writes the clone's vbds (restore calls this before the clone runs). */
-export async function plugCloneDisks(xs: XenStore, domid: number, clone: string, vbds: VbdRecord[], exports: DiskForkExport[], o: CloneDisksOptions = {}): Promise<CloneVbd[]> {
+export async function plugCloneDisks(xs: XenStore, domid: number, clone: string, vbds: VbdRecord[], exports: DiskForkExport[], o: CloneDisksOptions = {}): Promise<AttachedCloneDisk[]> {
   const disks = await attachCloneDisks(clone, vbds, exports, o);
   try {
     writeCloneVbds(xs, domid, disks);

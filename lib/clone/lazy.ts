@@ -13,7 +13,7 @@ import { domainName } from '../xen/resolve.js';
 import { cloneName } from './names.js';
 import { spawnDetached } from '../memtap/spawn.js';
 import { captureFork } from './capture-fork.js';
-import { releaseForkDisks, type DiskForkExport } from './fork-disks.js';
+import { releaseForkDisks, type DiskForkExport, type ForkDisksOptions } from './fork-disks.js';
 
 export const DEFAULT_STATE_DIR = process.env.SNOWFLOCK_STATE ?? '/var/lib/snowflock';
 
@@ -82,6 +82,8 @@ export interface LazyCloneOptions {
   /** address the memserver listens on (clones on other hosts connect to it) */
   listenHost?: string;
   progress?: (message: string) => void;
+  /** how the fork's disk blocks reach the clones (ForkDisksOptions.blocks) */
+  diskOptions?: ForkDisksOptions;
 }
 
 export interface LazyCloneResult {
@@ -108,7 +110,7 @@ export async function cloneLazy(xc: XenControl, xs: XenStore, domid: number, o: 
   try {
     // The parent runs on as soon as its memory is copied: the copy is what clones see.
     const { captured, encoded, tokenFile, memserver: server, disks: exported } = await captureFork(xc, xs, domid, {
-      dir, clones: o.count, fork: family, ...(o.listenHost ? { listenHost: o.listenHost } : {}), ...(o.progress ? { progress: o.progress } : {}),
+      dir, clones: o.count, fork: family, ...(o.diskOptions ? { diskOptions: o.diskOptions } : {}), ...(o.listenHost ? { listenHost: o.listenHost } : {}), ...(o.progress ? { progress: o.progress } : {}),
     });
     serverPid = server.pid;
     disks = exported;

@@ -22,6 +22,7 @@ import { VchanGuestTransport } from './vchan-transport.js';
 import { serveAllDomains } from './domain-watch.js';
 import { DEFAULT_ADMIN_SOCKET, askHostDaemon } from './admin-socket.js';
 import { printJson, table } from '../cli/output.js';
+import { parseBlockTransport } from '../clone/disk-transport.js';
 
 export const DEFAULT_MASTER_PORT = 7311;
 
@@ -51,7 +52,7 @@ interface MasterArgs {
 
 interface HostArgs {
   name?: string; 'key-file': string; master: string; vcpus: number; 'memory-mib': number; backend: string;
-  advertise?: string; 'state-dir'?: string; 'isolate-families': boolean;
+  advertise?: string; 'state-dir'?: string; 'isolate-families': boolean; 'disk-transport'?: string;
   guests: string; 'guest-listen': string; 'trust-claimed-domid': boolean; 'guest-address': string[]; 'vchan-domid': number[]; 'vchan-all-guests': boolean; 'admin-socket': string;
 }
 
@@ -100,6 +101,7 @@ const hostModule: CommandModule<object, HostArgs> = {
     .option('backend', { choices: ['xen', 'fake'], demandOption: true, describe: 'xen: fork real VMs, memory on demand; fake: bookkeeping only (a dry run)' })
     .option('advertise', { type: 'string', describe: 'xen: the address other hosts reach this host\'s memservers at' })
     .option('state-dir', { type: 'string', describe: 'xen: where fork images live (default $SNOWFLOCK_STATE or /var/lib/snowflock)' })
+    .option('disk-transport', { choices: ['front', 'mcdist'], default: 'front', describe: 'xen: how clones read the disk slices of forks captured here: front (TLS, one stream per clone host) or mcdist (sealed multicast; a disk whose multicast does not work reads the front)' })
     .option('isolate-families', { type: 'boolean', default: false, describe: 'xen: each family\'s clones talk only to their family (an nftables bridge table per family; needs nft)' })
     .option('guests', { choices: ['vchan', 'tcp'], default: 'vchan', describe: 'how guests reach this daemon' })
     .option('guest-listen', { type: 'string', default: '127.0.0.1:7312', describe: 'TCP address for guests (--guests tcp)' })
@@ -145,7 +147,7 @@ async function cloneBackend(argv: HostArgs, credential: HostCredential): Promise
   const [{ XenBackend }, { openXen }, { loadAddon }] = await Promise.all([import('./xen-backend.js'), import('../xen/control.js'), import('../xen/native.js')]);
   const xc = openXen();
   const xs = new (loadAddon().XenStore)();
-  const backend = new XenBackend(xc, xs, { advertiseHost: argv.advertise!, stateDir: argv['state-dir'], hostKey: credential.key, isolateFamilies: argv['isolate-families'] });
+  const backend = new XenBackend(xc, xs, { advertiseHost: argv.advertise!, stateDir: argv['state-dir'], hostKey: credential.key, isolateFamilies: argv['isolate-families'], diskTransport: parseBlockTransport(argv['disk-transport'] ?? 'front') });
   return { backend, close: () => (xs.close(), xc.close()), listDomids: () => xc.listDomains().map((d) => d.domid) };
 }
 

@@ -20,6 +20,7 @@ import { DEFAULT_STATE_DIR, restoreLazy } from '../clone/lazy.js';
 import { cloneName } from '../clone/names.js';
 import { captureFork } from '../clone/capture-fork.js';
 import { checkDiskForkExports, diskKeysSecret, releaseForkDisks, withDiskKeys, type DiskForkAddress } from '../clone/fork-disks.js';
+import type { BlockTransport } from '../clone/disk-transport.js';
 import { seal, unseal } from './seal.js';
 import { FamilyNetwork } from './family-network.js';
 import { ForkLeftovers } from './fork-leftovers.js';
@@ -39,6 +40,8 @@ export interface XenBackendOptions {
   prefetch?: number;
   heuristics?: boolean;
   freeReportWaitMs?: number;
+  /** how clones read the disk slices of forks captured here (default 'front'; ForkDisksOptions.blocks) */
+  diskTransport?: BlockTransport;
 }
 
 const IMAGE_FORMAT = 'snowflock-fork-image/2';
@@ -82,7 +85,7 @@ export class XenBackend implements CloneBackend {
     let f;
     try {
       // The memserver listens where clones are told to reach it, not on every address.
-      f = await captureFork(this.xc, this.xs, parent, { dir, clones: fork.clones, keepParentStopped: true, listenHost: this.o.advertiseHost, fork: fork.fork });
+      f = await captureFork(this.xc, this.xs, parent, { dir, clones: fork.clones, keepParentStopped: true, listenHost: this.o.advertiseHost, fork: fork.fork, ...(this.o.diskTransport ? { diskOptions: { blocks: this.o.diskTransport } } : {}) });
     } catch (e) {
       this.removeRecord(`${RECORDS}/stopped/${parent}`);
       rmSync(dir, { recursive: true, force: true }); // the parent's memory, if it got that far
@@ -91,7 +94,7 @@ export class XenBackend implements CloneBackend {
     this.leftovers.started(fork.fork, f.memserver.pid, dir);
     this.stopped.set(parent, f.captured.resumeParent);
     this.network.parentCaptured(fork.fork, parent);
-    const disks = f.disks.map(({ psk: _psk, ...address }) => address);
+    const disks = f.disks.map(({ psk: _psk, mcdist: _sessions, ...address }) => address);
     if (disks.length) this.forkDisks.set(fork.fork, disks);
     return {
       format: IMAGE_FORMAT,

@@ -6,6 +6,7 @@ import type { XenControl, XenStore, BuildResult } from '../xen/native.js';
 import { removeDomainEntries, writeDomainEntries } from '../xen/domain-xenstore.js';
 import { plugCloneNics, removeCloneNics, writeCloneNics } from '../xen/clone-nic.js';
 import { cloneDomainConfig, nicScript, removeDomainConfig, writeDomainConfig, writeLibxlNicEntries } from '../xen/libxl-config.js';
+import type { BlockTransport } from '../clone/disk-transport.js';
 import { plugCloneDisks, unplugCloneDisks, type CloneDisksOptions, type DiskForkExport } from '../clone/fork-disks.js';
 import { removeCloneVbds } from '../xen/clone-vbd.js';
 import { DescriptorError } from './errors.js';
@@ -45,6 +46,8 @@ export interface Restored {
   macs: string[];
   /** milliseconds spent attaching the clone's disks (overlays, nbd devices, vbds); 0 without disks */
   diskAttachMs: number;
+  /** how each of the clone's disks reads its fork's slice: the front, or mcdist (and why not, when asked for) */
+  disks: { vdev: string; blocks: BlockTransport; fallback?: string }[];
 }
 
 /** A clone needs its pages plus a little for Xen's own structures (p2m, paging pool). */
@@ -114,6 +117,7 @@ export async function restoreDescriptor(xc: XenControl, xs: XenStore, d: Descrip
   });
   let macs: string[] = [];
   let diskAttachMs = 0;
+  let disks: Restored['disks'] = [];
   const memory = cloneMemoryKiB(d);
   try {
     writeDomainEntries(xs, {
@@ -142,7 +146,8 @@ export async function restoreDescriptor(xc: XenControl, xs: XenStore, d: Descrip
     // Disks before the clone is introduced and unpaused: its blkfront reconnects on resume.
     if (vbds.length) {
       const t0 = Date.now();
-      await plugCloneDisks(xs, built.domid, opts.name, vbds, opts.disks!, opts.diskOptions ?? {});
+      const attached = await plugCloneDisks(xs, built.domid, opts.name, vbds, opts.disks!, opts.diskOptions ?? {});
+      disks = attached.map((a) => ({ vdev: a.record.vdev, blocks: a.blocks, ...(a.fallback ? { fallback: a.fallback } : {}) }));
       diskAttachMs = Date.now() - t0;
     }
     xs.introduceDomain(built.domid, built.storeGfn, built.storePort);
@@ -154,7 +159,7 @@ export async function restoreDescriptor(xc: XenControl, xs: XenStore, d: Descrip
     });
     throw e;
   }
-  return { domid: built.domid, name: opts.name, uuid, vmid: opts.vmid, partialPopulates: built.partialPopulates, macs, diskAttachMs };
+  return { domid: built.domid, name: opts.name, uuid, vmid: opts.vmid, partialPopulates: built.partialPopulates, macs, diskAttachMs, disks };
 }
 
 /**

@@ -13,6 +13,8 @@ import { newPsk, privateDir, pskIdentity, writePskDir, type Psk } from './psk.js
 import { createOverlay, imageInfo, type ImageCheck } from './qemu-img.js';
 import { checkSlices } from './list.js';
 import { reopenFamily } from './relaunch.js';
+import { releaseBackings } from './shared-backings.js';
+import { stopSliceServers } from './slice-servers.js';
 import { freeBytes } from './space.js';
 import { QmpClient, type QmpEvent } from './qmp.js';
 import { checkName, DEFAULT_DISK_STATE_DIR, readRecord, writeRecord, type Base, type FamilyRecord, type Front, type Head, type Layer, type Slice } from './record.js';
@@ -290,7 +292,9 @@ export class DiskFamily {
     return this.serial(async () => {
       const front = this.record.fronts.find((f) => f.fork === fork);
       const slices = this.record.slices.filter((s) => s.fork === fork && !s.released);
+      const stillServing = await stopSliceServers(this.dir, fork); // before their slices' exports go
       if (!front && !slices.length) throw new DiskError('not-found', `family ${this.family} exports no fork ${fork}`);
+      if (stillServing.length) this.log(stillServing.join('; '));
       if (front) {
         await stopFront(front);
         this.record.fronts = this.record.fronts.filter((f) => f !== front);
@@ -405,6 +409,8 @@ export class DiskFamily {
         this.record.slices = this.record.slices.filter((s) => !(s.vm === head.vm && s.disk === head.disk));
         this.save();
       }
+      // its overlays read them no more: a backing of a fork this was the host's last clone of stops
+      left.push(...(await releaseBackings(this.dir, vm)));
       if (left.length) throw new DiskError('qemu', `removing ${vm}'s disks left: ${left.join('; ')}`);
       return { kept, deleted };
     });

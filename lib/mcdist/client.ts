@@ -14,6 +14,7 @@ import { performance } from 'node:perf_hooks';
 import { BlockCollector } from './collector.js';
 import { RATE_TICK_MS, RateEstimator } from './rate.js';
 import { RetransmitTimer } from './retransmit.js';
+import { BlockReplayGuard } from './block-seal.js';
 import { type Session, wireKeys } from './session.js';
 import type { BatchHandler, BlockClient, ClientStats, Log } from './types.js';
 import {
@@ -77,6 +78,8 @@ export class McdistClient implements BlockClient {
     requestsSent: 0, retransmits: 0, blocksReceived: 0, prefetched: 0, duplicates: 0, bytesReceived: 0,
   };
   private readonly drops = newDropCounters();
+  /** nonces of the blocks taken: a recorded block sent again is dropped */
+  private readonly replays = new BlockReplayGuard();
 
   /**
    * @param socket a bound socket that has joined the group, or null to drive
@@ -156,13 +159,16 @@ export class McdistClient implements BlockClient {
   handleDatagram(buf: Buffer): void {
     const msg = admitDatagram(buf, this.keys, this.session.blockCount, MessageType.Block, this.drops, this.opts.testDropRate);
     if (!msg) return;
+    if (!this.replays.admit(msg.nonce)) {
+      this.drops.replayed++;
+      return;
+    }
     this.rx.add(buf.length);
     this.quietSince = performance.now();
     this.counters.bytesReceived += buf.length;
     const { index, seq, data } = msg;
     if (this.firstSeq === 0) this.firstSeq = seq;
     if (this.seenSeq === 0 || seqAtOrAfter(seq, this.seenSeq)) this.seenSeq = seq;
-    // `data` is a view of the datagram; dgram allocates a fresh buffer per message.
     if (!this.blocks.add(index, data)) {
       this.counters.duplicates++;
       return;

@@ -14,7 +14,7 @@ import { type Session, wireKeys } from './session.js';
 import type { BlockSource } from './source.js';
 import type { Log, ServerStats } from './types.js';
 import {
-  HEADER_BYTES, MAC_BYTES, MessageType, type WireKeys, admitDatagram, encodeBlock, newDropCounters,
+  BLOCK_OVERHEAD_BYTES, MessageType, type WireKeys, admitDatagram, encodeBlock, newDropCounters,
 } from './wire.js';
 
 export interface McdistServerOptions {
@@ -237,7 +237,7 @@ export class McdistServer {
         continue;
       }
       const now = performance.now();
-      const bytes = HEADER_BYTES + data.length + MAC_BYTES;
+      const bytes = BLOCK_OVERHEAD_BYTES + data.length;
       if (!this.limit.take(now, bytes)) {
         this.schedulePump(this.limit.msUntil(now, bytes));
         return;

@@ -10,11 +10,12 @@ import { BlockCollector } from './collector.js';
 import { FrameReader } from './framing.js';
 import { randomBytes } from 'node:crypto';
 import { ReplayGuard } from './replay.js';
+import { BlockReplayGuard } from './block-seal.js';
 import { type Session, wireKeys } from './session.js';
 import type { BlockSource } from './source.js';
 import type { BatchHandler, BlockClient, ClientStats, Log, ServerStats } from './types.js';
 import {
-  DropReason, HEADER_BYTES, MAC_BYTES, MessageType, REQUEST_BODY_BYTES, type WireKeys, decode, encodeBlock,
+  BLOCK_OVERHEAD_BYTES, DropReason, HEADER_BYTES, MAC_BYTES, MessageType, REQUEST_BODY_BYTES, type WireKeys, decode, encodeBlock,
   encodeRequest, newDropCounters,
 } from './wire.js';
 
@@ -125,7 +126,7 @@ export class TcpBlockServer {
     if (sock.destroyed) return;
     for (const part of encodeBlock(this.keys, index, 0, data)) sock.write(part);
     this.counters.blocksSent++;
-    this.counters.bytesSent += HEADER_BYTES + data.length + MAC_BYTES;
+    this.counters.bytesSent += BLOCK_OVERHEAD_BYTES + data.length;
   }
 
   /** TCP has no retransmission: a client whose block cannot be read is cut, so its fetch fails instead of waiting. */
@@ -152,12 +153,13 @@ export class TcpBlockClient implements BlockClient {
   private readonly drops = newDropCounters();
   private readonly clientId = randomBytes(4).readUInt32BE(0);
   private requests = 0;
+  private readonly replays = new BlockReplayGuard();
 
   private constructor(readonly session: Session, private readonly sock: net.Socket, opts: TcpClientOptions) {
     this.keys = wireKeys(session);
     this.blocks = new BlockCollector(session.blockCount, opts.onBatch, opts.batchLimit, opts.log);
     this.requested = new Uint8Array(session.blockCount);
-    this.reader = new FrameReader(HEADER_BYTES + session.blockSize + MAC_BYTES);
+    this.reader = new FrameReader(BLOCK_OVERHEAD_BYTES + session.blockSize);
     sock.setNoDelay(true);
     sock.on('data', (chunk: Buffer) => this.onData(chunk));
     sock.on('error', (err) => opts.log?.(`mcdist tcp client: ${err.message}`));
@@ -253,6 +255,10 @@ export class TcpBlockClient implements BlockClient {
       }
       if (d.msg.type !== MessageType.Block) {
         this.drops[DropReason.UnexpectedType]++;
+        continue;
+      }
+      if (!this.replays.admit(d.msg.nonce)) {
+        this.drops[DropReason.Replayed]++;
         continue;
       }
       if (this.blocks.add(d.msg.index, d.msg.data)) this.counters.blocksReceived++;

@@ -1,5 +1,6 @@
 /**
- * mcdist wire format, version 2 (version 1 had no request number).
+ * mcdist wire format, version 3 (version 1 had no request number; version 2 sent blocks in
+ * clear with an HMAC).
  *
  * Every message, on UDP (one message per datagram) and on the TCP fallback
  * (messages back to back on the stream), has the same layout. Integers are
@@ -19,7 +20,8 @@
  *                 arithmetic (RFC 1982), so it may wrap.
  *       20     4  body length in bytes (L)
  *       24     L  body
- *     24+L    16  MAC: HMAC-SHA256(session key, bytes 0 .. 24+L) truncated to 16 bytes
+ *     24+L    16  MAC: in a REQUEST, HMAC-SHA256(session key, bytes 0 .. 24+L) truncated to
+ *                 16 bytes; in a BLOCK, the AES-256-GCM tag (block-seal.ts)
  *
  * REQUEST body (20 bytes):
  *        0     4  client id (random per client; keys the server's per-client rate table)
@@ -32,24 +34,30 @@
  *       16     4  request number: 1, 2, ... per client id; the server takes each once
  *                 (replay.ts), so a recorded request sent again is dropped
  *
- * BLOCK body: the block's bytes, at most the session's block size (a short last
- * block is allowed: descriptors and disks need not end on a block boundary).
+ * BLOCK body: a 12-byte nonce (block-seal.ts: the sender's random prefix and
+ * counter), then the block's bytes sealed with AES-256-GCM under a key derived
+ * from the session key, the header and nonce as associated data. The block is
+ * at most the session's block size (a short last block is allowed: descriptors
+ * and disks need not end on a block boundary).
  *
- * The MAC is both the checksum and the session fence: a block is used only if
- * it verifies under this session's key, so a corrupted datagram, or one from
+ * The MAC (or tag) is both the checksum and the session fence: a block is used
+ * only if it verifies under this session's key, so a corrupted datagram, or one from
  * another fork family that happens to share the group or port, is dropped.
  * Decoding never throws: it returns a drop reason, which callers count.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { NONCE_BYTES, TAG_BYTES, openBlock, processNonces, sealBlock, type BlockNonces } from './block-seal.js';
 
 export const MAGIC = 0x5346;
-export const VERSION = 2;
+export const VERSION = 3;
 export const HEADER_BYTES = 24;
 export const MAC_BYTES = 16;
 export const REQUEST_BODY_BYTES = 20;
 export const SESSION_ID_BYTES = 8;
 /** Largest block a UDP datagram can carry with our framing (IPv4, 65507-byte payload limit). */
-export const MAX_UDP_BLOCK_BYTES = 65507 - HEADER_BYTES - MAC_BYTES;
+export const MAX_UDP_BLOCK_BYTES = 65507 - HEADER_BYTES - NONCE_BYTES - MAC_BYTES;
+/** A BLOCK message's bytes around the block itself: header, nonce, tag. */
+export const BLOCK_OVERHEAD_BYTES = HEADER_BYTES + NONCE_BYTES + TAG_BYTES;
 
 export const MessageType = { Request: 1, Block: 2 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
@@ -73,8 +81,10 @@ export interface BlockMessage {
   type: typeof MessageType.Block;
   index: number;
   seq: number;
-  /** A view into the datagram: copy it if the datagram buffer is reused. */
+  /** The opened block (a buffer of its own). */
   data: Buffer;
+  /** The sender's nonce, authenticated: a receiver takes each once (BlockReplayGuard). */
+  nonce: Buffer;
 }
 
 export type Message = RequestMessage | BlockMessage;
@@ -144,12 +154,14 @@ export function seqAtOrAfter(a: number, b: number): boolean {
 }
 
 /**
- * A message as the list of buffers to send: [header, body, mac]. dgram and
- * net sockets both take buffer lists, so a block's bytes are never copied.
+ * A message as the list of buffers to send: [header, nonce, sealed block, tag]. dgram and net
+ * sockets both take buffer lists. `nonces` is the process's counter unless a test gives its own.
  */
-export function encodeBlock(keys: WireKeys, index: number, seq: number, data: Buffer): Buffer[] {
-  const h = header(keys, MessageType.Block, index, seq, data.length);
-  return [h, data, mac(keys.key, [h, data])];
+export function encodeBlock(keys: WireKeys, index: number, seq: number, data: Buffer, nonces: BlockNonces = processNonces): Buffer[] {
+  const h = header(keys, MessageType.Block, index, seq, NONCE_BYTES + data.length);
+  const nonce = nonces.next();
+  const { ciphertext, tag } = sealBlock(keys.key, nonce, Buffer.concat([h, nonce]), data);
+  return [h, nonce, ciphertext, tag];
 }
 
 export function encodeRequest(
@@ -199,9 +211,10 @@ export function decode(buf: Buffer, keys: WireKeys, blockCount: number): DecodeR
   }
   const lengthOk = type === MessageType.Request
     ? bodyLength === REQUEST_BODY_BYTES
-    : bodyLength <= keys.blockSize;
+    : bodyLength >= NONCE_BYTES && bodyLength - NONCE_BYTES <= keys.blockSize;
   if (!lengthOk) return { ok: false, reason: DropReason.BadLength };
   const macAt = HEADER_BYTES + bodyLength;
+  if (type === MessageType.Block) return decodeBlock(buf, keys, blockCount, macAt);
   const expected = mac(keys.key, [buf.subarray(0, macAt)]);
   if (!timingSafeEqual(expected, buf.subarray(macAt, macAt + MAC_BYTES))) {
     return { ok: false, reason: DropReason.BadMac };
@@ -209,9 +222,6 @@ export function decode(buf: Buffer, keys: WireKeys, blockCount: number): DecodeR
   const index = buf.readUInt32BE(12);
   if (index >= blockCount) return { ok: false, reason: DropReason.OutOfRange };
   const seq = buf.readUInt32BE(16);
-  if (type === MessageType.Block) {
-    return { ok: true, msg: { type, index, seq, data: buf.subarray(HEADER_BYTES, macAt) } };
-  }
   return {
     ok: true,
     msg: {
@@ -226,6 +236,16 @@ export function decode(buf: Buffer, keys: WireKeys, blockCount: number): DecodeR
       counter: buf.readUInt32BE(HEADER_BYTES + 16),
     },
   };
+}
+
+/** A BLOCK whose header checked out: opened (a tag that does not verify is badMac), then its index bounded. */
+function decodeBlock(buf: Buffer, keys: WireKeys, blockCount: number, tagAt: number): DecodeResult {
+  const sealedAt = HEADER_BYTES + NONCE_BYTES;
+  const data = openBlock(keys.key, buf.subarray(HEADER_BYTES, sealedAt), buf.subarray(0, sealedAt), buf.subarray(sealedAt, tagAt), buf.subarray(tagAt, tagAt + TAG_BYTES));
+  if (!data) return { ok: false, reason: DropReason.BadMac };
+  const index = buf.readUInt32BE(12);
+  if (index >= blockCount) return { ok: false, reason: DropReason.OutOfRange };
+  return { ok: true, msg: { type: MessageType.Block, index, seq: buf.readUInt32BE(16), data, nonce: Buffer.from(buf.subarray(HEADER_BYTES, sealedAt)) } };
 }
 
 /**

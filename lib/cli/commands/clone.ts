@@ -28,6 +28,11 @@ export function cloneCommand(y: Argv) {
           describe: 'on-demand: paging = mem_paging (Xen with CONFIG_MEM_PAGING, any CPU); access = mem_access (stock Xen, Intel EPT only)',
         })
         .option('state-dir', { type: 'string', default: DEFAULT_STATE_DIR, describe: 'on-demand: where the family\'s memory image, descriptor and logs live' })
+        .option('disk-transport', {
+          choices: ['front', 'mcdist'] as const,
+          default: 'front' as const,
+          describe: 'a parent with family disks: how clones read the fork\'s slices. front: each over the fork\'s TLS front; mcdist: over multicast (blocks sealed), one send for every clone that reads a block; a disk whose multicast does not work reads the front (the JSON says which)',
+        })
         .option('workdir', { type: 'string', describe: 'eager: under which directory a private (0700) directory for the temporary memory image is made (default: the system\'s temporary directory)' })
         .example('$0 clone web -n 4', 'four clones of the domain named web, memory on demand')
         .example('$0 clone web --memory eager', 'one clone with a full copy of the memory'),
@@ -36,16 +41,16 @@ export function cloneCommand(y: Argv) {
       await withXenSession(async (xc, xs) => {
         const domid = resolveDomain(xc, xs, argv.domain);
         if (argv.memory === 'eager') {
-          const r = await cloneEager(xc, xs, domid, { count: argv.count, workdir: argv.workdir, progress });
-          // A fork's disk keys stay in this process: the JSON names the exports, not their keys.
-          if (argv.json) printJson({ ...r, disks: r.disks.map(({ psk: _psk, ...rest }) => rest) });
+          const r = await cloneEager(xc, xs, domid, { count: argv.count, workdir: argv.workdir, progress, diskOptions: { blocks: argv['disk-transport'] } });
+          // A fork's disk keys stay in this process: the JSON names the exports, not their keys (nor the mcdist sessions').
+          if (argv.json) printJson(r);
           else {
             console.log(table(['VMID', 'DOMID', 'NAME', 'BUILD(ms)'], r.clones.map((c) => [c.vmid, c.domid, c.name, c.buildMs])));
             console.log(`parent ${r.parent.name} (domain ${r.parent.domid}) stopped ${r.pauseMs} ms; descriptor ${r.descriptorBytes} bytes; image ${r.imagePages} pages`);
           }
           return;
         }
-        const r = await cloneLazy(xc, xs, domid, { count: argv.count, stateDir: argv['state-dir'], prefetch: argv.prefetch, heuristics: argv.heuristics, freeReportWaitMs, backend: argv.backend, progress });
+        const r = await cloneLazy(xc, xs, domid, { count: argv.count, stateDir: argv['state-dir'], prefetch: argv.prefetch, heuristics: argv.heuristics, freeReportWaitMs, backend: argv.backend, progress, diskOptions: { blocks: argv['disk-transport'] } });
         if (argv.json) printJson(r);
         else {
           console.log(table(['VMID', 'DOMID', 'NAME', 'PAGED-OUT', 'READY(ms)'], r.clones.map((c) => [c.vmid, c.domid, c.name, c.evicted, c.buildMs])));

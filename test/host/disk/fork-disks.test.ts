@@ -4,45 +4,18 @@
 // checked: a fork's disks end up exported with a key of their own; a failed fork, a failed
 // clone attach and a clone's teardown leave no front, slice export, overlay or key behind.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DiskFamily } from '../../../lib/disk/family.js';
 import { ForkDisks, attachCloneDisks, plugCloneDisks, releaseForkDisks, unplugCloneDisks, type DiskForkExport } from '../../../lib/clone/fork-disks.js';
 import { useFamily } from '../../../lib/disk/use-family.js';
-import type { NbdHost } from '../../../lib/disk/nbd-attach.js';
 import { attachParentDisk, detachParentDisk } from '../../../lib/disk/parent-attach.js';
 import { memoryStore } from '../../memory-xenstore.js';
 import { daemonsUnder, haveTools, pattern, readAll, unixUri } from './harness.js';
+import { fakeNbd } from './fake-nbd.js';
 
 const MiB = 1 << 20;
 const VBD = { devid: 51712, vdev: 'xvda', mode: 'w', family: 'deb', vm: 'deb67', disk: 'xvda' };
-
-/** A fake /sys/block with free nbd0..nbd3; nbd-client "connects" (marks the device busy) unless `failing`. */
-function fakeNbd(root: string, failing = false): NbdHost & { calls: string[][] } {
-  const sys = join(root, 'sys');
-  for (let i = 0; i < 4; i++) {
-    mkdirSync(join(sys, `nbd${i}`), { recursive: true });
-    writeFileSync(join(sys, `nbd${i}`, 'dev'), `43:${i * 16}`);
-    writeFileSync(join(sys, `nbd${i}`, 'size'), '0');
-  }
-  const calls: string[][] = [];
-  return {
-    calls, sysBlock: sys, dev: '/dev',
-    run: async (_file, args) => {
-      calls.push(args);
-      const n = (args[0] === '-d' ? args[1] : args[2])!.replace('/dev/', '');
-      if (args[0] === '-d') {
-        rmSync(join(sys, n, 'pid'), { force: true });
-        writeFileSync(join(sys, n, 'size'), '0');
-        return { stdout: '', stderr: '' };
-      }
-      if (failing) throw Object.assign(new Error('failed'), { code: 1, stderr: 'Error: Failed to setup device, check dmesg\nExiting.', stdout: '' });
-      writeFileSync(join(sys, n, 'pid'), '1');
-      writeFileSync(join(sys, n, 'size'), String(16 * MiB));
-      return { stdout: '', stderr: '' };
-    },
-  };
-}
 
 describe.skipIf(!haveTools)('a fork\'s disks (real qemu-storage-daemon, stand-in nbd-client)', () => {
   let root: string;

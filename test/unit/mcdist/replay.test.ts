@@ -12,7 +12,7 @@ import { createSession, decodeSession, encodeSession, wireKeys } from '../../../
 import { PatternSource } from '../../../lib/mcdist/source.js';
 import { TcpBlockServer } from '../../../lib/mcdist/tcp-fallback.js';
 import { ReplayGuard, REPLAY_WINDOW } from '../../../lib/mcdist/replay.js';
-import { HEADER_BYTES, MAC_BYTES, encodeRequest } from '../../../lib/mcdist/wire.js';
+import { BLOCK_OVERHEAD_BYTES, encodeRequest } from '../../../lib/mcdist/wire.js';
 import { keysOf, testSession } from './helpers.js';
 
 const toClose: { close(): Promise<void> }[] = [];
@@ -71,7 +71,7 @@ describe('replayed requests', () => {
       for (const f of frames) sock.write(f);
       await new Promise((r) => setTimeout(r, 200));
       sock.destroy();
-      return bytes / (HEADER_BYTES + session.blockSize + MAC_BYTES);
+      return bytes / (BLOCK_OVERHEAD_BYTES + session.blockSize);
     };
     expect(await replies([request(1, 9), request(1, 9)])).toBe(1);
     expect(await replies([request(1, 9)])).toBe(0);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  DropReason, HEADER_BYTES, MAC_BYTES, MAGIC, MessageType, REQUEST_BODY_BYTES, VERSION, decode, encodeBlock,
+  BLOCK_OVERHEAD_BYTES, DropReason, HEADER_BYTES, MAC_BYTES, MAGIC, MessageType, REQUEST_BODY_BYTES, VERSION, decode, encodeBlock,
   encodeRequest, frameLength, seqAtOrAfter,
 } from '../../../lib/mcdist/wire.js';
 import { keysOf, testSession } from './helpers.js';
@@ -9,26 +9,26 @@ const session = testSession({ id: '0123456789abcdef', blockCount: 100 });
 const keys = keysOf(session);
 const join = (parts: Buffer[]): Buffer => Buffer.concat(parts);
 
-describe('wire format v2', () => {
+describe('wire format v3', () => {
   it('lays out the header as documented', () => {
     const data = Buffer.from('hello');
     const buf = join(encodeBlock(keys, 42, 7, data));
-    expect(buf.length).toBe(HEADER_BYTES + data.length + MAC_BYTES);
+    expect(buf.length).toBe(BLOCK_OVERHEAD_BYTES + data.length);
     expect(buf.readUInt16BE(0)).toBe(MAGIC);
     expect(buf.readUInt8(2)).toBe(VERSION);
     expect(buf.readUInt8(3)).toBe(MessageType.Block);
     expect(buf.subarray(4, 12).toString('hex')).toBe('0123456789abcdef');
     expect(buf.readUInt32BE(12)).toBe(42);
     expect(buf.readUInt32BE(16)).toBe(7);
-    expect(buf.readUInt32BE(20)).toBe(5);
-    expect(buf.subarray(24, 29).toString()).toBe('hello');
+    expect(buf.readUInt32BE(20)).toBe(12 + 5); // nonce, then the sealed block
+    expect(buf.includes(data)).toBe(false); // the block is not in clear
     expect(frameLength(buf)).toBe(buf.length);
   });
 
   it('round-trips a block', () => {
     const data = Buffer.alloc(4096, 0xab);
     const r = decode(join(encodeBlock(keys, 99, 123456, data)), keys, 100);
-    expect(r).toEqual({ ok: true, msg: { type: MessageType.Block, index: 99, seq: 123456, data } });
+    expect(r).toEqual({ ok: true, msg: { type: MessageType.Block, index: 99, seq: 123456, data, nonce: expect.any(Buffer) } });
   });
 
   it('accepts a short last block but not one longer than the block size', () => {
@@ -69,11 +69,13 @@ describe('wire format v2', () => {
       [Buffer.concat([good, Buffer.alloc(1)]), DropReason.BadLength],
       [mutate((b) => b.writeUInt16BE(0x1234, 0)), DropReason.BadMagic],
       [mutate((b) => b.writeUInt8(1, 2)), DropReason.BadVersion], // version 1 requests had no number
+      [mutate((b) => b.writeUInt8(2, 2)), DropReason.BadVersion], // version 2 blocks were in clear
       [mutate((b) => b.writeUInt8(9, 3)), DropReason.BadType],
       [mutate((b) => { b[11]! ^= 1; }), DropReason.WrongSession],
       [mutate((b) => { b[30]! ^= 1; }), DropReason.BadMac],
       [mutate((b) => { b[b.length - 1]! ^= 1; }), DropReason.BadMac],
-      [mutate((b) => b.writeUInt32BE(4, 12)), DropReason.BadMac], // index is covered by the MAC
+      [mutate((b) => b.writeUInt32BE(4, 12)), DropReason.BadMac], // index is covered by the tag
+      [mutate((b) => { b[HEADER_BYTES]! ^= 1; }), DropReason.BadMac], // so is the nonce
       [join(encodeBlock({ ...keys, key: Buffer.alloc(32, 7) }, 3, 1, Buffer.alloc(64))), DropReason.BadMac],
       [join(encodeBlock(other, 3, 1, Buffer.alloc(64))), DropReason.WrongSession],
       [join(encodeBlock(keys, 100, 1, Buffer.alloc(64))), DropReason.OutOfRange],
