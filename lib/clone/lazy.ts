@@ -13,7 +13,7 @@ import { domainName } from '../xen/resolve.js';
 import { cloneName } from './names.js';
 import { spawnDetached } from '../memtap/spawn.js';
 import { captureFork } from './capture-fork.js';
-import { releaseForkDisks, type DiskForkExport, type ForkDisksOptions } from './fork-disks.js';
+import { releaseForkDisks, type CloneDisksOptions, type DiskForkExport, type ForkDisksOptions } from './fork-disks.js';
 
 export const DEFAULT_STATE_DIR = process.env.SNOWFLOCK_STATE ?? '/var/lib/snowflock';
 
@@ -38,6 +38,8 @@ export interface LazyRestoreOptions {
   holdNetwork?: boolean;
   /** the fork's disk exports, keys included (a parent with disk-family disks: RestoreOptions.disks) */
   disks?: DiskForkExport[];
+  /** how this host attaches them (RestoreOptions.diskOptions: e.g. the address mcdist joins on) */
+  diskOptions?: CloneDisksOptions;
 }
 
 export interface LazyClone extends Restored {
@@ -55,6 +57,7 @@ export async function restoreLazy(xc: XenControl, xs: XenStore, d: Descriptor, o
   const t0 = Date.now();
   const r = await restoreDescriptor(xc, xs, d, {
     vmid: o.vmid, name: o.name, start: false, ...(o.macs ? { macs: o.macs } : {}), holdNetwork: o.holdNetwork === true, ...(o.disks?.length ? { disks: o.disks } : {}),
+    ...(o.diskOptions ? { diskOptions: o.diskOptions } : {}),
   });
   const memtapLog = join(o.logDir, `memtap-${r.domid}.log`);
   try {

@@ -8,6 +8,7 @@
  * and starts its memtap (lib/clone/lazy.ts). What this backend holds is written to dom0-only
  * xenstore, so that a restarted daemon finds its clones and lets go of a parent it left stopped.
  */
+import { isIPv4 } from 'node:net';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
@@ -42,6 +43,8 @@ export interface XenBackendOptions {
   freeReportWaitMs?: number;
   /** how clones read the disk slices of forks captured here (default 'front'; ForkDisksOptions.blocks) */
   diskTransport?: BlockTransport;
+  /** events worth an operator's eye: which way each clone's disks read their fork ('clone-disks') */
+  log?: (event: string, fields?: Record<string, unknown>) => void;
 }
 
 const IMAGE_FORMAT = 'snowflock-fork-image/2';
@@ -120,8 +123,11 @@ export class XenBackend implements CloneBackend {
           vmid, name: cloneName(parentName, fork.fork.slice(0, 8), vmid), server: memserver, tokenFile, logDir: dir,
           prefetch: this.o.prefetch, heuristics: this.o.heuristics, freeReportWaitMs: this.o.freeReportWaitMs, start: false,
           macs: this.network.macsFor(fork.fork, vmid, descriptor.meta.nics ?? []), holdNetwork: true, ...(disks.length ? { disks } : {}),
+          // mcdist joins the fork's groups where this host is reached, not where the kernel's routes say
+          ...(disks.length && isIPv4(this.o.advertiseHost) ? { diskOptions: { mcdist: { interfaceAddress: this.o.advertiseHost } } } : {}),
         });
         this.writeClone(c.domid, { fork: fork.fork, vmid, uuid: c.uuid });
+        if (c.disks.length) this.o.log?.('clone-disks', { domid: c.domid, vmid, disks: c.disks.map((d) => `${d.vdev}:${d.blocks}${d.fallback ? ` (${d.fallback})` : ''}`).join(',') });
         built.push({ vmid, domid: c.domid });
       }
       await this.network.built(fork, descriptor.meta.nics ?? [], built);

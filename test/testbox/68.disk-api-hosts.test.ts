@@ -9,7 +9,7 @@
 // The job: images/testguest/programs/disk-share.mjs. The two boxes talk as in 86 (side-channel.ts).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { useFamily } from '../../lib/disk/use-family.js';
 import { DEFAULT_DISK_STATE_DIR } from '../../lib/disk/record.js';
@@ -35,14 +35,29 @@ const skip = whyNot();
 const PARENT = `sf-disk-${process.pid}`;
 const familyOf = (parentName: string) => `dsk${parentName.split('-').pop()}`;
 let family: string | undefined;
-// Room for two clones of 256 MiB on each box: the manager spreads the four over both.
-const job = new TwoBoxJob<Box2Report>(47021, 560);
+// Room for two clones of 256 MiB on each box: the manager spreads the four over both. The
+// clones read the fork's disk over mcdist (one multicast send per block for both boxes).
+const job = new TwoBoxJob<Box2Report>(47021, 560, { diskTransport: 'mcdist' });
 const xs: XenStore | undefined = skip ? undefined : new (loadAddon().XenStore)();
 /** xvda's device number: the parent's vbd backend is .../vbd/<domid>/51712 */
 const XVDA = 51712;
 
 /** What box 2 says when box 1 is done: its clones' SF-JOB lines and what it still holds. */
-interface Box2Report { lines: string[]; heldClones: number[]; vchans: number[]; domains: number[]; nbd: string[]; disks: FamilyLeft }
+interface Box2Report { lines: string[]; heldClones: number[]; vchans: number[]; domains: number[]; nbd: string[]; disks: FamilyLeft; diskEvents: string[]; mcdistWorkers: number[] }
+
+/** Slice servers and backings still running on this box (lib/disk/mcdist-worker.js processes). */
+function mcdistWorkers(): number[] {
+  return readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+    try {
+      return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('mcdist-worker');
+    } catch {
+      return false; // ended meanwhile
+    }
+  }).map(Number);
+}
+
+/** The daemon's 'clone-disks' events: how each clone built on a box reads its disk. */
+const diskEvents = (box: JobHost) => box.events.filter((e) => e.startsWith('clone-disks '));
 
 /** `overlays`: the family's overlay files other than the parent's own layers (`<parent>.<disk>.<n>.qcow2`). */
 interface FamilyLeft { heads: string[]; fronts: string[]; exported: string[]; overlays: string[] }
@@ -88,6 +103,11 @@ async function box1Job(t: { diagnostic: (s: string) => void }, box: JobHost): Pr
       assert.ok(lines.some((l) => l.includes(`SF-JOB disk vmid=${vmid} pre-fork=exact own=exact seen=clone-${vmid}.bin,pre-fork.bin`)), `clone ${vmid}\n${context}`);
     }
     assert.equal(there.lines.filter((l) => /SF-JOB disk vmid=/.test(l)).length, 2, 'two of the clones ran on box 2');
+    // Every clone, on either box, read the slice over mcdist, none through the front.
+    const transports = [...diskEvents(box), ...there.diskEvents];
+    t.diagnostic(transports.join('\n'));
+    assert.equal(transports.length, 4, `a clone-disks event per clone: ${transports.join(' | ')}`);
+    for (const e of transports) assert.match(e, /"disks":"xvda:mcdist"/, 'the clone reads its disk over mcdist');
     assert.match(parentLines, /SF-JOB parent-disk pre-fork=exact seen=post-fork\.bin,pre-fork\.bin/, 'no clone\'s file reached the parent');
     await box.assertNothingLeft(parent, before);
     // The parent keeps its own disk; the fork's front and slice export ended with the join.
@@ -98,6 +118,7 @@ async function box1Job(t: { diagnostic: (s: string) => void }, box: JobHost): Pr
     assert.deepEqual(there.disks.heads, [], 'box 2 holds no clone overlay');
     assert.deepEqual(there.disks.overlays, [], 'box 2 keeps no overlay file');
     assert.deepEqual(there.domains, [0], 'box 2 has no domain left but dom0');
+    assert.deepEqual({ box1: mcdistWorkers(), box2: there.mcdistWorkers }, { box1: [], box2: [] }, 'no slice server or backing left');
   } finally {
     await box.endJob(parent, before);
   }
@@ -106,7 +127,7 @@ async function box1Job(t: { diagnostic: (s: string) => void }, box: JobHost): Pr
 async function box2Report(box: JobHost, parentName: string): Promise<Box2Report> {
   family = familyOf(parentName);
   const vchans = await box.settledVchanEndpoints();
-  return { lines: cloneLines(parentName), heldClones: box.heldClones(), vchans, domains: box.liveDomids(), nbd: connectedNbd(), disks: await familyLeft(family, parentName) };
+  return { lines: cloneLines(parentName), heldClones: box.heldClones(), vchans, domains: box.liveDomids(), nbd: connectedNbd(), disks: await familyLeft(family, parentName), diskEvents: diskEvents(box), mcdistWorkers: mcdistWorkers() };
 }
 
 test('the Debian guest with its root disk forks into 4 clones over two hosts through sf_clone; each reads the fork\'s files and writes its own', { timeout: 1_700_000 }, async (t) => {

@@ -16,6 +16,7 @@ import { Master } from '../../lib/daemon/master.js';
 import { MasterServer } from '../../lib/daemon/master-server.js';
 import { VchanGuestTransport } from '../../lib/daemon/vchan-transport.js';
 import { XenBackend } from '../../lib/daemon/xen-backend.js';
+import type { BlockTransport } from '../../lib/clone/disk-transport.js';
 import { serveAllDomains, type DomainWatch } from '../../lib/daemon/domain-watch.js';
 import { destroyQuietly, openXen, startDebianGuest, startNodeGuest, waitUntil } from './helpers.js';
 
@@ -57,11 +58,14 @@ export class JobHost {
   private watch: DomainWatch | null = null;
 
   /** This box's host daemon: its clones' memservers are reached at `advertise`. */
-  async start(o: { host: string; key: Buffer; master: { host: string; port: number }; advertise: string; memoryMiB: number }): Promise<void> {
+  async start(o: { host: string; key: Buffer; master: { host: string; port: number }; advertise: string; memoryMiB: number; diskTransport?: BlockTransport }): Promise<void> {
     const hostKey = deriveHostKey(o.key, o.host); // o.key is the cluster key; this box proves its own
     this.daemon = new HostDaemon({
       host: o.host, hostKey, master: o.master,
-      backend: new XenBackend(this.xc, this.xs, { advertiseHost: o.advertise, stateDir: this.stateDir, hostKey }),
+      backend: new XenBackend(this.xc, this.xs, {
+        advertiseHost: o.advertise, stateDir: this.stateDir, hostKey, ...(o.diskTransport ? { diskTransport: o.diskTransport } : {}),
+        log: (event, fields) => { this.events.push(`${event} ${JSON.stringify(fields ?? {})}`); },
+      }),
       guests: this.guests, capacity: { vcpus: 4, memoryMiB: o.memoryMiB }, masterSilenceMs: 600_000,
       log: (event, fields) => { this.events.push(`${event} ${JSON.stringify(fields ?? {})}`); },
     });

@@ -3,6 +3,7 @@
 // channel (side-channel.ts) and, when box 1's parent has joined, reports what it saw and holds.
 import { randomBytes } from 'node:crypto';
 import { waitUntil } from './helpers.js';
+import type { BlockTransport } from '../../lib/clone/disk-transport.js';
 import { JobHost, cloneLines, consoleTail, jobLines, startMaster, type MasterHandle } from './guest-job.js';
 import { joinSide, serveSide, type SideServer } from './side-channel.js';
 
@@ -16,7 +17,7 @@ export class TwoBoxJob<R> {
   box: JobHost | undefined;
 
   /** `memoryMiB`: what each box's daemon offers, so that the manager spreads the clones over both. */
-  constructor(private readonly sidePort: number, private readonly memoryMiB: number) {}
+  constructor(private readonly sidePort: number, private readonly memoryMiB: number, private readonly o: { diskTransport?: BlockTransport } = {}) {}
 
   /** Box 1: the master and this box's daemon, box 2 registered, then `job`; box 2 hears when it fails. */
   async runBox1(job: (box: JobHost) => Promise<void>): Promise<void> {
@@ -25,7 +26,7 @@ export class TwoBoxJob<R> {
     try {
       this.master = await startMaster(key, BOX1);
       this.box = new JobHost();
-      await this.box.start({ host: 'box1', key, master: { host: BOX1, port: this.master.port }, advertise: BOX1, memoryMiB: this.memoryMiB });
+      await this.box.start({ host: 'box1', key, master: { host: BOX1, port: this.master.port }, advertise: BOX1, memoryMiB: this.memoryMiB, ...this.o });
       await this.side.box2;
       await waitUntil('box 2 to register with the master', () => this.master!.hosts().includes('box2'), 600_000);
       await job(this.box);
@@ -53,7 +54,7 @@ export class TwoBoxJob<R> {
     // Box 1 runs the single-host suites first: that takes many minutes under TCG.
     const side = await joinSide<R>(BOX1, this.sidePort, 1_500_000);
     this.box = new JobHost();
-    await this.box.start({ host: 'box2', key: side.key, master: { host: BOX1, port: MASTER_PORT }, advertise: BOX2, memoryMiB: this.memoryMiB });
+    await this.box.start({ host: 'box2', key: side.key, master: { host: BOX1, port: MASTER_PORT }, advertise: BOX2, memoryMiB: this.memoryMiB, ...this.o });
     const parentName = await side.reportRequested();
     side.send(await report(this.box, parentName));
   }
