@@ -16,6 +16,7 @@ import { loadAddon } from '../../lib/xen/native.js';
 import { waitForConsole } from '../../lib/xen/console.js';
 import { cloneEager, type EagerCloneResult } from '../../lib/clone/eager.js';
 import { releaseForkDisks } from '../../lib/clone/fork-disks.js';
+import type { BlockTransport } from '../../lib/clone/disk-transport.js';
 import { destroyClone } from '../../lib/descriptor/restore.js';
 import { useFamily } from '../../lib/disk/use-family.js';
 import { DEFAULT_DISK_STATE_DIR } from '../../lib/disk/record.js';
@@ -140,9 +141,9 @@ let diskBytes = NaN;
 interface ForkTime { clones: number; totalMs: number; diskMs: EagerCloneResult['diskMs'] }
 
 /** An eager fork timed end to end; `use` gets its clones, which are gone afterwards with the fork's exports. */
-async function fork<T>(parent: number, count: number, forks: ForkTime[], use: (r: EagerCloneResult) => Promise<T>): Promise<T> {
+async function fork<T>(parent: number, count: number, forks: ForkTime[], use: (r: EagerCloneResult) => Promise<T>, blocks: BlockTransport = 'front'): Promise<T> {
   const t0 = Date.now();
-  const r = await cloneEager(xc, xs, parent, { count, workdir: work });
+  const r = await cloneEager(xc, xs, parent, { count, workdir: work, diskOptions: { blocks } });
   const ft: ForkTime = { clones: count, totalMs: Date.now() - t0, diskMs: r.diskMs };
   diskBytes = r.disks[0]?.exports[0]?.sizeBytes ?? NaN;
   say(`fork into ${count}: ${JSON.stringify(ft)}`);
@@ -153,6 +154,33 @@ async function fork<T>(parent: number, count: number, forks: ForkTime[], use: (r
     for (const c of r.clones) await destroyClone(xc, xs, c.domid, c.uuid).catch((e: Error) => say(`NOTE ${e.message}`));
     await releaseForkDisks(r.disks).catch((e: Error) => say(`NOTE ${e.message}`));
   }
+}
+
+/** What the fork's mcdist slice server of the parent's xvda has sent: SIGUSR1 makes it log its counters. */
+async function sliceServerBytes(fork: string): Promise<number> {
+  const base = join(DEFAULT_DISK_STATE_DIR, FAMILY, 'mcdist', `serve-${fork}`, `${PARENT}.xvda`);
+  const stats = () => readFileSync(`${base}.log`, 'utf8').split('\n').filter((l) => l.startsWith('stats '));
+  const had = stats().length;
+  process.kill(Number(readFileSync(`${base}.pid`, 'utf8')), 'SIGUSR1');
+  for (let i = 0; i < 250; i++) {
+    if (stats().length > had) return (JSON.parse(stats().at(-1)!.slice(6)) as { bytesSent: number }).bytesSent;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`the slice server of fork ${fork} wrote no counters (${base}.log)`);
+}
+
+/** Like fetchedBy, with the fork's disk over mcdist: the bytes are what its slice server sent. */
+async function fetchedOverMcdist(label: string, r: EagerCloneResult, command: string): Promise<Fetch> {
+  const used = r.clones.flatMap((c) => c.disks.map((d) => `${d.vdev}:${d.blocks}${d.fallback ? ` (${d.fallback})` : ''}`));
+  if (used.some((u) => !u.includes(':mcdist'))) throw new Error(`a clone reads its disk through the front, not mcdist: ${used.join(', ')}`);
+  const fork = r.disks[0]!.fork;
+  const sent0 = await sliceServerBytes(fork);
+  const rd0 = r.clones.map((c) => guestReadBytes(c.domid));
+  const t0 = Date.now();
+  await Promise.all(r.clones.map((c) => run(c.name, c.domid, command, 600_000)));
+  const f: Fetch = { label, clones: r.clones.length, fetched: (await sliceServerBytes(fork)) - sent0, read: r.clones.reduce((n, c, i) => n + guestReadBytes(c.domid) - rd0[i]!, 0), ms: Date.now() - t0 };
+  say(`${label}: ${JSON.stringify(f)}`);
+  return f;
 }
 
 async function attempt<T>(row: string, fn: () => Promise<T>): Promise<T | undefined> {
@@ -173,7 +201,7 @@ const diskTotal = (d: EagerCloneResult['diskMs']) => d.prepare + d.freeze + d.ex
 async function main(): Promise<void> {
   const cannot = image ? diskPathMissing() : 'no Debian guest disk (run with --debian-disk)';
   if (!image || cannot) {
-    missing.push(...['fio: plain vs clone', 'blocks fetched: 1 clone', 'blocks fetched: 4 clones', 'fork time with disks'].map((r) => `${r} (${cannot})`));
+    missing.push(...['fio: plain vs clone', 'blocks fetched: 1 clone', 'blocks fetched: 4 clones', 'blocks over mcdist: 1 and 4 clones', 'fork time with disks'].map((r) => `${r} (${cannot})`));
     return;
   }
   say(`Debian guest, 256 MiB PVH, 1 vCPU, root disk ${image}; fio: ${FIO_MIB} MiB file, 4 KiB blocks, O_DIRECT, psync (queue depth 1), ${FIO_SECONDS} s a job`);
@@ -199,6 +227,13 @@ async function main(): Promise<void> {
     await attempt('4 clones of one fork: blocks fetched', () => fork(parent!, 4, forks, async (r) => {
       fetches.push(await fetchedBy('4 clones of one fork, page cache dropped first', r.clones, `${DROP_CACHES} && ${WORKLOAD}`));
     }));
+    // The same two over mcdist (--disk-transport mcdist): the slice server's bytes, not the front's.
+    await attempt('1 clone over mcdist: blocks sent', () => fork(parent!, 1, forks, async (r) => {
+      fetches.push(await fetchedOverMcdist('1 clone over mcdist, page cache dropped first', r, `${DROP_CACHES} && ${WORKLOAD}`));
+    }, 'mcdist'));
+    await attempt('4 clones over mcdist: blocks sent', () => fork(parent!, 4, forks, async (r) => {
+      fetches.push(await fetchedOverMcdist('4 clones over mcdist, page cache dropped first', r, `${DROP_CACHES} && ${WORKLOAD}`));
+    }, 'mcdist'));
   } catch (e) {
     say(`parent: FAILED: ${(e as Error).message}`);
     missing.push(`the parent on its disk family (${why(e)})`);
@@ -218,13 +253,16 @@ async function main(): Promise<void> {
   }
   say('');
   if (fetches.length) {
-    say(`2. Fetched from the fork's front (bytes over its TLS link: NBD replies and requests, TLS and TCP/IP headers) while the clones run a read-mostly workload; disk ${mb(diskBytes)}, ${mb(used)} of it in use`);
+    say(`2. Fetched from the fork's front (bytes over its TLS link: NBD replies and requests, TLS and TCP/IP headers), or over mcdist (what the slice server sent: sealed blocks with their headers), while the clones run a read-mostly workload; disk ${mb(diskBytes)}, ${mb(used)} of it in use`);
     say('| clones | fetched | vs disk size | vs blocks in use | the clones\' own reads (blkback) | workload (ms) |');
     say('|---|---|---|---|---|---|');
     for (const f of fetches) say(`| ${f.label} | ${mb(f.fetched)} | ${ratio(f.fetched, diskBytes)} | ${ratio(f.fetched, used)} | ${mb(f.read)} | ${f.ms} |`);
-    const one = fetches.find((f) => f.clones === 1 && /dropped/.test(f.label));
-    const four = fetches.find((f) => f.clones === 4);
-    if (one && four) say(`4 clones of one fork fetch ${ratio(four.fetched, one.fetched)} what one clone does (mcdist not in the block path yet: each clone fetches its own blocks)`);
+    const one = fetches.find((f) => f.clones === 1 && /dropped/.test(f.label) && !/mcdist/.test(f.label));
+    const four = fetches.find((f) => f.clones === 4 && !/mcdist/.test(f.label));
+    if (one && four) say(`through the front, 4 clones of one fork fetch ${ratio(four.fetched, one.fetched)} what one clone does (each clone its own blocks)`);
+    const oneMc = fetches.find((f) => f.clones === 1 && /mcdist/.test(f.label));
+    const fourMc = fetches.find((f) => f.clones === 4 && /mcdist/.test(f.label));
+    if (oneMc && fourMc) say(`over mcdist, 4 clones of one fork cost the slice server ${ratio(fourMc.fetched, oneMc.fetched)} what one clone does (goal <= 1.2x; one host: its 4 clones share one backing)`);
     say('');
   }
   if (forks.length) {
