@@ -2,7 +2,7 @@
 // file in test/testbox (its `skip`, or memPagingSkip in helpers.ts) and the environment in which
 // it is legitimate. Any other skip fails the run (lib/testbox/skips.ts). Last CI: Debian's Xen,
 // 1 box: 31 pass, 16 skipped (40, 70 x6, 75, 80 x3, 85 x3, 86, 87); project Xen, 2 boxes: box 1
-// runs all 24, box 2 skips the single-host files 70, 80, 85, 87 (13 tests). 67.clone-disk (6
+// runs all 24, box 2 skips the single-host files 70, 80, 85, 87 (13 tests). 67.clone-disk (7
 // tests) runs in the stock run (started with --debian-disk); 68.disk-api-hosts (1 test) in the
 // custom run (also --debian-disk), and alone in test:testbox:disk-hosts.
 

@@ -10,7 +10,8 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadAddon, type XenStore } from '../../lib/xen/native.js';
 import { waitForConsole } from '../../lib/xen/console.js';
@@ -112,6 +113,37 @@ test('the parent forks into 2 clones; each reads the parent\'s pre-fork files by
   }
   assert.equal(devices.size, 3, `parent and clones each on their own nbd device: ${[...devices].join(' ')}`);
   assert.deepEqual((await familyState()).heads, [`clone:${fork1.clones[0]!.name}/xvda`, `clone:${fork1.clones[1]!.name}/xvda`, `parent:${PARENT}/xvda`].sort());
+});
+
+/** qemu-img with a TLS-PSK client object whose key directory holds `identity:key`; its output, or its error. */
+function qemuImg(args: string[], psk: { identity: string; key: string }): { ok: boolean; out: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'sf-psk-'));
+  try {
+    writeFileSync(join(dir, 'keys.psk'), `${psk.identity}:${psk.key}\n`, { mode: 0o600 });
+    const out = execFileSync('qemu-img', [...args.slice(0, 1), '--object', `tls-creds-psk,id=c,endpoint=client,dir=${dir},username=${psk.identity}`, ...args.slice(1)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 300_000 });
+    return { ok: true, out };
+  } catch (e) {
+    return { ok: false, out: `${(e as { stderr?: string }).stderr ?? ''}${(e as Error).message}` };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('an outside NBD client reads the fork\'s slice byte-exact through its front (qemu-img compare over TLS-PSK against the frozen slice); another key is refused', { skip }, async () => {
+  const d = fork1!.disks[0]!;
+  const { socket, slice } = await useFamily(FAMILY, {}, async (f) => ({ socket: f.nbdSocket, slice: f.slices().find((x) => x.fork === d.fork && x.disk === 'xvda') }));
+  assert.ok(slice?.export, `fork ${d.fork} has its slice of xvda exported on the family socket`);
+  const front = `driver=raw,file.driver=nbd,file.server.type=inet,file.server.host=${d.host},file.server.port=${d.port},file.export=xvda,file.tls-creds=c`;
+  // The family's own read-only node of the slice: the disk as it was at the fork, whatever the parent wrote since.
+  const frozen = `driver=raw,file.driver=nbd,file.server.type=unix,file.server.path=${socket},file.export=${slice.export}`;
+  const same = qemuImg(['compare', '--image-opts', front, frozen], d.psk);
+  assert.ok(same.ok && /Images are identical/.test(same.out), `qemu-img compare: ${same.out}`);
+  const info = qemuImg(['info', '--output=json', '--image-opts', front], d.psk);
+  assert.ok(info.ok, info.out);
+  assert.equal((JSON.parse(info.out) as { 'virtual-size': number })['virtual-size'], d.exports[0]!.sizeBytes, 'the front exports the slice\'s whole size');
+  const stranger = qemuImg(['info', '--image-opts', front], { identity: d.psk.identity, key: 'ab'.repeat(32) });
+  assert.equal(stranger.ok, false, 'a client with another key reads nothing');
+  assert.match(stranger.out, /TLS|handshake|psk|Failed to/i);
 });
 
 test('the parent\'s post-fork writes reach no clone, and no clone\'s writes reach the parent or a sibling', { skip }, async () => {
