@@ -236,7 +236,7 @@ export async function attachCloneDisks(clone: string, vbds: VbdRecord[], exports
       touched.add(v.family);
       const { socket, via } = await useFamily(v.family, o, async (f) => {
         // over mcdist: this host's backing of the fork's disk (shared with the fork's other clones here), else the front
-        const via = session ? await mcdistSocketFor(f, { fork: ex.fork, vm: v.vm, disk: v.disk, clone, session, ...(o.mcdist ? { mcdist: o.mcdist } : {}) }) : {};
+        const via = session ? await mcdistSocketFor(f, { fork: ex.fork, vm: v.vm, disk: v.disk, clone, session, mcdist: joinOn(o.mcdist, ex.host) }) : {};
         if (via.fallback) o.log?.(`clone ${clone}: ${v.vdev} reads the front of fork ${ex.fork}: ${via.fallback}`);
         await f.addCloneDisk({ vm: clone, disk: v.disk, source: { fork: ex.fork, host: ex.host, port: ex.port, export: name, psk: ex.psk, ...(via.socket ? { socket: via.socket } : {}) } });
         return { socket: f.nbdSocket, via };
@@ -303,4 +303,14 @@ async function releaseCloneDisks(disks: { device: string | null; target: { famil
     }
   }
   return left;
+}
+
+/**
+ * Where a clone host joins a fork's groups: the caller's address, else the fork's own address when
+ * it is a loopback one (the clone is on the parent's host, whose slice server sends there: the
+ * kernel finds no multicast route to a group on lo, ENODEV), else the kernel's choice.
+ */
+function joinOn(m: McdistDiskOptions | undefined, forkHost: string): McdistDiskOptions | undefined {
+  if (m?.interfaceAddress || !/^127\./.test(forkHost)) return m;
+  return { ...m, interfaceAddress: forkHost };
 }

@@ -138,13 +138,13 @@ async function fetchedBy(label: string, clones: EagerCloneResult['clones'], comm
 /** the parent's disk, as its fork exports it */
 let diskBytes = NaN;
 
-interface ForkTime { clones: number; totalMs: number; diskMs: EagerCloneResult['diskMs'] }
+interface ForkTime { clones: number; blocks: BlockTransport; totalMs: number; diskMs: EagerCloneResult['diskMs'] }
 
 /** An eager fork timed end to end; `use` gets its clones, which are gone afterwards with the fork's exports. */
 async function fork<T>(parent: number, count: number, forks: ForkTime[], use: (r: EagerCloneResult) => Promise<T>, blocks: BlockTransport = 'front'): Promise<T> {
   const t0 = Date.now();
   const r = await cloneEager(xc, xs, parent, { count, workdir: work, diskOptions: { blocks } });
-  const ft: ForkTime = { clones: count, totalMs: Date.now() - t0, diskMs: r.diskMs };
+  const ft: ForkTime = { clones: count, blocks, totalMs: Date.now() - t0, diskMs: r.diskMs };
   diskBytes = r.disks[0]?.exports[0]?.sizeBytes ?? NaN;
   say(`fork into ${count}: ${JSON.stringify(ft)}`);
   forks.push(ft);
@@ -267,11 +267,11 @@ async function main(): Promise<void> {
   }
   if (forks.length) {
     say('3. Fork of the Debian guest with its disk (eager: memory image + restore), end to end vs the same without its disk steps');
-    say('| clones | fork (ms) | disk steps (ms) | prepare | freeze | export | attach (all clones) | fork vs fork without disk steps |');
-    say('|---|---|---|---|---|---|---|---|');
+    say('| clones | blocks | fork (ms) | disk steps (ms) | prepare | freeze | export | attach (all clones) | fork vs fork without disk steps |');
+    say('|---|---|---|---|---|---|---|---|---|');
     for (const f of forks) {
       const d = diskTotal(f.diskMs);
-      say(`| ${f.clones} | ${f.totalMs} | ${d} | ${f.diskMs.prepare} | ${f.diskMs.freeze} | ${f.diskMs.export} | ${f.diskMs.attach} | ${ratio(f.totalMs, f.totalMs - d)} |`);
+      say(`| ${f.clones} | ${f.blocks} | ${f.totalMs} | ${d} | ${f.diskMs.prepare} | ${f.diskMs.freeze} | ${f.diskMs.export} | ${f.diskMs.attach} | ${ratio(f.totalMs, f.totalMs - d)} |`);
     }
   }
   say(`json ${JSON.stringify({ plain, parentFio, cloneFio, diskBytes, used, fetches, forks })}`);
