@@ -33,6 +33,8 @@ export interface BoxSpec {
   debianDisk?: string;
   /** Aborting stops this box's QEMU (another box of the run froze). */
   signal?: AbortSignal;
+  /** silences that count (NUDGE_AFTER_SEC, FROZEN_AFTER_SEC unless given: the runner's tests shorten them) */
+  silence?: { nudgeAfterSec: number; frozenAfterSec: number };
 }
 
 /**
@@ -134,20 +136,21 @@ export function bootBox(spec: BoxSpec, onLine: (line: string) => void): Promise<
   let nudgedAt = 0;
   const stop = () => child.kill('SIGTERM'); // timeout passes it on to QEMU, then kills it after 5 s
   spec.signal?.addEventListener('abort', stop, { once: true });
+  const { nudgeAfterSec, frozenAfterSec } = spec.silence ?? { nudgeAfterSec: NUDGE_AFTER_SEC, frozenAfterSec: FROZEN_AFTER_SEC };
   const frozenCheck = setInterval(() => {
     const silentMs = Date.now() - lastOutput;
-    if (!spec.interactive && jobRc === null && silentMs > NUDGE_AFTER_SEC * 1000 && nudgedAt < lastOutput && !froze) {
+    if (!spec.interactive && jobRc === null && silentMs > nudgeAfterSec * 1000 && nudgedAt < lastOutput && !froze) {
       nudgedAt = Date.now();
       nudges.sent++;
       hostNote(`SNOWFLOCK-HOST silent for ${Math.round(silentMs / 1000)} s: nudging the box (serial interrupt)`);
       child.stdin?.write('\x01'.repeat(6));
     }
-    if (!spec.interactive && jobRc === null && silentMs > FROZEN_AFTER_SEC * 1000) {
+    if (!spec.interactive && jobRc === null && silentMs > frozenAfterSec * 1000) {
       froze = true;
       clearInterval(frozenCheck);
-      askXenForState(child.stdin, hostNote).finally(stop);
+      askXenForState(child.stdin, hostNote, frozenAfterSec).finally(stop);
     }
-  }, 10_000);
+  }, Math.min(10_000, nudgeAfterSec * 250));
 
   const logLine = (line: string) => log.write(`[${((Date.now() - started) / 1000).toFixed(2).padStart(7)}] ${line}\n`);
   /** A line of the host's own in the box's log: not output of the box, so no sign of life. */
@@ -205,14 +208,16 @@ export function bootBox(spec: BoxSpec, onLine: (line: string) => void): Promise<
  * domain's vCPUs, 'r' the run queues. Xen answering shows the hypervisor alive; silence, a
  * box stuck below dom0.
  */
-async function askXenForState(stdin: NodeJS.WritableStream | null, note: (line: string) => void): Promise<void> {
+async function askXenForState(stdin: NodeJS.WritableStream | null, note: (line: string) => void, silentSec: number): Promise<void> {
   if (!stdin) return;
-  note(`SNOWFLOCK-HOST no output for ${FROZEN_AFTER_SEC} s: asking Xen for its state (debug keys d 0 q r)`);
+  note(`SNOWFLOCK-HOST no output for ${silentSec} s: asking Xen for its state (debug keys d 0 q r)`);
+  // Paced as a person at the console would, and scaled down with the silences in the runner's tests.
+  const pace = Math.min(2000, silentSec * 100);
   stdin.write('\x01\x01\x01');
   for (const key of ['d', '0', 'q', 'r']) {
-    await new Promise((r) => setTimeout(r, 2000));
+    await new Promise((r) => setTimeout(r, pace));
     stdin.write(key);
   }
-  await new Promise((r) => setTimeout(r, 20_000));
+  await new Promise((r) => setTimeout(r, pace * 10));
   note('SNOWFLOCK-HOST end of the frozen box\'s state');
 }
