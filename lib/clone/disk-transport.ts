@@ -28,6 +28,11 @@ export interface DiskTransportUsed {
   fallback?: string;
 }
 
+/** A clone's disk as one token, `xvda:mcdist` or `xvda:front (why not mcdist)`: for logs and reports. */
+export function describeDiskTransport(d: { vdev: string; blocks: BlockTransport; fallback?: string }): string {
+  return `${d.vdev}:${d.blocks}${d.fallback ? ` (${d.fallback})` : ''}`;
+}
+
 export function parseBlockTransport(v: string): BlockTransport {
   if (v === 'front' || v === 'mcdist') return v;
   throw new Error(`unknown disk transport ${v} (front or mcdist)`);

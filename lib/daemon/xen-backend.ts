@@ -21,7 +21,7 @@ import { DEFAULT_STATE_DIR, restoreLazy } from '../clone/lazy.js';
 import { cloneName } from '../clone/names.js';
 import { captureFork } from '../clone/capture-fork.js';
 import { checkDiskForkExports, diskKeysSecret, releaseForkDisks, withDiskKeys, type DiskForkAddress } from '../clone/fork-disks.js';
-import type { BlockTransport } from '../clone/disk-transport.js';
+import { describeDiskTransport, type BlockTransport } from '../clone/disk-transport.js';
 import { seal, unseal } from './seal.js';
 import { FamilyNetwork } from './family-network.js';
 import { ForkLeftovers } from './fork-leftovers.js';
@@ -127,7 +127,7 @@ export class XenBackend implements CloneBackend {
           ...(disks.length && isIPv4(this.o.advertiseHost) ? { diskOptions: { mcdist: { interfaceAddress: this.o.advertiseHost } } } : {}),
         });
         this.writeClone(c.domid, { fork: fork.fork, vmid, uuid: c.uuid });
-        if (c.disks.length) this.o.log?.('clone-disks', { domid: c.domid, vmid, disks: c.disks.map((d) => `${d.vdev}:${d.blocks}${d.fallback ? ` (${d.fallback})` : ''}`).join(',') });
+        if (c.disks.length) this.o.log?.('clone-disks', { domid: c.domid, vmid, disks: c.disks.map(describeDiskTransport).join(',') });
         built.push({ vmid, domid: c.domid });
       }
       await this.network.built(fork, descriptor.meta.nics ?? [], built);

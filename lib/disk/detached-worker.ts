@@ -72,7 +72,7 @@ export async function startDetachedWorker(o: DetachedStart): Promise<{ pid: numb
 }
 
 /** Whether `pid` is an mcdist worker (not a pid the kernel has given to another process since). */
-function isWorker(pid: number): boolean {
+export function isMcdistWorker(pid: number): boolean {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes('mcdist-worker');
   } catch {
@@ -82,7 +82,7 @@ function isWorker(pid: number): boolean {
 
 export function workerAlive(pidFile: string): boolean {
   const pid = readPid(pidFile);
-  return pid !== undefined && isWorker(pid);
+  return pid !== undefined && isMcdistWorker(pid);
 }
 
 function readPid(pidFile: string): number | undefined {
@@ -97,10 +97,10 @@ function readPid(pidFile: string): number | undefined {
 /** Stops the worker of `pidFile` (SIGTERM, then SIGKILL after 5 s) and removes the file; a worker already gone is fine. */
 export async function stopDetachedWorker(pidFile: string): Promise<void> {
   const pid = readPid(pidFile);
-  if (pid !== undefined && isWorker(pid)) {
+  if (pid !== undefined && isMcdistWorker(pid)) {
     process.kill(pid, 'SIGTERM');
     const deadline = Date.now() + 5000;
-    while (isWorker(pid) && !isZombie(pid)) {
+    while (isMcdistWorker(pid) && !isZombie(pid)) {
       if (Date.now() > deadline) {
         process.kill(pid, 'SIGKILL');
         break;

@@ -16,7 +16,7 @@ import { loadAddon } from '../../lib/xen/native.js';
 import { waitForConsole } from '../../lib/xen/console.js';
 import { cloneEager, type EagerCloneResult } from '../../lib/clone/eager.js';
 import { releaseForkDisks } from '../../lib/clone/fork-disks.js';
-import type { BlockTransport } from '../../lib/clone/disk-transport.js';
+import { describeDiskTransport, type BlockTransport } from '../../lib/clone/disk-transport.js';
 import { destroyClone } from '../../lib/descriptor/restore.js';
 import { useFamily } from '../../lib/disk/use-family.js';
 import { DEFAULT_DISK_STATE_DIR } from '../../lib/disk/record.js';
@@ -171,7 +171,7 @@ async function sliceServerBytes(fork: string): Promise<number> {
 
 /** Like fetchedBy, with the fork's disk over mcdist: the bytes are what its slice server sent. */
 async function fetchedOverMcdist(label: string, r: EagerCloneResult, command: string): Promise<Fetch> {
-  const used = r.clones.flatMap((c) => c.disks.map((d) => `${d.vdev}:${d.blocks}${d.fallback ? ` (${d.fallback})` : ''}`));
+  const used = r.clones.flatMap((c) => c.disks.map(describeDiskTransport));
   if (used.some((u) => !u.includes(':mcdist'))) throw new Error(`a clone reads its disk through the front, not mcdist: ${used.join(', ')}`);
   const fork = r.disks[0]!.fork;
   const sent0 = await sliceServerBytes(fork);

@@ -9,10 +9,11 @@
 // The job: images/testguest/programs/disk-share.mjs. The two boxes talk as in 86 (side-channel.ts).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { useFamily } from '../../lib/disk/use-family.js';
 import { DEFAULT_DISK_STATE_DIR } from '../../lib/disk/record.js';
+import { isMcdistWorker } from '../../lib/disk/detached-worker.js';
 import { vbdBackendPath } from '../../lib/xen/clone-vbd.js';
 import { loadAddon, type XenStore } from '../../lib/xen/native.js';
 import { connectedNbd, env } from './helpers.js';
@@ -47,13 +48,7 @@ interface Box2Report { lines: string[]; heldClones: number[]; vchans: number[]; 
 
 /** Slice servers and backings still running on this box (lib/disk/mcdist-worker.js processes). */
 function mcdistWorkers(): number[] {
-  return readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
-    try {
-      return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('mcdist-worker');
-    } catch {
-      return false; // ended meanwhile
-    }
-  }).map(Number);
+  return readdirSync('/proc').filter((p) => /^\d+$/.test(p)).map(Number).filter(isMcdistWorker);
 }
 
 /** The daemon's 'clone-disks' events: how each clone built on a box reads its disk. */
